@@ -1,0 +1,115 @@
+"""What every experiment shares: the context it runs in, its result record, and evaluation helpers.
+
+An experiment module (one per claim of the paper, ``d1.py`` … ``p3.py``) defines
+
+    ID, TITLE, CLAIM, PAPER                  the claim id, a title, the paper's statement, the paper's number
+    configs(ctx) -> list[TrainConfig]        the independent training runs it needs (may be empty)
+    analyse(ctx, runs) -> Result             numbers, tables, figures, from the finished runs
+    (runs: list[TrainResult] in the order of configs(ctx))
+
+and the runner (``runner.py``) trains the configs with ``geoae.train.train_many`` (finished runs are
+never redone, identical configs are shared between experiments), calls ``analyse`` and writes
+``<out>/<ID>/results.json``. The report is built from those files alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROFILES = ("quick", "paper", "tiny")
+VERDICTS = ("confirmed", "partly", "not reproduced")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where and at which scale an experiment runs.
+
+    ``profile``: ``quick`` (minutes on 2 CPU cores), ``paper`` (the paper's scale) or ``tiny`` (seconds;
+    the smoke-test budget used by the test suite: numbers are meaningless, the pipeline is exercised).
+    """
+
+    profile: str
+    seeds: tuple[int, ...]
+    out: Path  # results/<ID>/: results.json and figures
+    runs: Path  # shared run directories, keyed by config digest
+
+    def pick(self, quick, paper, tiny=None):
+        """The value for this profile (``tiny`` falls back to ``quick`` when not given)."""
+        return {"quick": quick, "paper": paper, "tiny": quick if tiny is None else tiny}[self.profile]
+
+    def figure(self, name: str) -> Path:
+        return self.out / name
+
+
+@dataclass
+class Result:
+    """What an experiment measured, with the verdict and the rule that gave it."""
+
+    numbers: dict[str, float]  # name -> value, shown in the report with `descriptions`
+    descriptions: dict[str, str]  # name -> what it is (units, on what data)
+    verdict: str  # one of VERDICTS
+    rule: str  # the verdict rule, in words, with its thresholds
+    figures: list[str] = field(default_factory=list)  # file names inside ctx.out
+    tables: list[dict] = field(default_factory=list)  # {"title", "columns", "rows"}
+    notes: str = ""  # anything a reader should know (deviations from the paper's protocol)
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict={self.verdict!r} is not one of {VERDICTS}")
+        missing = set(self.numbers) - set(self.descriptions)
+        if missing:
+            raise ValueError(f"numbers without a description: {sorted(missing)}")
+
+
+def verdict_from(confirmed: bool, partly: bool) -> str:
+    return "confirmed" if confirmed else ("partly" if partly else "not reproduced")
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+@torch.no_grad()
+def codes(model, images: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """Latent codes z (N, d) of images (N, 1, H, W) or signals (N, 1, n)."""
+    model.eval()
+    return torch.cat([model.encode(c) for c in images.split(chunk)])
+
+
+@torch.no_grad()
+def reconstructions(model, images: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """D(E(x)) for every image, same shape as ``images``."""
+    model.eval()
+    return torch.cat([model.decode(model.encode(c)) for c in images.split(chunk)])
+
+
+@torch.no_grad()
+def mse_per_image(model, images: torch.Tensor) -> np.ndarray:
+    """Per-pixel MSE of each image's reconstruction, (N,)."""
+    rec = reconstructions(model, images)
+    return (rec - images).square().flatten(1).mean(1).numpy()
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation (ties get average ranks)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(np.asarray(a), np.asarray(b)).statistic)
+
+
+def r_squared(x, y) -> float:
+    """R² of the least-squares affine fit y ≈ a·x + b."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    A = np.stack([x, np.ones_like(x)], 1)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    ss_res = float(((A @ coef - y) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+
+
+def mean_std(values) -> tuple[float, float]:
+    v = np.asarray(values, float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0

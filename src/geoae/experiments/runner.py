@@ -1,0 +1,102 @@
+"""Run the paper's experiments (D1–D7, P1–P3) and build the report.
+
+``reproduce(profile, only, out, seeds)`` runs each selected experiment in turn:
+
+1. ``configs(ctx)`` lists the training runs; ``geoae.train.train_many`` trains those not yet finished
+   under ``<out>/runs/`` (a run killed midway resumes from its checkpoint);
+2. ``analyse(ctx, runs)`` measures, draws its figures and returns a ``Result``;
+3. ``<out>/<ID>/results.json`` is written atomically, with the config, seeds and git commit.
+
+An experiment whose results file already exists for the same profile and seeds is not redone, so an
+interrupted ``reproduce`` resumes where it stopped. An experiment that raises is recorded as failed
+(with the error) and the others still run. The report (``report.md``, ``report.html``) and
+``REPRODUCE.md`` are then generated from the results files alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from ..train import git_commit, train_many, write_json
+from .common import PROFILES, Context
+
+EXPERIMENTS = ("D1", "D2", "D3", "D4", "D5", "D6", "D7", "P1", "P2", "P3")
+DEFAULT_SEEDS = {"quick": 3, "paper": 5, "tiny": 1}
+
+
+def load_experiment(exp_id: str):
+    """The module implementing claim ``exp_id`` (e.g. ``geoae.experiments.d4``)."""
+    return importlib.import_module(f"geoae.experiments.{exp_id.lower()}")
+
+
+def check_args(profile: str, only, seeds) -> list[str]:
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not one of {', '.join(map(repr, PROFILES))}")
+    ids = list(EXPERIMENTS) if not only else [s.upper() for s in only]
+    unknown = [i for i in ids if i not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"--only: unknown experiment ids {unknown}; allowed: {', '.join(EXPERIMENTS)}")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    return ids
+
+
+def run_experiment(exp_id: str, ctx: Context, *, progress: bool = True) -> dict:
+    """Run one experiment and write its results file; a failure is recorded, not raised."""
+    record = {"id": exp_id, "profile": ctx.profile, "seeds": list(ctx.seeds), "git_commit": git_commit()}
+    t0 = time.perf_counter()
+    try:
+        module = load_experiment(exp_id)
+        record |= {"title": module.TITLE, "claim": module.CLAIM, "paper": module.PAPER}
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        configs = module.configs(ctx)
+        record["configs"] = [c.to_dict() for c in configs]
+        runs = train_many(configs, ctx.runs, progress=progress)
+        result = module.analyse(ctx, runs)
+        record |= {"status": "ok"} | asdict(result)
+    except Exception as err:  # noqa: BLE001 - a failed experiment is reported, the others go on
+        record |= {"status": "failed", "error": f"{type(err).__name__}: {err}",
+                   "traceback": traceback.format_exc()}
+    record["runtime_s"] = round(time.perf_counter() - t0, 2)
+    write_json(ctx.out / "results.json", record)
+    return record
+
+
+def is_done(path: Path, profile: str, seeds: tuple[int, ...]) -> bool:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return rec.get("status") == "ok" and rec.get("profile") == profile and rec.get("seeds") == list(seeds)
+
+
+def reproduce(profile: str = "quick", only=None, out: Path | str = "results", seeds: int | None = None,
+              *, progress: bool = True) -> int:
+    """Run the selected experiments, then write the report; returns 0, or 1 if any experiment failed."""
+    from ..report import build_report
+
+    ids = check_args(profile, only, seeds)
+    out = Path(out)
+    seed_list = tuple(range(seeds if seeds is not None else DEFAULT_SEEDS[profile]))
+    print(f"geoae reproduce: profile={profile} seeds={list(seed_list)} experiments={','.join(ids)} -> {out}/")
+    failed = []
+    for k, exp_id in enumerate(ids, 1):
+        ctx = Context(profile=profile, seeds=seed_list, out=out / exp_id, runs=out / "runs" / profile)
+        if is_done(ctx.out / "results.json", profile, seed_list):
+            print(f"[{k}/{len(ids)}] {exp_id}: already done, kept")
+            continue
+        print(f"[{k}/{len(ids)}] {exp_id}: running", flush=True)
+        rec = run_experiment(exp_id, ctx, progress=progress)
+        if rec["status"] == "ok":
+            print(f"[{k}/{len(ids)}] {exp_id}: {rec['verdict']} ({rec['runtime_s']:.0f} s)", flush=True)
+        else:
+            failed.append(exp_id)
+            print(f"[{k}/{len(ids)}] {exp_id}: FAILED ({rec['error']})", flush=True)
+    paths = build_report(out)
+    print("report: " + ", ".join(str(p) for p in paths))
+    return 1 if failed else 0

@@ -1,0 +1,478 @@
+"""Training: Adam on the per-pixel MSE plus a regulariser, reproducible and resumable.
+
+The objective of Newson et al. (JMIV 2020, Sec. 3 and 4.3) is
+
+    L(θ) = 1/(B·#pix) Σ_b ‖D(E(x_b)) − x_b‖²  +  λ · ψ(θ, x)
+
+with ψ one of the paper's regularisers (``locality`` = "type 1", ``l2_all`` = "type 2", ``l2_encoder`` =
+"type 3") or the released code's ``contractive`` penalty (SPEC §3).
+
+A run is a directory::
+
+    config.json         the full TrainConfig, the seed, the git commit
+    history.json        loss / mse / penalty at every logged iteration
+    metrics.json        final numbers (written last: its presence marks a finished run)
+    model.safetensors   the final weights
+    checkpoint.safetensors  weights + Adam state + RNG state + iteration (no pickle)
+
+A run killed at any point resumes from its last checkpoint and ends with the same weights as an
+uninterrupted run of the same config (the batch sampler's RNG state is part of the checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .data import DiracData, DiskData, render_disks, sample_radii
+from .models import Autoencoder, ModelConfig, build_model
+
+REGULARISERS = ("none", "locality", "l2_all", "l2_encoder", "contractive")
+CHECKPOINT_FORMAT = "geoae-checkpoint-1"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept on disk."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is corrupted or belongs to another configuration."""
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (with the code version, recorded separately)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DiskData | DiracData = field(default_factory=lambda: DiskData(n=1000))
+    iterations: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    regulariser: str = "none"
+    reg_weight: float = 0.0
+    seed: int = 0
+    data_seed: int | None = None  # None: the same as `seed`
+    log_every: int = 50
+    checkpoint_every: int = 500
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.data.validate()
+        _check_int("iterations", self.iterations, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("log_every", self.log_every, 1)
+        _check_int("checkpoint_every", self.checkpoint_every, 1)
+        _check_int("seed", self.seed, 0)
+        if self.data_seed is not None:
+            _check_int("data_seed", self.data_seed, 0)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.regulariser not in REGULARISERS:
+            raise ValueError(
+                f"regulariser={self.regulariser!r} is not one of {', '.join(map(repr, REGULARISERS))}"
+            )
+        if not (math.isfinite(self.reg_weight) and self.reg_weight >= 0):
+            raise ValueError(f"reg_weight must be a finite number >= 0, got {self.reg_weight!r}")
+        is_dirac = isinstance(self.data, DiracData)
+        want_1d = is_dirac and self.data.ndim == 1
+        if want_1d != (self.model.arch == "paper1d"):
+            raise ValueError(
+                f"model.arch={self.model.arch!r} does not fit the data ({type(self.data).__name__}"
+                f"{', ndim=1' if want_1d else ''}): use arch 'paper1d' for 1-D Dirac signals and a 2-D arch "
+                "otherwise"
+            )
+        if self.model.size != self.data.size:
+            raise ValueError(f"model.size={self.model.size} differs from data.size={self.data.size}")
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in (f.name for f in dataclasses.fields(self))}
+        d["model"] = self.model.to_dict()
+        d["data"] = {"kind": "diracs" if isinstance(self.data, DiracData) else "disks"} | _plain(self.data)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; allowed: {sorted(known)}")
+        if "model" in d:
+            d["model"] = ModelConfig.from_dict(d["model"])
+        if "data" in d:
+            d["data"] = _data_from_dict(d["data"])
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+    def digest(self) -> str:
+        """A short hash of the config: names run directories and ties checkpoints to their config."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _check_int(name: str, value, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+
+
+def _plain(obj) -> dict:
+    def conv(v):
+        if isinstance(v, tuple | list):
+            return [conv(x) for x in v]
+        return v
+
+    return {f.name: conv(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def _data_from_dict(d: dict) -> DiskData | DiracData:
+    d = dict(d)
+    kind = d.pop("kind", "disks")
+    classes = {"disks": DiskData, "diracs": DiracData}
+    if kind not in classes:
+        raise ValueError(f"data.kind={kind!r} is not one of 'disks', 'diracs'")
+    cls = classes[kind]
+    known = {f.name for f in dataclasses.fields(cls)}
+    if set(d) - known:
+        raise ValueError(f"unknown data keys {sorted(set(d) - known)} for kind {kind!r}; allowed: {sorted(known)}")
+    for key in ("exclude", "hole"):
+        if d.get(key) is not None:
+            v = d[key]
+            d[key] = tuple(tuple(x) for x in v) if key == "exclude" else tuple(v)
+    return cls(**d)
+
+
+def git_commit() -> str:
+    """The code version recorded with every result (``unknown`` outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        sha = out.stdout.strip()
+        if out.returncode != 0 or not sha:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+            timeout=5, cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------------- atomic I/O
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (temporary file + rename): a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------- losses
+
+
+class Loss(NamedTuple):
+    total: torch.Tensor
+    mse: torch.Tensor
+    penalty: torch.Tensor
+
+
+def mse_per_pixel(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean over batch and pixels of (x̂ − x)²: the paper's reconstruction loss."""
+    return F.mse_loss(x_hat, x)
+
+
+def locality_penalty(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Paper's "type 1": mean over the batch of (‖x − x′‖² − ‖E(x) − E(x′)‖²)², x′ the nearest other image."""
+    flat = x.flatten(1)
+    dist = torch.cdist(flat, flat).square()
+    dist.fill_diagonal_(float("inf"))
+    nn_index = dist.argmin(dim=1)
+    dx = (flat - flat[nn_index]).square().sum(1)
+    dz = (z - z[nn_index]).square().sum(1)
+    return (dx - dz).square().mean()
+
+
+def weight_penalty(weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Σ‖w‖² over convolution kernels (paper's "type 2" with all kernels, "type 3" with the encoder's)."""
+    return torch.stack([w.square().sum() for w in weights]).sum()
+
+
+def contractive_penalty(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    """Released code's penalty: mean over batch, pixels and code dimensions of (∂z_k/∂x)²."""
+    x = x.detach().requires_grad_(True)
+    z = model.encode(x)
+    total = x.new_zeros(())
+    for k in range(z.shape[1]):
+        (g,) = torch.autograd.grad(z[:, k].sum(), x, create_graph=True)
+        total = total + g.square().mean()
+    return total / z.shape[1]
+
+
+def compute_loss(model: Autoencoder, x: torch.Tensor, regulariser: str, weight: float) -> Loss:
+    """Loss of one batch x (B, 1, H, W) or (B, 1, n)."""
+    z = model.encode(x)
+    x_hat = model.decode(z)
+    mse = mse_per_pixel(x_hat, x)
+    if regulariser == "none" or weight == 0:
+        penalty = mse.new_zeros(())
+    elif regulariser == "locality":
+        penalty = locality_penalty(x, z)
+    elif regulariser == "l2_all":
+        penalty = weight_penalty(model.encoder_weights() + model.decoder_weights())
+    elif regulariser == "l2_encoder":
+        penalty = weight_penalty(model.encoder_weights())
+    elif regulariser == "contractive":
+        penalty = contractive_penalty(model, x)
+    else:  # validated before; kept for direct callers
+        raise ValueError(f"regulariser={regulariser!r} is not one of {', '.join(map(repr, REGULARISERS))}")
+    return Loss(mse + weight * penalty, mse, penalty)
+
+
+# -------------------------------------------------------------------------------------------- batches
+
+
+class BatchSource:
+    """Yields training batches: indices into a fixed training set, or fresh disks every batch."""
+
+    def __init__(self, config: TrainConfig):
+        data_seed = config.seed if config.data_seed is None else config.data_seed
+        self.config = config
+        self.fresh = isinstance(config.data, DiskData) and config.data.fresh
+        self.generator = torch.Generator().manual_seed(data_seed + 1_000_003)
+        if isinstance(config.data, DiskData):
+            self.images, self.params = config.data.make(config.data.n, seed=data_seed)
+        else:
+            self.images, self.params = config.data.make(seed=data_seed)
+
+    def next(self) -> torch.Tensor:
+        b = self.config.batch_size
+        if self.fresh:
+            d = self.config.data
+            radii = sample_radii(
+                b, size=d.size, r_min=d.r_min, r_max=d.r_max, exclude=d.exclude, seed=self.generator
+            )
+            return render_disks(radii, size=d.size, rendering=d.rendering, sigma=d.sigma)
+        idx = torch.randint(len(self.images), (b,), generator=self.generator)
+        return self.images[idx]
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class TrainResult:
+    """A finished run: the trained model, its logged history and final metrics."""
+
+    config: TrainConfig
+    model: Autoencoder
+    history: list[dict]
+    metrics: dict
+    out_dir: Path | None = None
+
+
+def run_name(config: TrainConfig) -> str:
+    return f"{config.model.arch}-{config.regulariser}-s{config.seed}-{config.digest()}"
+
+
+def is_finished(out_dir: Path) -> bool:
+    return (Path(out_dir) / "metrics.json").exists() and (Path(out_dir) / "model.safetensors").exists()
+
+
+def load_run(out_dir: Path) -> TrainResult:
+    """Load a finished run directory (config, final model, history, metrics)."""
+    out_dir = Path(out_dir)
+    config = TrainConfig.from_dict(json.loads((out_dir / "config.json").read_text())["config"])
+    model = build_model(config.model, seed=config.seed)
+    try:
+        state = load_file(str(out_dir / "model.safetensors"))
+        model.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise CheckpointError(f"{out_dir / 'model.safetensors'} cannot be loaded: {err}") from err
+    history = json.loads((out_dir / "history.json").read_text())
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    return TrainResult(config, model, history, metrics, out_dir)
+
+
+def save_checkpoint(path: Path, config: TrainConfig, model, optimizer, batches: BatchSource,
+                    iteration: int, history: list[dict]) -> None:
+    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    for i, p in enumerate(model.parameters()):
+        state = optimizer.state.get(p, {})
+        for key, value in state.items():
+            tensors[f"adam.{i}.{key}"] = torch.as_tensor(value).detach().clone().reshape(-1) \
+                if key == "step" else value.detach().clone()
+    tensors["rng.batches"] = batches.generator.get_state()
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "config_digest": config.digest(),
+        "iteration": str(iteration),
+        "history": json.dumps(history),
+    }
+    _save_tensors(Path(path), tensors, metadata)
+
+
+def load_checkpoint(path: Path, config: TrainConfig, model, optimizer, batches: BatchSource) -> tuple[int, list]:
+    """Restore model, Adam and RNG state; refuses a corrupted checkpoint or one of another config."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({err}); delete it to restart") from err
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
+    if metadata.get("config_digest") != config.digest():
+        raise CheckpointError(
+            f"checkpoint {path} belongs to another configuration (digest {metadata.get('config_digest')}, "
+            f"expected {config.digest()}); use another output directory or delete it"
+        )
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        for i, p in enumerate(model.parameters()):
+            keys = [k for k in tensors if k.startswith(f"adam.{i}.")]
+            if keys:
+                state = {k.split(".", 2)[2]: tensors[k] for k in keys}
+                state["step"] = state["step"].reshape(())
+                optimizer.state[p] = state
+        batches.generator.set_state(tensors["rng.batches"])
+        iteration = int(metadata["iteration"])
+        history = json.loads(metadata["history"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} does not match the model: {err}") from err
+    return iteration, history
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    return torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+
+
+def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = False,
+          resume: bool = True) -> TrainResult:
+    """Train an autoencoder; with ``out_dir`` the run is recorded there and can resume.
+
+    A finished run in ``out_dir`` (with the same config) is loaded, not retrained.
+    Raises ``TrainingDiverged`` if the loss stops being finite (the last good checkpoint stays).
+    """
+    config.validate()
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None and resume and is_finished(out_dir):
+        done = load_run(out_dir)
+        if done.config.digest() != config.digest():
+            raise CheckpointError(f"{out_dir} holds a finished run of another configuration")
+        return done
+    model = build_model(config.model, seed=config.seed)
+    optimizer = make_optimizer(model, config)
+    batches = BatchSource(config)
+    start, history = 0, []
+    ckpt = out_dir / "checkpoint.safetensors" if out_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "config.json", {"config": config.to_dict(), "git_commit": git_commit(),
+                                             "torch": torch.__version__})
+        if resume and ckpt.exists():
+            start, history = load_checkpoint(ckpt, config, model, optimizer, batches)
+
+    bar = _progress(config.iterations, start, progress, run_name(config))
+    t0 = time.perf_counter()
+    for it in range(start, config.iterations):
+        x = batches.next()
+        loss = compute_loss(model, x, config.regulariser, config.reg_weight)
+        if not torch.isfinite(loss.total):
+            bar.close()
+            kept = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.exists() else ""
+            raise TrainingDiverged(
+                f"loss became {loss.total.item()} at iteration {it + 1} (lr={config.lr}); "
+                f"try a lower learning rate, e.g. --lr {config.lr / 10:g}{kept}"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        optimizer.step()
+        step = it + 1
+        if step % config.log_every == 0 or step == config.iterations:
+            history.append({"iteration": step, "loss": loss.total.item(), "mse": loss.mse.item(),
+                            "penalty": loss.penalty.item()})
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3e}")
+        bar.update(1)
+        if ckpt is not None and (step % config.checkpoint_every == 0) and step < config.iterations:
+            save_checkpoint(ckpt, config, model, optimizer, batches, step, history)
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    metrics = final_metrics(model, batches, config)
+    metrics |= {"iterations": config.iterations, "train_seconds": elapsed,
+                "images_per_second": (config.iterations - start) * config.batch_size / max(elapsed, 1e-9)}
+    if out_dir is not None:
+        _save_tensors(out_dir / "model.safetensors", dict(model.state_dict()), {"config_digest": config.digest()})
+        write_json(out_dir / "history.json", history)
+        write_json(out_dir / "metrics.json", metrics)
+        if ckpt.exists():
+            ckpt.unlink()
+    return TrainResult(config, model, history, metrics, out_dir)
+
+
+@torch.no_grad()
+def final_metrics(model: Autoencoder, batches: BatchSource, config: TrainConfig) -> dict:
+    """MSE of the final model on the whole training set (a fixed set, or 1000 samples of the fresh stream)."""
+    if batches.fresh:
+        d = config.data
+        images, _ = d.make(1000, seed=(config.seed if config.data_seed is None else config.data_seed) + 7)
+    else:
+        images = batches.images
+    mse = sum(mse_per_pixel(model(chunk).x_hat, chunk).item() * len(chunk) for chunk in images.split(1024))
+    return {"train_mse": mse / len(images)}
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, leave=False,
+                mininterval=0.5, dynamic_ncols=True)
+
+
+def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bool = False) -> list[TrainResult]:
+    """Train independent runs under ``root/<run_name>``; finished runs are loaded, never redone.
+
+    The experiments describe their training as a list of configs handed to this runner, so the same
+    experiment can be spread over processes later without being rewritten.
+    """
+    for c in configs:
+        c.validate()
+    root = Path(root)
+    return [train(c, root / run_name(c), progress=progress) for c in configs]

@@ -1,0 +1,72 @@
+"""The report builder, on fixed results files written by the test (no training)."""
+
+import json
+
+import pytest
+
+from geoae.report import build_report, fmt, load_results
+from geoae.train import write_json
+
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000105fe02fea70000000049454e44ae426082"
+)
+
+
+def _ok(exp_id, value, verdict="confirmed"):
+    return {
+        "id": exp_id, "title": f"title {exp_id}", "claim": f"claim of {exp_id}", "paper": "paper says so",
+        "status": "ok", "profile": "quick", "seeds": [0, 1, 2], "git_commit": "abc123", "runtime_s": 12.5,
+        "numbers": {"spearman_rho": value, "n_runs": 3}, "descriptions": {"spearman_rho": "rank corr",
+                                                                          "n_runs": "runs"},
+        "verdict": verdict, "rule": "confirmed if rho > 0.99", "figures": ["fig.png"],
+        "tables": [{"title": "per seed", "columns": ["seed", "rho"], "rows": [[0, value], [1, 0.5]]}],
+        "notes": "",
+    }
+
+
+@pytest.fixture()
+def results(tmp_path):
+    write_json(tmp_path / "D2" / "results.json", _ok("D2", 0.987654321))
+    (tmp_path / "D2" / "fig.png").write_bytes(PNG_1x1)
+    write_json(tmp_path / "D6" / "results.json", _ok("D6", 1.5e-5, verdict="not reproduced"))
+    write_json(tmp_path / "D4" / "results.json", {"id": "D4", "status": "failed", "profile": "quick",
+                                                   "seeds": [0], "runtime_s": 1.0,
+                                                   "error": "RuntimeError: boom"})
+    return tmp_path
+
+
+def test_numbers_come_from_the_results_files(results):
+    md_path, html_path, rep_path = build_report(results)
+    md = md_path.read_text()
+    assert fmt(0.987654321) == "0.9877" and "0.9877" in md
+    assert "1.500e-05" in md  # the D6 number, formatted, not typed
+    assert "Verdict: not reproduced." in md and "Rule: confirmed if rho > 0.99" in md
+    assert md.index("## D2") < md.index("## D4") < md.index("## D6")  # the paper's order
+    html = html_path.read_text()
+    assert "data:image/png;base64," in html  # self-contained: the figure is embedded
+    assert "<script" not in html
+    rep = rep_path.read_text()
+    assert "`geoae reproduce --profile quick --only D2`" in rep and "12 s" in rep
+
+
+def test_failed_experiment_is_reported_as_failed(results):
+    md = build_report(results)[0].read_text()
+    assert "Verdict: FAILED" in md and "RuntimeError: boom" in md
+    assert "| D4 |  | failed |" in md
+
+
+def test_unreadable_results_file_is_a_failure_not_a_crash(results):
+    (results / "D7").mkdir()
+    (results / "D7" / "results.json").write_text("{not json")
+    recs = {r["id"]: r for r in load_results(results)}
+    assert recs["D7"]["status"] == "failed"
+    assert "FAILED" in build_report(results)[0].read_text()
+
+
+def test_reproduce_md_written_where_asked(results, tmp_path):
+    target = tmp_path / "elsewhere" / "REPRODUCE.md"
+    target.parent.mkdir()
+    build_report(results, reproduce_md=target)
+    assert target.read_text() == (results / "REPRODUCE.md").read_text()
+    assert json.loads((results / "D2" / "results.json").read_text())["numbers"]["n_runs"] == 3
