@@ -113,3 +113,36 @@ def r_squared(x, y) -> float:
 def mean_std(values) -> tuple[float, float]:
     v = np.asarray(values, float)
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+# ------------------------------------------------------------------------------ shared disk runs
+
+
+def disk_config(ctx: Context, *, seed: int = 0, bias: bool = True, exclude=(), r_max: float | None = None,
+                regulariser: str = "none", reg_weight: float = 0.0, iterations: int | None = None):
+    """The paper's disk autoencoder run (paper64, d = 1, 64 × 64 ``area`` disks, Adam 1e-3, batch 64).
+
+    Every disk experiment builds its runs here, so identical runs (e.g. the biased baseline used by D1,
+    D2 and D5) have identical configs and are trained once. Scale per profile: ``quick`` 3,000 iterations
+    on 1,000 fixed images, ``paper`` 10,000 iterations, ``tiny`` 4 iterations on 64 images.
+    """
+    from ..data import DiskData
+    from ..models import ModelConfig
+    from ..train import TrainConfig
+
+    n_train = ctx.pick(1000, 1000, tiny=64)
+    iters = iterations if iterations is not None else ctx.pick(3000, 10000, tiny=4)
+    return TrainConfig(
+        model=ModelConfig(arch="paper64", size=64, latent_dim=1, bias=bias),
+        data=DiskData(n=n_train, size=64, rendering="area", r_max=r_max, exclude=tuple(exclude)),
+        iterations=iters, batch_size=64, lr=1e-3, regulariser=regulariser, reg_weight=reg_weight,
+        seed=seed, log_every=ctx.pick(50, 100, tiny=1), checkpoint_every=500,
+    )
+
+
+def disk_test_set(ctx: Context, *, r_max: float = 32.0):
+    """Evenly spaced test radii over [0, r_max] and their ``area`` images: (N, 1, 64, 64), (N,)."""
+    from ..data import render_disks, test_radii
+
+    radii = test_radii(ctx.pick(129, 257, tiny=17), size=64, r_max=r_max)
+    return render_disks(radii, size=64, rendering="area"), radii

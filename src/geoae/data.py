@@ -1,0 +1,522 @@
+"""Data with ground truth: centred disks (size) and Diracs (position).
+
+The two data sets of Newson, Almansa, Gousseau & Ladjal, *Processing Simple Geometric Attributes with
+Autoencoders* (JMIV 2020): images of one centred disk of radius r (the paper's size experiments, whose
+indicator is 1_{B_r}) and one-hot signals / images (its position experiments). See SPEC section 1.
+
+Notation: image side m; pixel (i, j) has centre (x, y) = (j - c, i - c) with c = (m - 1)/2, so pixel
+(i, j) covers the unit square [x - 1/2, x + 1/2] x [y - 1/2, y + 1/2] and a centred disk is symmetric.
+Images are float32 tensors (B, 1, m, m) in [0, 1]; 1-D signals are (B, 1, n).
+
+Disk renderings (all deterministic):
+- ``binary``: 1 where the pixel centre satisfies x^2 + y^2 <= r^2.
+- ``area``: the exact area of (pixel square) ∩ B_r, from the closed-form antiderivative of
+  sqrt(r^2 - u^2), evaluated in float64 (error ~1e-12 per pixel, below float32 rounding).
+- ``gaussian``: (1_{B_r} * G_sigma) at the pixel centre, i.e. P(|t + sigma N| <= r) for N ~ N(0, I_2):
+  the authors' released data (800 Monte Carlo offsets, sigma = 0.5) in expectation. It is the CDF of a
+  non-central chi-square with 2 degrees of freedom (scipy.special.chndtr, error ~1e-14); pixels with
+  |rho - r| >= 8 sigma are set to exactly 0 or 1 (error <= exp(-32) ~ 1e-14).
+
+Generators follow scikit-learn's habit: they return the data *and* the ground truth, and take an
+explicit ``seed`` (an int or a torch.Generator), never global random state.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from scipy import special
+
+RENDERINGS = ("binary", "area", "gaussian")
+SCHEMES = ("all", "random", "hole", "stride", "quadrant")
+Seed = int | torch.Generator
+Interval = tuple[float, float]
+
+_CHUNK = 512  # disks rendered at once (bounds float64 scratch memory)
+_GAUSS_BAND = 8.0  # in units of sigma: beyond it the gaussian rendering is exactly 0 or 1
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int in [minimum, maximum], else a ValueError naming ``name``."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok and value >= minimum and (maximum is None or value <= maximum):
+        return int(value)
+    allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of " + ", ".join(repr(c) for c in choices))
+    return value
+
+
+def _check_sigma(sigma) -> float:
+    if not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be > 0 and finite, got {sigma!r}")
+    return float(sigma)
+
+
+def _check_radii(radii) -> np.ndarray:
+    """Radii (B,) as float64 numpy, each finite and >= 0."""
+    r = torch.as_tensor(radii).detach().cpu().double().numpy()
+    if r.ndim != 1:
+        raise ValueError(f"radii must be a 1-D sequence (B,), got shape {tuple(r.shape)}")
+    bad = ~np.isfinite(r) | (r < 0)
+    if bad.any():
+        raise ValueError(f"radius must be finite and >= 0, got {float(r[bad][0])!r}")
+    return r
+
+
+def _radius_range(size: int, r_min, r_max) -> tuple[float, float]:
+    """Resolve r_max=None to m/2 and check 0 <= r_min < r_max <= m/2."""
+    half = size / 2
+    r_max = half if r_max is None else r_max
+    for name, v in (("r_min", r_min), ("r_max", r_max)):
+        if not (isinstance(v, numbers.Real) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {v!r}")
+    if r_max > half:
+        raise ValueError(f"r_max={r_max:g} must be <= size/2 = {half:g}")
+    if r_min >= r_max:
+        raise ValueError(f"r_min={r_min:g} must be < r_max={r_max:g}")
+    return float(r_min), float(r_max)
+
+
+def _normalise_exclude(exclude) -> tuple[Interval, ...]:
+    """``exclude`` as a tuple of (lo, hi) float pairs with lo < hi (hashable, JSON friendly)."""
+    hint = "exclude must be a sequence of (lo, hi) pairs, e.g. ((11, 18),)"
+    if not isinstance(exclude, Sequence) or isinstance(exclude, str):
+        raise ValueError(f"{hint}, got {exclude!r}")
+    out = []
+    for item in exclude:
+        if not (isinstance(item, Sequence) and len(item) == 2):
+            raise ValueError(f"{hint}, got {exclude!r}")
+        lo, hi = item
+        if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (lo, hi)) or lo >= hi:
+            raise ValueError(f"exclude interval {tuple(item)!r} must be finite numbers with lo < hi")
+        out.append((float(lo), float(hi)))
+    return tuple(out)
+
+
+def _allowed_intervals(size: int, r_min, r_max, exclude) -> list[Interval]:
+    """[r_min, r_max] minus the open intervals of ``exclude``, as sorted disjoint (lo, hi) pieces."""
+    r_min, r_max = _radius_range(size, r_min, r_max)
+    exclude = _normalise_exclude(exclude)
+    for lo, hi in exclude:
+        if hi <= r_min or lo >= r_max:
+            raise ValueError(
+                f"exclude interval ({lo:g}, {hi:g}) lies outside [r_min, r_max] = [{r_min:g}, {r_max:g}]"
+            )
+    pieces, start = [], r_min
+    for lo, hi in sorted(exclude):
+        if lo > start:
+            pieces.append((start, min(lo, r_max)))
+        start = max(start, hi)
+    if start < r_max:
+        pieces.append((start, r_max))
+    if not pieces:
+        raise ValueError(
+            f"exclude intervals cover the whole range [{r_min:g}, {r_max:g}]: nothing left to sample"
+        )
+    return pieces
+
+
+def _generator(seed: Seed) -> torch.Generator:
+    if isinstance(seed, torch.Generator):
+        return seed
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return torch.Generator().manual_seed(int(seed))
+    raise ValueError(f"seed must be an int or a torch.Generator, got {seed!r}")
+
+
+def _default_hole(size: int) -> tuple[int, int]:
+    """The middle quarter of [0, size) (at least one position)."""
+    width = max(1, size // 4)
+    lo = (size - width) // 2
+    return lo, lo + width
+
+
+def _check_dirac_args(size, ndim, scheme, fraction, hole, stride, quadrant):
+    """Validate the Dirac scheme parameters; return (size, ndim, hole) with the default hole resolved."""
+    size = _check_int("size", size, 2)
+    ndim = _check_int("ndim", ndim, 1, 2)
+    _check_choice("scheme", scheme, SCHEMES)
+    if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    _check_int("stride", stride, 1, size)
+    _check_int("quadrant", quadrant, 0, 3)
+    if scheme == "quadrant" and ndim != 2:
+        raise ValueError("quadrant is only defined for ndim=2 (got ndim=1); use scheme='hole' in 1-D")
+    if hole is None:
+        return size, ndim, _default_hole(size)
+    ints = (
+        isinstance(hole, Sequence)
+        and len(hole) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in hole)
+    )
+    if not (ints and 0 <= hole[0] < hole[1] <= size):
+        raise ValueError(
+            f"hole must be a pair of ints (lo, hi) with 0 <= lo < hi <= size = {size}, got {hole!r}"
+        )
+    if (hole[0], hole[1]) == (0, size):
+        raise ValueError(f"hole={tuple(hole)!r} removes every position of [0, {size})")
+    return size, ndim, (int(hole[0]), int(hole[1]))
+
+
+# --------------------------------------------------------------------------- disks
+
+
+def _quadrant_area(X: np.ndarray, Y: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Area of B_r ∩ [0, X] x [0, Y] for X, Y, r >= 0 (broadcast).
+
+    = Y * b + G(a) - G(b) with a = min(X, r), b = min(a, sqrt(r^2 - Y^2)_+) and
+    G(u) = int_0^u sqrt(r^2 - t^2) dt = (u sqrt(r^2 - u^2) + r^2 asin(u / r)) / 2.
+    """
+
+    def G(u):
+        return 0.5 * (
+            u * np.sqrt(np.maximum(r * r - u * u, 0.0))
+            + r * r * np.arcsin(np.clip(u / np.maximum(r, 1e-300), -1.0, 1.0))
+        )
+
+    a = np.minimum(X, r)
+    b = np.minimum(a, np.sqrt(np.maximum(r * r - Y * Y, 0.0)))
+    return Y * b + G(a) - G(b)
+
+
+def _render_area(r: np.ndarray, size: int) -> np.ndarray:
+    """Exact pixel coverage (B, m, m) float64 by inclusion-exclusion of signed quadrant areas."""
+    edges = np.arange(size + 1) - size / 2  # pixel edges, symmetric about 0
+    mags, inv = np.unique(np.abs(edges), return_inverse=True)
+    sign = np.sign(edges)
+    qa = _quadrant_area(mags[None, :, None], mags[None, None, :], r[:, None, None])  # (B, K, K)
+    q = qa[:, inv][:, :, inv] * (sign[:, None] * sign[None, :])  # (B, m+1, m+1)
+    area = q[:, 1:, 1:] - q[:, :-1, 1:] - q[:, 1:, :-1] + q[:, :-1, :-1]
+    # Pixels wholly outside / inside the disk are exactly 0 / 1 (no round-off residue).
+    lo, hi = edges[:-1], edges[1:]
+    near = np.where((lo < 0) & (hi > 0), 0.0, np.minimum(np.abs(lo), np.abs(hi)))
+    far = np.maximum(np.abs(lo), np.abs(hi))
+    r2 = (r * r)[:, None, None]
+    area = np.where(near[:, None] ** 2 + near[None, :] ** 2 >= r2, 0.0, area)
+    return np.where(far[:, None] ** 2 + far[None, :] ** 2 <= r2, 1.0, area)
+
+
+@lru_cache(maxsize=8)
+def _pixel_rho(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct pixel-centre distances rho (K,) and, per pixel (m*m,), the index into them."""
+    x = np.arange(size) - (size - 1) / 2
+    rho2 = (x[:, None] ** 2 + x[None, :] ** 2).ravel()  # exact: multiples of 1/4
+    uniq, inv = np.unique(rho2, return_inverse=True)
+    rho = np.sqrt(uniq)
+    rho.flags.writeable = False
+    inv.flags.writeable = False
+    return rho, inv
+
+
+def _render_gaussian(r: np.ndarray, size: int, sigma: float) -> np.ndarray:
+    """P(|t + sigma N| <= r) at every pixel centre t: (B, m, m) float64."""
+    rho, inv = _pixel_rho(size)
+    diff = rho[None, :] - r[:, None]  # (B, K)
+    v = (diff < 0).astype(np.float64)
+    band = np.abs(diff) < _GAUSS_BAND * sigma
+    rb = np.broadcast_to(r[:, None], diff.shape)[band] / sigma
+    pb = np.broadcast_to(rho[None, :], diff.shape)[band] / sigma
+    v[band] = special.chndtr(rb * rb, 2, pb * pb)
+    return v[:, inv].reshape(-1, size, size)
+
+
+def _render_binary(r: np.ndarray, size: int) -> np.ndarray:
+    x = np.arange(size) - (size - 1) / 2
+    rho2 = x[:, None] ** 2 + x[None, :] ** 2
+    return (rho2[None] <= (r * r)[:, None, None]).astype(np.float64)
+
+
+def render_disks(radii, *, size: int = 64, rendering: str = "area", sigma: float = 0.5) -> torch.Tensor:
+    """Images of centred disks: radii (B,) -> (B, 1, m, m) float32 in [0, 1].
+
+    Any finite radius >= 0 is drawn (disks larger than the image are clipped), so that extrapolation
+    tests can render radii beyond the training range. ``sigma`` (px) is used by ``gaussian`` only.
+    """
+    size = _check_int("size", size, 2)
+    _check_choice("rendering", rendering, RENDERINGS)
+    sigma = _check_sigma(sigma)
+    r = _check_radii(radii)
+    out = np.empty((len(r), size, size), dtype=np.float32)
+    for start in range(0, len(r), _CHUNK):
+        rc = r[start : start + _CHUNK]
+        if rendering == "binary":
+            img = _render_binary(rc, size)
+        elif rendering == "area":
+            img = _render_area(rc, size)
+        else:
+            img = _render_gaussian(rc, size, sigma)
+        out[start : start + _CHUNK] = np.clip(img, 0.0, 1.0)
+    return torch.from_numpy(out).unsqueeze(1)
+
+
+def sample_radii(
+    n: int,
+    *,
+    size: int = 64,
+    r_min: float = 0.0,
+    r_max: float | None = None,
+    exclude: Sequence[Interval] = (),
+    seed: Seed,
+) -> torch.Tensor:
+    """n radii (n,) float32, uniform on [r_min, r_max] minus the open intervals of ``exclude``.
+
+    A uniform draw on the total allowed length is mapped onto the allowed pieces (no rejection loop).
+    r_max defaults to m/2.
+    """
+    n = _check_int("n", n, 0)
+    size = _check_int("size", size, 2)
+    pieces = _allowed_intervals(size, r_min, r_max, exclude)
+    gen = _generator(seed)
+    lo = torch.tensor([p[0] for p in pieces], dtype=torch.float64)
+    hi = torch.tensor([p[1] for p in pieces], dtype=torch.float64)
+    cum = torch.cumsum(hi - lo, 0)
+    u = torch.rand(n, generator=gen, dtype=torch.float64) * cum[-1]
+    k = torch.searchsorted(cum, u, right=True).clamp(max=len(pieces) - 1)
+    r = lo[k] + u - (cum[k] - (hi - lo)[k])
+    # Round to float32 inside the piece: its ends rounded inwards, so no radius falls in a hole.
+    lo32, hi32 = lo.float(), hi.float()
+    lo32 = torch.where(lo32.double() < lo, torch.nextafter(lo32, hi32), lo32)
+    hi32 = torch.where(hi32.double() > hi, torch.nextafter(hi32, lo32), hi32)
+    return torch.minimum(torch.maximum(r.float(), lo32[k]), hi32[k])
+
+
+def test_radii(n: int, *, size: int = 64, r_min: float = 0.0, r_max: float | None = None) -> torch.Tensor:
+    """n evenly spaced radii (n,) float32 over [r_min, r_max] (r_max defaults to m/2): a test set."""
+    n = _check_int("n", n, 1)
+    size = _check_int("size", size, 2)
+    r_min, r_max = _radius_range(size, r_min, r_max)
+    return torch.linspace(r_min, r_max, n, dtype=torch.float64).float()
+
+
+test_radii.__test__ = False  # not a pytest test, despite its name
+
+
+def make_disks(
+    n: int,
+    *,
+    size: int = 64,
+    rendering: str = "area",
+    sigma: float = 0.5,
+    r_min: float = 0.0,
+    r_max: float | None = None,
+    exclude: Sequence[Interval] = (),
+    seed: Seed,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n random disk images and their radii: ((n, 1, m, m) float32, (n,) float32).
+
+    Radii as in :func:`sample_radii`; the images are rendered from the returned float32 radii.
+    """
+    size = _check_int("size", size, 2)
+    _check_choice("rendering", rendering, RENDERINGS)
+    sigma = _check_sigma(sigma)
+    radii = sample_radii(n, size=size, r_min=r_min, r_max=r_max, exclude=exclude, seed=seed)
+    return render_disks(radii, size=size, rendering=rendering, sigma=sigma), radii
+
+
+# --------------------------------------------------------------------------- Diracs
+
+
+def _scheme_positions(size, ndim, scheme, fraction, hole, stride, quadrant, gen) -> torch.Tensor:
+    """Positions kept by ``scheme`` (arguments already validated): (P,) or (P, 2) int64."""
+    if ndim == 1:
+        pos = torch.arange(size)
+        coords = pos[:, None]
+    else:
+        ii, jj = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        pos = torch.stack([ii.ravel(), jj.ravel()], dim=1)
+        coords = pos
+    if scheme == "all":
+        keep = torch.ones(len(pos), dtype=torch.bool)
+    elif scheme == "random":
+        count = max(1, round(fraction * len(pos)))
+        keep = torch.zeros(len(pos), dtype=torch.bool)
+        keep[torch.randperm(len(pos), generator=gen)[:count]] = True
+    elif scheme == "hole":
+        lo, hi = hole
+        keep = ~((coords >= lo) & (coords < hi)).all(dim=1)
+    elif scheme == "stride":
+        keep = (coords % stride == 0).all(dim=1)
+    else:  # quadrant: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
+        bottom, right = coords[:, 0] >= size // 2, coords[:, 1] >= size // 2
+        keep = ~((bottom == bool(quadrant // 2)) & (right == bool(quadrant % 2)))
+    return pos[keep]
+
+
+def dirac_positions(
+    *,
+    size: int = 64,
+    ndim: int = 1,
+    scheme: str = "all",
+    fraction: float = 0.5,
+    hole: tuple[int, int] | None = None,
+    stride: int = 2,
+    quadrant: int = 3,
+    seed: Seed = 0,
+) -> torch.Tensor:
+    """The training positions of a sampling scheme: (P,) int64 (1-D) or (P, 2) int64 (row, col) (2-D).
+
+    - ``all``: every position; ``random``: a seeded subset of max(1, round(fraction * total));
+    - ``hole``: positions in [lo, hi) removed (default: the middle quarter); in 2-D a square hole
+      (row and col both in [lo, hi));
+    - ``stride``: every ``stride``-th position (in 2-D along both axes), starting at 0;
+    - ``quadrant`` (2-D only): one quadrant held out (0 top-left, 1 top-right, 2 bottom-left,
+      3 bottom-right; bottom means row >= m // 2), as in the CoordConv paper's split.
+    Positions are listed in increasing (row-major) order.
+    """
+    size, ndim, hole = _check_dirac_args(size, ndim, scheme, fraction, hole, stride, quadrant)
+    return _scheme_positions(size, ndim, scheme, fraction, hole, stride, quadrant, _generator(seed))
+
+
+def all_dirac_positions(size: int = 64, ndim: int = 1) -> torch.Tensor:
+    """Every position, the Dirac test set: (n,) or (m*m, 2) int64."""
+    return dirac_positions(size=size, ndim=ndim, scheme="all")
+
+
+def render_diracs(positions, *, size: int = 64, ndim: int = 1) -> torch.Tensor:
+    """One-hot signals: positions (P,) -> (P, 1, n), or (P, 2) (row, col) -> (P, 1, m, m); float32."""
+    size = _check_int("size", size, 2)
+    ndim = _check_int("ndim", ndim, 1, 2)
+    pos = torch.as_tensor(positions)
+    if pos.dim() != ndim or (ndim == 2 and pos.shape[1] != 2):
+        raise ValueError(
+            f"positions must have shape {'(P,)' if ndim == 1 else '(P, 2)'} for ndim={ndim}, "
+            f"got {tuple(pos.shape)}"
+        )
+    if pos.dtype.is_floating_point or pos.dtype == torch.bool or pos.dtype.is_complex:
+        raise ValueError(f"positions must be integers, got dtype {pos.dtype}")
+    if pos.numel() and (pos.min() < 0 or pos.max() >= size):
+        raise ValueError(
+            f"positions must lie in [0, size) = [0, {size}), got min {int(pos.min())}, max {int(pos.max())}"
+        )
+    pos = pos.long()
+    idx = pos if ndim == 1 else pos[:, 0] * size + pos[:, 1]
+    out = torch.zeros(len(pos), size**ndim, dtype=torch.float32)
+    out[torch.arange(len(pos)), idx] = 1.0
+    return out.reshape(len(pos), 1, *(size,) * ndim)
+
+
+def make_diracs(
+    n: int | None = None,
+    *,
+    size: int = 64,
+    ndim: int = 1,
+    scheme: str = "all",
+    fraction: float = 0.5,
+    hole: tuple[int, int] | None = None,
+    stride: int = 2,
+    quadrant: int = 3,
+    seed: Seed = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dirac signals and their positions: ((N, 1, n) or (N, 1, m, m) float32, (N,) or (N, 2) int64).
+
+    n=None: each of the scheme's P positions once (N = P); n=int: n positions drawn with replacement
+    from them. One generator drives both the scheme's subset and the draw, so the positions are
+    those of ``dirac_positions(..., seed=seed)``.
+    """
+    if n is not None:
+        n = _check_int("n", n, 1)
+    size, ndim, hole = _check_dirac_args(size, ndim, scheme, fraction, hole, stride, quadrant)
+    gen = _generator(seed)
+    pos = _scheme_positions(size, ndim, scheme, fraction, hole, stride, quadrant, gen)
+    if n is not None:
+        pos = pos[torch.randint(len(pos), (n,), generator=gen)]
+    return render_diracs(pos, size=size, ndim=ndim), pos
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class DiskData:
+    """A disk data set: n images (or fresh ones every batch when ``fresh``), radii as in make_disks."""
+
+    n: int
+    size: int = 64
+    rendering: str = "area"
+    sigma: float = 0.5
+    r_min: float = 0.0
+    r_max: float | None = None
+    exclude: tuple[Interval, ...] = ()
+    fresh: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "exclude", _normalise_exclude(self.exclude))
+        self.validate()
+
+    def validate(self) -> DiskData:
+        _check_int("n", self.n, 1)
+        size = _check_int("size", self.size, 2)
+        _check_choice("rendering", self.rendering, RENDERINGS)
+        _check_sigma(self.sigma)
+        _allowed_intervals(size, self.r_min, self.r_max, self.exclude)
+        if not isinstance(self.fresh, bool):
+            raise ValueError(f"fresh must be True or False, got {self.fresh!r}")
+        return self
+
+    def make(self, n: int | None, seed: Seed) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images (N, 1, m, m), radii (N,)) with N = n, or self.n when n is None."""
+        return make_disks(
+            self.n if n is None else n,
+            size=self.size,
+            rendering=self.rendering,
+            sigma=self.sigma,
+            r_min=self.r_min,
+            r_max=self.r_max,
+            exclude=self.exclude,
+            seed=seed,
+        )
+
+
+@dataclass(frozen=True)
+class DiracData:
+    """A Dirac data set: the positions of ``scheme`` once each (n=None) or n draws from them."""
+
+    n: int | None = None
+    size: int = 64
+    ndim: int = 1
+    scheme: str = "all"
+    fraction: float = 0.5
+    hole: tuple[int, int] | None = None
+    stride: int = 2
+    quadrant: int = 3
+
+    def __post_init__(self):
+        if isinstance(self.hole, list):
+            object.__setattr__(self, "hole", tuple(self.hole))
+        self.validate()
+
+    def validate(self) -> DiracData:
+        if self.n is not None:
+            _check_int("n", self.n, 1)
+        _check_dirac_args(
+            self.size, self.ndim, self.scheme, self.fraction, self.hole, self.stride, self.quadrant
+        )
+        return self
+
+    def make(self, seed: Seed) -> tuple[torch.Tensor, torch.Tensor]:
+        """(signals, positions) as in :func:`make_diracs`."""
+        return make_diracs(
+            self.n,
+            size=self.size,
+            ndim=self.ndim,
+            scheme=self.scheme,
+            fraction=self.fraction,
+            hole=self.hole,
+            stride=self.stride,
+            quadrant=self.quadrant,
+            seed=seed,
+        )
