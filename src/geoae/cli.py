@@ -127,6 +127,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def cmd_data(args) -> int:
     import numpy as np
+    import torch
 
     from . import data
     from .plots import contact_sheet
@@ -152,12 +153,13 @@ def cmd_data(args) -> int:
         labels = [f"p={tuple(p.tolist()) if p.ndim else int(p)}" for p in pos]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp.npz")
-    meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func",)}
+    meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     np.savez_compressed(tmp, images=images.numpy(), config=json.dumps(meta), **params)
     tmp.replace(args.out)
     pick = order[:: max(1, len(order) // 32)] if order is not None else range(min(32, len(images)))
-    pick = list(pick)[:32]
-    sheet = contact_sheet(images[pick], args.out.with_suffix(".png"), titles=[labels[i] for i in pick])
+    pick = [int(i) for i in pick][:32]
+    shown = images[torch.as_tensor(pick, dtype=torch.long)]
+    sheet = contact_sheet(shown, args.out.with_suffix(".png"), titles=[labels[i] for i in pick])
     print(f"wrote {args.out} ({tuple(images.shape)}) and {sheet}")
     return 0
 
