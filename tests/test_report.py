@@ -70,3 +70,12 @@ def test_reproduce_md_written_where_asked(results, tmp_path):
     build_report(results, reproduce_md=target)
     assert target.read_text() == (results / "REPRODUCE.md").read_text()
     assert json.loads((results / "D2" / "results.json").read_text())["numbers"]["n_runs"] == 3
+
+
+def test_headline_follows_the_experiments_order_and_pipes_are_escaped(tmp_path):
+    rec = _ok("D1", 0.25) | {"number_order": ["n_runs", "spearman_rho"]}
+    rec["descriptions"]["n_runs"] = "runs | seeds"
+    write_json(tmp_path / "D1" / "results.json", rec)
+    md = build_report(tmp_path)[0].read_text()
+    assert "| D1 | title D1 | confirmed | n_runs = 3 |" in md
+    assert "runs \\| seeds" in md

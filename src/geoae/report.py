@@ -48,6 +48,18 @@ def fmt(value) -> str:
     return str(value)
 
 
+def numbers_of(rec: dict) -> list[tuple[str, object]]:
+    """(name, value) pairs in the experiment's own order (its first number is the headline)."""
+    numbers = rec.get("numbers", {})
+    order = [k for k in rec.get("number_order", []) if k in numbers]
+    return [(k, numbers[k]) for k in order + [k for k in numbers if k not in order]]
+
+
+def cell(text) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def status_of(rec: dict) -> str:
     return rec.get("verdict", "failed") if rec.get("status") == "ok" else "failed"
 
@@ -63,7 +75,7 @@ def command_for(rec: dict) -> str:
 def _md_table(table: dict) -> list[str]:
     lines = [f"*{table.get('title', '')}*", "", "| " + " | ".join(table["columns"]) + " |",
              "|" + "---|" * len(table["columns"])]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table["rows"]]
+    lines += ["| " + " | ".join(cell(fmt(v)) for v in row) + " |" for row in table["rows"]]
     return lines + [""]
 
 
@@ -78,7 +90,7 @@ def _md_section(rec: dict) -> list[str]:
                         rec.get("error", "unknown error"), "```", ""]
     lines += [f"**Verdict: {rec['verdict']}.** Rule: {rec['rule']}", "", "| measured | value | what it is |",
               "|---|---|---|"]
-    lines += [f"| `{k}` | {fmt(v)} | {rec['descriptions'].get(k, '')} |" for k, v in rec["numbers"].items()]
+    lines += [f"| `{k}` | {fmt(v)} | {cell(rec['descriptions'].get(k, ''))} |" for k, v in numbers_of(rec)]
     lines.append("")
     for table in rec.get("tables", []):
         lines += _md_table(table)
@@ -95,7 +107,7 @@ def summary_rows(records: list[dict]) -> list[tuple[str, str, str, str]]:
     for rec in records:
         headline = ""
         if rec.get("status") == "ok" and rec.get("numbers"):
-            k, v = next(iter(rec["numbers"].items()))
+            k, v = numbers_of(rec)[0]
             headline = f"{k} = {fmt(v)}"
         rows.append((rec["id"], rec.get("title", ""), status_of(rec), headline))
     return rows
@@ -105,7 +117,7 @@ def build_markdown(records: list[dict]) -> str:
     lines = ["# geoae report: the paper's claims, measured", "", f"Paper: {PAPER_REF}.", "",
              "Every number below is read from the experiment's `results.json`; every verdict follows the rule "
              "written next to it.", "", "| claim | title | verdict | headline number |", "|---|---|---|---|"]
-    lines += [f"| {i} | {t} | {s} | {h} |" for i, t, s, h in summary_rows(records)]
+    lines += [f"| {i} | {cell(t)} | {s} | {cell(h)} |" for i, t, s, h in summary_rows(records)]
     lines.append("")
     for rec in records:
         lines += _md_section(rec)
@@ -121,8 +133,8 @@ def build_reproduce_md(records: list[dict]) -> str:
     for rec in records:
         ours = ""
         if rec.get("status") == "ok":
-            ours = "; ".join(f"{k} = {fmt(v)}" for k, v in list(rec["numbers"].items())[:3])
-        paper = (rec.get("paper") or rec.get("claim") or "").replace("|", "/")
+            ours = "; ".join(f"{k} = {fmt(v)}" for k, v in numbers_of(rec)[:3])
+        paper = cell(rec.get("paper") or rec.get("claim") or "")
         lines.append(f"| {rec['id']} | `{command_for(rec)}` | {rec.get('runtime_s', 0):.0f} s | {ours} | "
                      f"{status_of(rec)} | {paper} |")
     return "\n".join(lines) + "\n"
@@ -152,7 +164,7 @@ def _html_section(rec: dict, out: Path) -> str:
         return "\n".join(parts)
     parts.append(f"<p><b>Verdict rule.</b> {e(rec['rule'])}</p>")
     rows = "".join(f"<tr><td><code>{e(k)}</code></td><td>{e(fmt(v))}</td><td>{e(rec['descriptions'].get(k, ''))}"
-                   "</td></tr>" for k, v in rec["numbers"].items())
+                   "</td></tr>" for k, v in numbers_of(rec))
     parts.append(f"<table><tr><th>measured</th><th>value</th><th>what it is</th></tr>{rows}</table>")
     for t in rec.get("tables", []):
         head = "".join(f"<th>{e(c)}</th>" for c in t["columns"])

@@ -58,7 +58,8 @@ def run_experiment(exp_id: str, ctx: Context, *, progress: bool = True) -> dict:
         record["configs"] = [c.to_dict() for c in configs]
         runs = train_many(configs, ctx.runs, progress=progress)
         result = module.analyse(ctx, runs)
-        record |= {"status": "ok"} | asdict(result)
+        # results.json is written with sorted keys: keep the experiment's own order of its numbers
+        record |= {"status": "ok", "number_order": list(result.numbers)} | asdict(result)
     except Exception as err:  # noqa: BLE001 - a failed experiment is reported, the others go on
         record |= {"status": "failed", "error": f"{type(err).__name__}: {err}",
                    "traceback": traceback.format_exc()}
