@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from geoae.cli import main as cli_main
-from geoae.data import DiracData, make_diracs
+from geoae.data import DiracData, all_dirac_positions, make_diracs, render_diracs
 from geoae.experiments import p2
 from geoae.experiments.common import Context
 from geoae.experiments.runner import run_experiment
@@ -167,3 +167,46 @@ def test_coord_breaks_homogeneity_even_without_bias():
     with torch.no_grad():
         assert not torch.allclose(model.decode(2 * z), 2 * model.decode(z), atol=1e-4)
 
+
+
+# --- the frozen hand-crafted encoder (models.ModelConfig.encoder='position'), P3's decoding protocol -------
+
+
+@pytest.mark.parametrize(("arch", "ndim"), [("paper1d", 1), ("paper64", 2)])
+def test_frozen_position_encoder_trains_the_decoder_only(arch, ndim):
+    from geoae.train import TrainConfig, train
+
+    model_cfg = ModelConfig(arch=arch, size=8, latent_dim=1 + ndim, encoder="position", channels=(4, 4))
+    config = TrainConfig(model=model_cfg, data=DiracData(size=8, ndim=ndim), iterations=3, batch_size=4, lr=1e-2)
+    before = build_model(model_cfg, seed=0)
+    run = train(config)
+    x = render_all(8, ndim)
+    z = run.model.encode(x)
+    pos = all_dirac_positions(8, ndim).reshape(len(x), ndim)
+    assert torch.equal(z, torch.cat([torch.ones(len(x), 1), pos / 8], 1))  # exact code (1, p/n)
+    for a, b in zip(before.encoder.parameters(), run.model.encoder.parameters(), strict=True):
+        assert not b.requires_grad and torch.equal(a, b)  # the encoder is not trained
+    assert any(not torch.equal(a, b) for a, b in zip(before.decoder.parameters(), run.model.decoder.parameters(),
+                                                       strict=True))  # the decoder is
+
+
+def render_all(size, ndim):
+    return render_diracs(all_dirac_positions(size, ndim), size=size, ndim=ndim)
+
+
+def test_frozen_position_encoder_config():
+    cfg = ModelConfig(arch="paper1d", latent_dim=2, encoder="position")
+    assert cfg.to_dict()["encoder"] == "position" and ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert "encoder" not in ModelConfig(arch="paper1d").to_dict()  # earlier dicts and run digests unchanged
+    for bad, match in ((ModelConfig(arch="paper1d", latent_dim=1, encoder="position"), "latent_dim"),
+                       (ModelConfig(encoder="nope"), "encoder"),
+                       (ModelConfig(arch="keras63", size=63, latent_dim=3, encoder="position"), "encoder")):
+        with pytest.raises(ValueError, match=match):
+            build_model(bad)
+
+
+def test_p3_decoders_sit_behind_the_frozen_encoder(tiny):
+    configs = tiny[1]["P3"]["configs"]
+    frozen = [c for c in configs if c["model"].get("encoder") == "position"]
+    assert frozen and {c["data"]["ndim"] for c in frozen} == {1, 2}
+    assert {c["data"]["scheme"] for c in frozen} >= {"all", "stride", "quadrant"}

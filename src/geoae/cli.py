@@ -113,11 +113,17 @@ def get_parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="training throughput: geoae's trainer against plain PyTorch")
     be.add_argument("--batch-size", type=int, default=64)
-    be.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    be.add_argument("--threads", type=int, default=None,
+                    help="torch threads of the plain reference and torch.mm (default: all cores); geoae's "
+                    "trainer uses GEOAE_THREADS (default 1)")
     be.add_argument("--no-bias", action="store_true")
     be.add_argument("--steps", type=int, default=200, help="timed steps per repeat")
     be.add_argument("--repeats", type=int, default=5)
-    be.add_argument("--sweep", type=int, default=15, help="K runs for the sweep figure (0 to skip)")
+    be.add_argument("--sweep", type=int, default=15,
+                    help="K runs (seeds x the five regularisers) for the sweep figure (0 to skip)")
+    be.add_argument("--sweep-steps", type=int, default=50, help="steps of each sweep run")
+    be.add_argument("--sweep-repeats", type=int, default=1, help="repeats of the sweep timing (median)")
+    be.add_argument("--size", type=int, default=64, help="image side m (default 64, the paper's)")
     be.add_argument("--json", action="store_true", help="print the figures as JSON")
     return p
 

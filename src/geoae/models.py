@@ -34,6 +34,10 @@ conv([x, C], [w_x, w_C]) = conv(x, w_x) + conv(C, w_C): the second term, a learn
 map, is computed once per batch. Constant inputs act like biases, so a coord net is not homogeneous
 (Prop. 1) even with ``bias=False``.
 
+Frozen hand-crafted encoder (beyond the paper's end-to-end training; ``ModelConfig.encoder='position'``):
+the encoder is the fixed ``PositionEncoder`` below (no trainable weight), so training fits the decoder
+alone to D(E_pos(x)) ≈ x with the exact code z = (1, p/n): decoding position is studied apart from encoding.
+
 Hand-crafted networks (SPEC 2.3) make the theory concrete: ``IntegratingEncoder`` outputs the area
 Σ x exactly; ``PositionEncoder`` outputs (mass, position/n) for every position exactly.
 """
@@ -55,6 +59,7 @@ __all__ = [
     "ARCHS",
     "UPSAMPLES",
     "OUTPUT_ACTIVATIONS",
+    "ENCODERS",
     "ModelConfig",
     "AEOutput",
     "Autoencoder",
@@ -73,6 +78,7 @@ __all__ = [
 ARCHS = ("paper64", "paper1d", "keras63")
 UPSAMPLES = ("zeros", "nearest")
 OUTPUT_ACTIVATIONS = ("leaky", "identity", "sigmoid")
+ENCODERS = ("learned", "position")
 
 PAPER_CHANNELS = (8, 4, 4, 3, 2)  # paper64, m = 64: 1 → 8 → 4 → 4 → 3 → 2 → d
 KERAS_CHANNELS = (8, 4, 3, 2)  # keras63: 1 → 8 → 4 → 3 → 2 → d
@@ -114,6 +120,10 @@ class ModelConfig:
     the homogeneity D(λz) = λD(z) of Prop. 1. ``coord=True`` (paper64/paper1d only) concatenates coordinate
     channels to the input of every convolution (module docstring); it is written by ``to_dict`` only when
     True, so the dicts (and run digests) of plain configs are those of earlier versions.
+    ``encoder='position'`` (paper64/paper1d, ``latent_dim = 1 + ndim``) replaces the learned encoder by
+    the frozen hand-crafted ``PositionEncoder`` (code (s, q_1, …) = (1, p/n) for a unit Dirac at p); only
+    the decoder is trained (``coord`` then applies to the decoder only). Like ``coord``, ``to_dict``
+    writes it only when not the default ``'learned'``.
     """
 
     arch: str = "paper64"
@@ -125,6 +135,7 @@ class ModelConfig:
     upsample: str = "zeros"
     output_activation: str = "leaky"
     coord: bool = False
+    encoder: str = "learned"
 
     def __post_init__(self) -> None:
         if isinstance(self.channels, list):
@@ -184,6 +195,16 @@ class ModelConfig:
             raise ValueError(f"coord must be True or False, got {self.coord!r}")
         if self.coord and self.arch == "keras63":
             raise ValueError("coord=True (coordinate channels) is only available for arch 'paper64' and 'paper1d'")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.encoder == "position":
+            if self.arch == "keras63":
+                raise ValueError("encoder='position' is only available for arch 'paper64' and 'paper1d'")
+            if self.latent_dim != 1 + self.ndim:
+                raise ValueError(
+                    f"latent_dim must be 1 + ndim = {1 + self.ndim} with encoder='position' (code (s, q_1, …)), "
+                    f"got {self.latent_dim!r}"
+                )
         if self.alpha is not None:
             if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float):
                 raise ValueError(f"alpha must be a number >= 0 or None (arch default), got {self.alpha!r}")
@@ -207,6 +228,8 @@ class ModelConfig:
             d["channels"] = list(d["channels"])
         if not d["coord"]:
             del d["coord"]  # the default: omitted so plain configs keep their earlier dicts and digests
+        if d["encoder"] == "learned":
+            del d["encoder"]  # idem
         return d
 
     @classmethod
@@ -363,6 +386,8 @@ class Autoencoder(nn.Module):
             else:
                 layer = conv(cin, cout, 3, stride=2, padding=padding, bias=config.bias)
             enc += [layer, nn.LeakyReLU(alpha)]
+        if config.encoder == "position":  # frozen hand-crafted encoder: weights fixed, requires_grad False
+            enc = list(PositionEncoder(config.size, ndim=ndim, alpha=alpha).encoder)
         self.encoder = nn.Sequential(*enc)
 
         dec: list[nn.Module] = []
@@ -378,10 +403,13 @@ class Autoencoder(nn.Module):
         self.reset_parameters(seed)
 
     def reset_parameters(self, seed: int | torch.Generator | None = 0) -> None:
-        """Glorot-uniform weights, zero biases, from ``seed`` (None: torch's global RNG)."""
+        """Glorot-uniform weights, zero biases, from ``seed`` (None: torch's global RNG); frozen
+        (hand-crafted) layers keep their weights."""
         gen = torch.Generator().manual_seed(seed) if isinstance(seed, int) else seed
         with torch.no_grad():
             for layer in self.conv_layers():
+                if not layer.weight.requires_grad:
+                    continue
                 nn.init.xavier_uniform_(layer.weight, generator=gen)
                 if layer.bias is not None:
                     layer.bias.zero_()

@@ -17,6 +17,10 @@ A run is a directory::
 
 A run killed at any point resumes from its last checkpoint and ends with the same weights as an
 uninterrupted run of the same config (the batch sampler's RNG state is part of the checkpoint).
+
+Speed (docs/performance.md, ``geoae bench``): training runs with ``TRAIN_THREADS`` (1) torch threads, since
+the network's 1-to-8-channel kernels are too small to share between cores; ``train_many(group=True)``
+trains compatible runs at once as one stacked network (``sweep``), equal to one-by-one runs up to rounding.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +49,23 @@ from .models import Autoencoder, ModelConfig, build_model
 
 REGULARISERS = ("none", "locality", "l2_all", "l2_encoder", "contractive")
 CHECKPOINT_FORMAT = "geoae-checkpoint-1"
+# torch threads while training (0: leave torch's setting). The paper's network has 1 to 8 channels: its
+# kernels are too small to share between cores, and intra-op threads cost more than they save (measured
+# in docs/performance.md; catastrophically so when other processes compete for the cores).
+TRAIN_THREADS = int(os.environ.get("GEOAE_THREADS", "1"))
+
+
+@contextmanager
+def training_threads():
+    """Run the enclosed training with ``TRAIN_THREADS`` torch threads, then restore the previous count."""
+    old = torch.get_num_threads()
+    if TRAIN_THREADS > 0 and TRAIN_THREADS != old:
+        torch.set_num_threads(TRAIN_THREADS)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
 
 
 class TrainingDiverged(RuntimeError):
@@ -404,12 +426,16 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
     start, history = 0, []
     ckpt = out_dir / "checkpoint.safetensors" if out_dir is not None else None
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "config.json", {"config": config.to_dict(), "git_commit": git_commit(),
-                                             "torch": torch.__version__})
+        write_config(out_dir, config)
         if resume and ckpt.exists():
             start, history = load_checkpoint(ckpt, config, model, optimizer, batches)
 
+    with training_threads():
+        return _train_loop(config, model, optimizer, batches, start, history, ckpt, out_dir, progress)
+
+
+def _train_loop(config: TrainConfig, model: Autoencoder, optimizer, batches: BatchSource, start: int,
+                history: list[dict], ckpt: Path | None, out_dir: Path | None, progress: bool) -> TrainResult:
     bar = _progress(config.iterations, start, progress, run_name(config))
     t0 = time.perf_counter()
     for it in range(start, config.iterations):
@@ -435,15 +461,30 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
             save_checkpoint(ckpt, config, model, optimizer, batches, step, history)
     bar.close()
     elapsed = time.perf_counter() - t0
-    metrics = final_metrics(model, batches, config)
-    metrics |= {"iterations": config.iterations, "train_seconds": elapsed,
-                "images_per_second": (config.iterations - start) * config.batch_size / max(elapsed, 1e-9)}
+    extra = {"train_seconds": elapsed,
+             "images_per_second": (config.iterations - start) * config.batch_size / max(elapsed, 1e-9)}
+    return finish_run(config, model, batches, history, extra, out_dir)
+
+
+def write_config(out_dir: Path, config: TrainConfig) -> None:
+    """Create the run directory and record the full config, the git commit and torch's version."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "config.json", {"config": config.to_dict(), "git_commit": git_commit(),
+                                         "torch": torch.__version__})
+
+
+def finish_run(config: TrainConfig, model: Autoencoder, batches: BatchSource, history: list[dict],
+               extra: dict, out_dir: Path | None) -> TrainResult:
+    """Final metrics (+ ``extra``), then model, history and metrics written (metrics last: the run is done)."""
+    metrics = final_metrics(model, batches, config) | {"iterations": config.iterations} | extra
     if out_dir is not None:
+        out_dir = Path(out_dir)
+        if not (out_dir / "config.json").exists():
+            write_config(out_dir, config)
         _save_tensors(out_dir / "model.safetensors", dict(model.state_dict()), {"config_digest": config.digest()})
         write_json(out_dir / "history.json", history)
         write_json(out_dir / "metrics.json", metrics)
-        if ckpt.exists():
-            ckpt.unlink()
+        (out_dir / "checkpoint.safetensors").unlink(missing_ok=True)
     return TrainResult(config, model, history, metrics, out_dir)
 
 
@@ -466,13 +507,44 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
                 mininterval=0.5, dynamic_ncols=True)
 
 
-def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bool = False) -> list[TrainResult]:
+def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bool = False,
+               group: bool = False, max_group: int = 16) -> list[TrainResult]:
     """Train independent runs under ``root/<run_name>``; finished runs are loaded, never redone.
 
-    The experiments describe their training as a list of configs handed to this runner, so the same
-    experiment can be spread over processes later without being rewritten.
+    The experiments describe their training as a list of configs handed to this runner. With ``group``
+    (off by default: on this project's 2-core machine it measured no faster, docs/performance.md),
+    unfinished runs that share a ``sweep.group_key`` (paper64 with zero insertion, same model, batch size,
+    iterations, lr, betas, logging) are trained at once, up to ``max_group`` per group, by
+    ``sweep.train_group``, which writes each run directory exactly as ``train`` does; the weights equal
+    those of ``train`` up to float rounding (see ``sweep``). Other runs, and a group in which a run
+    diverges, are trained one by one with ``train``. An interrupted group restarts from its first
+    iteration; an interrupted single run resumes from its checkpoint.
     """
+    from . import sweep
+
     for c in configs:
         c.validate()
     root = Path(root)
-    return [train(c, root / run_name(c), progress=progress) for c in configs]
+    results: dict[str, TrainResult] = {}
+    groups: dict[tuple, list[TrainConfig]] = {}
+    for c in configs:
+        name = run_name(c)
+        if name in results or any(name == run_name(g) for gs in groups.values() for g in gs):
+            continue
+        key = sweep.group_key(c) if group else None
+        if key is None or is_finished(root / name) or (root / name / "checkpoint.safetensors").exists():
+            results[name] = train(c, root / name, progress=progress)
+        else:
+            groups.setdefault(key, []).append(c)
+    for members in groups.values():
+        for i in range(0, len(members), max_group):
+            chunk = members[i : i + max_group]
+            if len(chunk) == 1:
+                results[run_name(chunk[0])] = train(chunk[0], root / run_name(chunk[0]), progress=progress)
+                continue
+            try:
+                done = sweep.train_group(chunk, [root / run_name(c) for c in chunk], progress=progress)
+            except TrainingDiverged:  # each run then diverges (or not) on its own, with its own message
+                done = [train(c, root / run_name(c), progress=progress) for c in chunk]
+            results.update({run_name(r.config): r for r in done})
+    return [results[run_name(c)] for c in configs]

@@ -1,0 +1,217 @@
+"""``geoae bench``: training throughput of geoae against a plain PyTorch implementation of the same maths.
+
+(a) ``PlainAutoencoder`` is the paper's network (Newson et al., JMIV 2020, Sec. 3) written the textbook
+way: NCHW tensors, ``nn.Conv2d`` encoder, ``nn.ConvTranspose2d(in, out, 3, stride 2, padding 1,
+output_padding 1)`` decoder, a standard loop over a precomputed list of batches. Its weights are copied
+from a geoae model: the UpsampleConv weight w (out, in, 3, 3), "zero insertion then conv padding 1", is the
+ConvTranspose2d weight w.transpose(0, 1).flip(2, 3). (b) is geoae's own trainer ``train.train``, on the
+same initial weights and the same batches. The losses of the first 50 steps must agree (relative
+difference < 1e-4), otherwise the benchmark fails: speed is never bought with different mathematics.
+
+Arithmetic rate: the multiply-accumulates (MACs) of the convolutions of one image, counted as
+H_out·W_out·C_out·C_in·9 for an encoder layer and H_in·W_in·C_in·C_out·9 for a decoder layer (the
+transposed convolution, zeros of the upsampling not counted); one training step is 3 × forward
+(forward, backward to the inputs, backward to the weights), i.e. FLOP/step = 2 · 3 · MACs · B. It is
+shown as a fraction of this machine's fp32 ``torch.mm`` rate measured in the same run.
+
+The sweep figure trains K runs (seeds × the five regularisers) with ``sweep.train_group`` against the same
+K runs trained one after the other by ``train.train``, and checks that the final weights agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import train as T
+from .data import DiskData
+from .models import Autoencoder, ModelConfig, build_model
+from .train import REGULARISERS, BatchSource, TrainConfig, train
+
+__all__ = ["PlainAutoencoder", "plain_train", "conv_macs", "matmul_flops", "bench_single", "bench_sweep", "main"]
+
+LOSS_TOLERANCE = 1e-4  # relative difference of the first 50 losses, (a) vs (b)
+WEIGHT_TOLERANCE = 1e-3  # relative difference of final weights, grouped vs one by one (rounding drifts)
+SWEEP_WEIGHTS = {"none": 0.0, "locality": 1e-4, "l2_all": 1e-3, "l2_encoder": 1e-3, "contractive": 1e-3}
+
+
+class PlainAutoencoder(nn.Module):
+    """The textbook version of a geoae ``paper64`` model (leaky output), with its weights copied."""
+
+    def __init__(self, model: Autoencoder):
+        super().__init__()
+        cfg = model.config
+        if cfg.arch != "paper64" or cfg.upsample != "zeros" or cfg.output_activation != "leaky":
+            raise ValueError("PlainAutoencoder mirrors paper64 with zero insertion and a leaky output only")
+        alpha, chans = cfg.negative_slope, cfg.layer_channels
+        enc = []
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+            enc += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=cfg.bias), nn.LeakyReLU(alpha)]
+        dec = []
+        rev = chans[::-1]
+        for cin, cout in zip(rev[:-1], rev[1:], strict=True):
+            dec += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=cfg.bias),
+                    nn.LeakyReLU(alpha)]
+        self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+        with torch.no_grad():
+            for mine, theirs in zip(self.encoder[::2], model.encoder_weights(), strict=True):
+                mine.weight.copy_(theirs)
+            for mine, theirs in zip(self.decoder[::2], model.decoder_weights(), strict=True):
+                mine.weight.copy_(theirs.transpose(0, 1).flip(2, 3))
+            if cfg.bias:
+                layers = [m for m in (*model.encoder, *model.decoder) if hasattr(m, "weight")]
+                for mine, theirs in zip([*self.encoder[::2], *self.decoder[::2]], layers, strict=True):
+                    mine.bias.copy_(theirs.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def plain_train(model: nn.Module, batches: list[torch.Tensor], lr: float = 1e-3,
+                betas: tuple[float, float] = (0.9, 0.999)) -> tuple[list[float], float]:
+    """A standard training loop; returns (losses, seconds)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+    losses = []
+    t0 = time.perf_counter()
+    for x in batches:
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(x), x)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, time.perf_counter() - t0
+
+
+def conv_macs(config: ModelConfig) -> int:
+    """Convolution multiply-accumulates of one forward pass of one image (see the module docstring)."""
+    chans, total, side = config.layer_channels, 0, config.size
+    for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+        side //= 2
+        total += 2 * side * side * cin * cout * 9  # encoder layer at side, and its mirror decoder layer
+    return total
+
+
+def matmul_flops(n: int = 1024, repeats: int = 5) -> float:
+    """This machine's fp32 matrix-multiply rate (FLOP/s, median of ``repeats``) at the current threads."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        times.append((time.perf_counter() - t0) / 4)
+    return 2 * n**3 / statistics.median(times)
+
+
+def _config(batch_size: int, bias: bool, steps: int, size: int = 64) -> TrainConfig:
+    return TrainConfig(model=ModelConfig(size=size, bias=bias), data=DiskData(n=1000, size=size),
+                       batch_size=batch_size, iterations=steps, log_every=steps, checkpoint_every=10**9)
+
+
+def bench_single(config: TrainConfig, repeats: int, check_steps: int = 50) -> dict:
+    """(a) plain loop vs (b) ``train.train``: images/s medians, ratio, first-steps loss agreement."""
+    source = BatchSource(config)
+    batches = [source.next() for _ in range(max(config.iterations, check_steps))]
+    check = dataclasses.replace(config, iterations=check_steps, log_every=1)
+    ref_losses, _ = plain_train(PlainAutoencoder(build_model(config.model, seed=config.seed)),
+                                batches[:check_steps], config.lr, config.betas)
+    ours = [h["loss"] for h in train(check).history]
+    rel = max(abs(a - b) / max(abs(a), 1e-30) for a, b in zip(ref_losses, ours, strict=True))
+    plain_ips, geoae_ips = [], []
+    for _ in range(repeats):
+        model = PlainAutoencoder(build_model(config.model, seed=config.seed))
+        _, seconds = plain_train(model, batches[: config.iterations], config.lr, config.betas)
+        plain_ips.append(config.iterations * config.batch_size / seconds)
+        geoae_ips.append(train(config).metrics["images_per_second"])
+    a, b = statistics.median(plain_ips), statistics.median(geoae_ips)
+    return {"plain_images_per_second": a, "geoae_images_per_second": b, "ratio": b / a,
+            "loss_max_rel_diff": rel, "loss_check_steps": check_steps, "losses_agree": rel < LOSS_TOLERANCE}
+
+
+def sweep_configs(base: TrainConfig, k: int) -> list[TrainConfig]:
+    """K runs: the five regularisers, then the next seed, and so on."""
+    return [dataclasses.replace(base, seed=i // len(REGULARISERS), regulariser=REGULARISERS[i % len(REGULARISERS)],
+                                reg_weight=SWEEP_WEIGHTS[REGULARISERS[i % len(REGULARISERS)]]) for i in range(k)]
+
+
+def bench_sweep(base: TrainConfig, k: int, repeats: int) -> dict:
+    """K runs one after the other (``train``) vs at once (``sweep.train_group``): runs' images/s, ratio."""
+    from .sweep import train_group
+
+    configs = sweep_configs(base, k)
+    seq_s, grp_s, diff = [], [], 0.0
+    for r in range(repeats):
+        alone = [train(c) for c in configs]
+        seq_s.append(sum(res.metrics["train_seconds"] for res in alone))
+        together = train_group(configs)
+        grp_s.append(together[0].metrics["train_seconds"])
+        if r == 0:
+            for a, b in zip(alone, together, strict=True):
+                wa, wb = a.model.state_dict(), b.model.state_dict()
+                diff = max(diff, *(float((wa[n] - wb[n]).abs().max() / wa[n].abs().max().clamp_min(1e-12))
+                                   for n in wa))
+    images = k * base.iterations * base.batch_size
+    a, b = images / statistics.median(seq_s), images / statistics.median(grp_s)
+    return {"k": k, "sequential_images_per_second": a, "grouped_images_per_second": b, "ratio": b / a,
+            "weights_max_rel_diff": diff, "weights_agree": diff < WEIGHT_TOLERANCE}
+
+
+def main(args) -> int:
+    """Entry point of ``geoae bench`` (options: see ``cli.get_parser``). Exit 1 if an equivalence check fails."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = _config(args.batch_size, not args.no_bias, args.steps, getattr(args, "size", 64))
+    flop_step = 2 * 3 * conv_macs(config.model) * config.batch_size
+    peak = matmul_flops()
+    out = {"threads": torch.get_num_threads(), "geoae_threads": T.TRAIN_THREADS or torch.get_num_threads(),
+           "batch_size": config.batch_size, "bias": config.model.bias,
+           "size": config.model.size, "steps": args.steps, "repeats": args.repeats,
+           "flop_per_step": flop_step, "flop_count": "conv MACs x 2 x 3 (fwd + 2 bwd), per image x batch",
+           "matmul_flops_per_second": peak, "single": bench_single(config, args.repeats)}
+    for key in ("plain", "geoae"):
+        rate = out["single"][f"{key}_images_per_second"] / config.batch_size * flop_step
+        out["single"][f"{key}_flops_per_second"] = rate
+        out["single"][f"{key}_matmul_fraction"] = rate / peak
+    ok = out["single"]["losses_agree"]
+    if args.sweep:
+        sweep_base = dataclasses.replace(config, iterations=getattr(args, "sweep_steps", 50))
+        out["sweep"] = bench_sweep(sweep_base, args.sweep, max(1, getattr(args, "sweep_repeats", 1)))
+        out["sweep"]["grouped_matmul_fraction"] = (out["sweep"]["grouped_images_per_second"]
+                                                   / config.batch_size * flop_step / peak)
+        ok = ok and out["sweep"]["weights_agree"]
+    print(json.dumps(out, indent=2) if args.json else _text(out))
+    return 0 if ok else 1
+
+
+def _text(out: dict) -> str:
+    s = out["single"]
+    lines = [
+        f"geoae bench: paper{out['size']}, batch {out['batch_size']}, bias={out['bias']}, "
+        f"torch threads: {out['threads']} for (a) and torch.mm, {out['geoae_threads']} for geoae's trainer "
+        f"(train.TRAIN_THREADS); {out['steps']} steps x {out['repeats']} repeats (medians)",
+        f"  FLOP per step {out['flop_per_step'] / 1e6:.1f} M ({out['flop_count']}); "
+        f"torch.mm fp32 {out['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s",
+        f"  (a) plain PyTorch  {s['plain_images_per_second']:8.0f} images/s  "
+        f"{s['plain_flops_per_second'] / 1e9:6.2f} GFLOP/s = {100 * s['plain_matmul_fraction']:.2f}% of matmul",
+        f"  (b) geoae trainer  {s['geoae_images_per_second']:8.0f} images/s  "
+        f"{s['geoae_flops_per_second'] / 1e9:6.2f} GFLOP/s = {100 * s['geoae_matmul_fraction']:.2f}% of matmul",
+        f"  ratio b/a {s['ratio']:.2f}; losses of the first {s['loss_check_steps']} steps: max rel diff "
+        f"{s['loss_max_rel_diff']:.1e} ({'OK' if s['losses_agree'] else 'MISMATCH'}, tolerance {LOSS_TOLERANCE:g})",
+    ]
+    if "sweep" in out:
+        w = out["sweep"]
+        lines += [
+            f"  sweep of K={w['k']} runs: one by one {w['sequential_images_per_second']:.0f} images/s, "
+            f"at once {w['grouped_images_per_second']:.0f} images/s "
+            f"({100 * w['grouped_matmul_fraction']:.2f}% of matmul), ratio {w['ratio']:.2f}",
+            f"  final weights, at once vs one by one: max rel diff {w['weights_max_rel_diff']:.1e} "
+            f"({'OK' if w['weights_agree'] else 'MISMATCH'}, tolerance {WEIGHT_TOLERANCE:g})",
+        ]
+    return "\n".join(lines)
