@@ -263,3 +263,23 @@ def test_biases_beat_the_bias_free_optimum_fivefold():
     print(f"\nwith biases: test MSE {test_mse:.5g}; bias-free optimum {opt.mse:.5g}; "
           f"ratio {opt.mse / test_mse:.2f}")
     assert test_mse * 5 <= opt.mse
+
+
+def test_train_many_in_processes_equals_sequential_and_skips_finished(tmp_path, monkeypatch):
+    cfgs = [dataclasses.replace(SMALL, seed=s) for s in (0, 1)]
+    parallel = T.train_many(cfgs + cfgs[:1], tmp_path / "par", workers=2)  # a duplicate is trained once
+    sequential = T.train_many(cfgs, tmp_path / "seq", workers=1)
+    assert len(parallel) == 3 and parallel[0].config == parallel[2].config
+    for a, b in zip(parallel, sequential, strict=False):
+        assert same_weights(weights(a.model), weights(b.model))
+    monkeypatch.setattr(T.BatchSource, "next", lambda self: pytest.fail("retrained a finished run"))
+    again = T.train_many(cfgs, tmp_path / "par", workers=2)
+    assert same_weights(weights(again[1].model), weights(parallel[1].model))
+
+
+def test_workers_from_environment(monkeypatch):
+    monkeypatch.setenv("GEOAE_WORKERS", "3")
+    assert T.default_workers() == 3
+    monkeypatch.setenv("GEOAE_WORKERS", "zero")
+    with pytest.raises(ValueError, match="GEOAE_WORKERS"):
+        T.default_workers()

@@ -507,44 +507,83 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
                 mininterval=0.5, dynamic_ncols=True)
 
 
+def default_workers() -> int:
+    """Processes for independent runs: ``GEOAE_WORKERS`` if set, else one per CPU core."""
+    value = os.environ.get("GEOAE_WORKERS")
+    if value is not None:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"GEOAE_WORKERS must be an integer >= 1, got {value!r}")
+        return int(value)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _train_in_worker(config: dict, out_dir: str) -> str:
+    """Body of a worker process: one run, recorded in ``out_dir`` (the parent loads it from there)."""
+    train(TrainConfig.from_dict(config), out_dir)
+    return out_dir
+
+
 def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bool = False,
-               group: bool = False, max_group: int = 16) -> list[TrainResult]:
+               group: bool = False, max_group: int = 16, workers: int | None = None) -> list[TrainResult]:
     """Train independent runs under ``root/<run_name>``; finished runs are loaded, never redone.
 
-    The experiments describe their training as a list of configs handed to this runner. With ``group``
-    (off by default: on this project's 2-core machine it measured no faster, docs/performance.md),
-    unfinished runs that share a ``sweep.group_key`` (paper64 with zero insertion, same model, batch size,
-    iterations, lr, betas, logging) are trained at once, up to ``max_group`` per group, by
-    ``sweep.train_group``, which writes each run directory exactly as ``train`` does; the weights equal
-    those of ``train`` up to float rounding (see ``sweep``). Other runs, and a group in which a run
-    diverges, are trained one by one with ``train``. An interrupted group restarts from its first
-    iteration; an interrupted single run resumes from its checkpoint.
+    The experiments describe their training as a list of configs handed to this runner, so how the runs
+    are spread does not change what they compute:
+
+    * ``workers`` processes (default ``default_workers()``: one per core) train the unfinished runs in
+      parallel, each with ``TRAIN_THREADS`` torch threads; every run is exactly what ``train`` gives alone.
+    * ``group`` (off by default: on this project's 2-core machine it measured no faster,
+      docs/performance.md) trains unfinished runs sharing a ``sweep.group_key`` at once, up to
+      ``max_group`` per group, with ``sweep.train_group``; weights equal those of ``train`` up to float
+      rounding. A group in which a run diverges is retrained run by run. An interrupted group restarts
+      from its first iteration; an interrupted single run resumes from its checkpoint.
     """
     from . import sweep
 
     for c in configs:
         c.validate()
     root = Path(root)
+    unique = {run_name(c): c for c in configs}
     results: dict[str, TrainResult] = {}
+    singles: list[TrainConfig] = []
     groups: dict[tuple, list[TrainConfig]] = {}
-    for c in configs:
-        name = run_name(c)
-        if name in results or any(name == run_name(g) for gs in groups.values() for g in gs):
-            continue
+    for name, c in unique.items():
         key = sweep.group_key(c) if group else None
-        if key is None or is_finished(root / name) or (root / name / "checkpoint.safetensors").exists():
-            results[name] = train(c, root / name, progress=progress)
+        if is_finished(root / name):
+            results[name] = train(c, root / name)  # loads it
+        elif key is None or (root / name / "checkpoint.safetensors").exists():
+            singles.append(c)
         else:
             groups.setdefault(key, []).append(c)
     for members in groups.values():
         for i in range(0, len(members), max_group):
             chunk = members[i : i + max_group]
             if len(chunk) == 1:
-                results[run_name(chunk[0])] = train(chunk[0], root / run_name(chunk[0]), progress=progress)
+                singles.append(chunk[0])
                 continue
             try:
                 done = sweep.train_group(chunk, [root / run_name(c) for c in chunk], progress=progress)
             except TrainingDiverged:  # each run then diverges (or not) on its own, with its own message
                 done = [train(c, root / run_name(c), progress=progress) for c in chunk]
             results.update({run_name(r.config): r for r in done})
+    workers = default_workers() if workers is None else workers
+    if workers > 1 and len(singles) > 1:
+        results.update(_train_in_processes(singles, root, min(workers, len(singles)), progress))
+    else:
+        results.update({run_name(c): train(c, root / run_name(c), progress=progress) for c in singles})
     return [results[run_name(c)] for c in configs]
+
+
+def _train_in_processes(configs: Sequence[TrainConfig], root: Path, workers: int,
+                        progress: bool) -> dict[str, TrainResult]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    bar = _progress(len(configs), 0, progress, f"{len(configs)} runs on {workers} processes")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_in_worker, c.to_dict(), str(root / run_name(c))) for c in configs]
+        for future in as_completed(futures):
+            future.result()  # re-raises a worker's error (e.g. TrainingDiverged) here
+            bar.update(1)
+    bar.close()
+    return {run_name(c): load_run(root / run_name(c)) for c in configs}
