@@ -121,7 +121,7 @@ def get_parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=int, default=5)
     be.add_argument("--sweep", type=int, default=15,
                     help="K runs (seeds x the five regularisers) for the sweep figure (0 to skip)")
-    be.add_argument("--sweep-steps", type=int, default=50, help="steps of each sweep run")
+    be.add_argument("--sweep-steps", type=int, default=300, help="steps of each sweep run")
     be.add_argument("--sweep-repeats", type=int, default=1, help="repeats of the sweep timing (median)")
     be.add_argument("--size", type=int, default=64, help="image side m (default 64, the paper's)")
     be.add_argument("--json", action="store_true", help="print the figures as JSON")
