@@ -1,0 +1,189 @@
+"""D4: a trained bias-free autoencoder finds the optimum of Prop. 2: f ≈ Airy f̂ and z ∝ ĥ(r).
+
+Uses the bias-free runs (``disk_config(..., bias=False)``, shared with D3 and D5), trained on radii
+U(0, R) with R = 32. For each run we compare
+
+- the learned profile f = D(s) (s = ±1, the sign the codes take: a bias-free d = 1 decoder draws
+  |z|·D(sign z), Prop. 1) with the Airy profile f̂ of R = 32 sampled at the pixel centres:
+  ``theory.profile_distance`` = min_a ‖a·f − f̂‖/‖f̂‖ (relative L2, invariant to the free scale);
+- the learned training loss (``metrics['train_mse']``, on the run's own 1,000 training images) with the
+  exact lower bound for any bias-free d = 1 network on those images: the rank-1 truncated SVD of the
+  training matrix (``theory.discrete_optimum``), ratio loss / optimum ≥ 1;
+- the codes s·z of the evenly spaced test disks with ĥ(r) (Pearson), and with the discrete optimum's
+  coefficient ⟨x, f̂_svd⟩ of the same test images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import theory
+from ..plots import new_figure, save_figure
+from ..train import BatchSource
+from .common import Context, Result, codes, disk_config, disk_test_set, verdict_from
+
+ID = "D4"
+TITLE = "A trained bias-free network finds the optimum: f ≈ Airy f̂, z ∝ ĥ(r)"
+CLAIM = ("A bias-free autoencoder (d = 1) trained on disks of radii up to R converges to the optimum of the "
+         "decoding energy (Prop. 2): its decoder draws the Airy profile f̂(ρ) ∝ √3·Ai(−x₁ρ/R) + Bi(−x₁ρ/R) "
+         "and its code is proportional to the weighted area ĥ(r).")
+PAPER = ("The paper overlays the learned radial profile of a bias-free network on the numerically optimised "
+         "f̂ and finds them visually indistinguishable; the issue's targets are a training loss within 2 % of "
+         "the discrete optimum (within 3,000 iterations) and a profile within 5 % relative L2.")
+
+R_TRAIN = 32.0  # the largest training radius of disk_config (m/2)
+LOSS_OK, PROFILE_OK, CORR_OK = 1.02, 0.05, 0.99  # confirmed
+LOSS_PARTLY, PROFILE_PARTLY, CORR_PARTLY = 1.10, 0.15, 0.95  # partly
+
+
+def configs(ctx: Context):
+    """One bias-free run per seed (shared with D3, D5)."""
+    return [disk_config(ctx, seed=s, bias=False) for s in ctx.seeds]
+
+
+def pearson(a, b) -> float:
+    """Pearson correlation; NaN when either input is constant (no warning)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def scale_to(image: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """a·image with a = argmin ‖a·image − target‖ (the free scale of a separable output h·f)."""
+    sq = float(np.sum(image * image))
+    return image * (float(np.sum(image * target)) / sq if sq > 0 else 0.0)
+
+
+def relative_distance(image: np.ndarray, target: np.ndarray) -> float:
+    """min_a ‖a·image − target‖ / ‖target‖."""
+    return float(np.linalg.norm(scale_to(image, target) - target) / np.linalg.norm(target))
+
+
+def code_sign(z: np.ndarray) -> float:
+    """+1 or −1: the sign most codes take (the learned profile is D(sign))."""
+    return 1.0 if float(np.sum(np.sign(z))) >= 0 else -1.0
+
+
+@torch.no_grad()
+def measure(run, images: torch.Tensor, radii: torch.Tensor) -> dict:
+    """Profile distance, loss ratio and code correlations of one bias-free run."""
+    train_images = BatchSource(run.config).images  # exactly the run's training set
+    opt = theory.discrete_optimum(train_images)
+    z = codes(run.model, images)[:, 0].double().numpy()
+    s = code_sign(z)
+    run.model.eval()
+    profile = run.model.decode(torch.tensor([[s]], dtype=torch.float32))[0, 0].double().numpy()
+    airy = theory.f_hat_image(profile.shape[-1], R_TRAIN)
+    svd_coef = images[:, 0].double().flatten(1).numpy() @ opt.profile.ravel()
+    h = theory.h_hat(radii.double().numpy(), R_TRAIN)
+    return {
+        "seed": run.config.seed,
+        "loss_ratio": run.metrics["train_mse"] / opt.mse,
+        "train_mse": run.metrics["train_mse"],
+        "optimum_mse": opt.mse,
+        "profile_vs_airy": theory.profile_distance(profile, R_TRAIN),
+        "profile_vs_svd": relative_distance(profile, opt.profile),
+        "svd_vs_airy": theory.profile_distance(opt.profile, R_TRAIN),
+        "corr_z_h": pearson(s * z, h),
+        "corr_z_svd": pearson(s * z, svd_coef),
+        "same_sign": float(np.mean(s * z >= 0)),
+        "z": s * z, "h": h, "profile": profile, "svd_profile": opt.profile, "airy": airy,
+    }
+
+
+def analyse(ctx: Context, runs) -> Result:
+    images, radii = disk_test_set(ctx)
+    ms = [measure(run, images, radii) for run in runs]
+
+    def col(key):
+        return np.array([m[key] for m in ms], dtype=np.float64)
+
+    loss, prof, corr = col("loss_ratio"), col("profile_vs_airy"), col("corr_z_h")
+    numbers = {
+        "loss_over_optimum_max": float(loss.max()),
+        "profile_rel_l2_max": float(prof.max()),
+        "corr_z_h_min": float(corr.min()),
+        "corr_z_svd_coefficient_min": float(col("corr_z_svd").min()),
+        "loss_over_optimum_median": float(np.median(loss)),
+        "profile_rel_l2_median": float(np.median(prof)),
+        "profile_vs_svd_max": float(col("profile_vs_svd").max()),
+        "svd_vs_airy": float(col("svd_vs_airy").max()),
+        "iterations": int(runs[0].config.iterations),
+    }
+    descriptions = {
+        "loss_over_optimum_max": "worst seed: final training MSE / the discrete optimum's MSE (rank-1 SVD of the "
+                                 "run's own training images; ≥ 1)",
+        "profile_rel_l2_max": "worst seed: min_a ‖a·D(±1) − f̂‖/‖f̂‖ over the 64×64 pixels, f̂ the Airy profile "
+                              f"of R = {R_TRAIN:g}",
+        "corr_z_h_min": "worst seed: Pearson correlation of the code (sign-fixed) with ĥ(r) on the test disks",
+        "corr_z_svd_coefficient_min": "worst seed: Pearson correlation of the code with the discrete optimum's "
+                                      "coefficient ⟨x, f̂_svd⟩ on the test disks",
+        "loss_over_optimum_median": "median over seeds of the loss ratio",
+        "profile_rel_l2_median": "median over seeds of the profile distance to Airy f̂",
+        "profile_vs_svd_max": "worst seed: relative L2 between the learned profile and the discrete optimum's "
+                              "profile (top singular vector of the training images)",
+        "svd_vs_airy": "relative L2 between the discrete optimum's profile and the Airy f̂ (theory vs pixel grid)",
+        "iterations": "training iterations of each run",
+    }
+    confirmed = bool(np.all(loss < LOSS_OK) and np.all(prof < PROFILE_OK) and np.all(corr > CORR_OK))
+    partly = bool(np.median(loss) < LOSS_PARTLY and np.median(prof) < PROFILE_PARTLY
+                  and np.median(corr) > CORR_PARTLY)
+    rule = (f"confirmed if for every seed the loss / discrete optimum is < {LOSS_OK}, the profile's relative L2 "
+            f"to Airy f̂ is < {PROFILE_OK} and Pearson(z, ĥ) > {CORR_OK}; partly if the medians over seeds are "
+            f"< {LOSS_PARTLY}, < {PROFILE_PARTLY} and > {CORR_PARTLY}; not reproduced otherwise.")
+    tables = [{"title": "Per seed (bias-free runs)",
+               "columns": ["seed", "train MSE", "optimum MSE", "loss / optimum", "profile vs Airy",
+                           "profile vs SVD", "Pearson z–ĥ", "Pearson z–SVD coef.", "codes of majority sign"],
+               "rows": [[m["seed"], m["train_mse"], m["optimum_mse"], m["loss_ratio"], m["profile_vs_airy"],
+                         m["profile_vs_svd"], m["corr_z_h"], m["corr_z_svd"], m["same_sign"]] for m in ms]}]
+    notes = ("The discrete optimum is the exact lower bound of the training loss of any bias-free d = 1 "
+             "autoencoder on the same images (Eckart–Young), so the loss ratio measures how far training is "
+             "from the optimum, whereas the profile distance also contains the (small) gap between the pixel "
+             "grid and the continuous Airy solution (`svd_vs_airy`).")
+    if numbers["iterations"] > 3000:
+        notes += f" Runs trained {numbers['iterations']} iterations (the issue's target is stated at 3,000)."
+    figures = ["d4_profiles.png", "d4_codes.png"]
+    _plot_profiles(ctx.figure(figures[0]), ms)
+    _plot_codes(ctx.figure(figures[1]), ms)
+    return Result(numbers, descriptions, verdict_from(confirmed, partly), rule, figures, tables, notes)
+
+
+def _plot_profiles(path, ms: list[dict]):
+    """Radial profiles (azimuthal means) of the learned D(±1) and the SVD profile, scaled onto f̂."""
+    fig, axes = new_figure(width=5.6, height=3.8)
+    ax = axes[0, 0]
+    airy = ms[0]["airy"]
+    rho_max = float(theory.pixel_radii(airy.shape).max())
+    rho, f = theory.airy_curve(R_TRAIN, 400, rho_max=rho_max)
+    ax.plot(rho, f, "k-", lw=2.2, label=f"Airy f̂ (R = {R_TRAIN:g})")
+    rr, fs = theory.radial_profile(scale_to(ms[0]["svd_profile"], airy))
+    ax.plot(rr, fs, "--", color="tab:orange", lw=1.6, label="discrete optimum (SVD)")
+    for m in ms:
+        rr, fl = theory.radial_profile(scale_to(m["profile"], airy))
+        ax.plot(rr, fl, ".", ms=3.5, alpha=0.8, label=f"learned D(±1), seed {m['seed']}")
+    ax.axvline(R_TRAIN, color="0.5", lw=0.8, ls=":")
+    ax.set_xlabel("radius ρ (px)")
+    ax.set_ylabel("profile (scaled onto f̂)")
+    ax.set_title("Bias-free decoder profile vs Airy optimum", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def _plot_codes(path, ms: list[dict]):
+    """Codes s·z against ĥ(r), with the least-squares line through the origin."""
+    fig, axes = new_figure(width=5.0, height=3.8)
+    ax = axes[0, 0]
+    for m in ms:
+        h, z = m["h"], m["z"]
+        a = float(h @ z / (h @ h)) if h @ h > 0 else 0.0
+        (line,) = ax.plot(h, z, ".", ms=4, label=f"seed {m['seed']} (ρ = {m['corr_z_h']:.4f})")
+        ax.plot(h, a * h, "-", color=line.get_color(), lw=0.8, alpha=0.7)
+    ax.set_xlabel("ĥ(r) (optimal code, weighted area)")
+    ax.set_ylabel("learned code z (sign-fixed)")
+    ax.set_title("Learned code vs ĥ(r); lines: z = a·ĥ", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
