@@ -21,7 +21,7 @@ import torch
 from .. import theory
 from ..plots import new_figure, save_figure
 from ..train import BatchSource
-from .common import Context, Result, codes, disk_config, disk_test_set, verdict_from
+from .common import Context, Result, codes, disk_config, disk_test_set, pearson, verdict_from
 
 ID = "D4"
 TITLE = "A trained bias-free network finds the optimum: f ≈ Airy f̂, z ∝ ĥ(r)"
@@ -40,14 +40,6 @@ LOSS_PARTLY, PROFILE_PARTLY, CORR_PARTLY = 1.10, 0.15, 0.95  # partly
 def configs(ctx: Context):
     """One bias-free run per seed (shared with D3, D5)."""
     return [disk_config(ctx, seed=s, bias=False) for s in ctx.seeds]
-
-
-def pearson(a, b) -> float:
-    """Pearson correlation; NaN when either input is constant (no warning)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    a, b = a - a.mean(), b - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
 def scale_to(image: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..plots import new_figure, save_figure
 from ..train import BatchSource, compute_loss, train_many
-from .common import Context, Result, codes, disk_config, disk_test_set, mean_std, mse_per_image, verdict_from
+from .common import Context, Result, codes, disk_config, disk_test_set, mean_std, mse_per_image, spearman, verdict_from
 
 ID = "D7"
 TITLE = "Regularisation: locality fails with holes, l2_all lets z grow, l2_encoder generalises best"
@@ -144,17 +144,6 @@ def configs(ctx: Context):
 # -------------------------------------------------------------------------------------------- analysis
 
 
-def safe_spearman(a, b) -> float:
-    """Spearman rank correlation; NaN (no warning) when either input is constant."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    from scipy.stats import rankdata
-
-    ra, rb = rankdata(a) - (len(a) + 1) / 2, rankdata(b) - (len(b) + 1) / 2
-    return float((ra * rb).sum() / np.sqrt((ra * ra).sum() * (rb * rb).sum()))
-
-
 def measure(run, images, radii) -> dict:
     r = radii.double().numpy()
     hole = (r > HOLE[0]) & (r < HOLE[1])
@@ -162,7 +151,7 @@ def measure(run, images, radii) -> dict:
     z = codes(run.model, images)[:, 0].double().numpy()
     return {"hole_mse": float(mse[hole].mean()), "outside_mse": float(mse[~hole].mean()),
             "train_mse": float(run.metrics["train_mse"]), "z_max": float(np.abs(z).max()),
-            "z_range": float(np.ptp(z)), "monotone": abs(safe_spearman(z, r)), "z": z}
+            "z_range": float(np.ptp(z)), "monotone": abs(spearman(z, r)), "z": z}
 
 
 def analyse(ctx: Context, runs) -> Result:

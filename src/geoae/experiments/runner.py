@@ -76,6 +76,27 @@ def is_done(path: Path, profile: str, seeds: tuple[int, ...]) -> bool:
     return rec.get("status") == "ok" and rec.get("profile") == profile and rec.get("seeds") == list(seeds)
 
 
+def prefetch(ids: list[str], contexts: dict[str, Context], *, progress: bool = True) -> None:
+    """Train the runs of all the experiments to do in one ``train_many`` call (shared runs once, all cores
+    busy). A failure here is not final: each experiment then retrains what it needs and records its own
+    error, so one broken experiment does not stop the others."""
+    configs = []
+    for exp_id in ids:
+        try:
+            configs += load_experiment(exp_id).configs(contexts[exp_id])
+        except Exception as err:  # noqa: BLE001 - reported by run_experiment
+            print(f"      {exp_id}: listing its runs failed ({type(err).__name__}: {err})", flush=True)
+    if not configs:
+        return
+    unique = len({c.digest() for c in configs})
+    print(f"training {unique} runs for {', '.join(ids)} (finished runs are kept)", flush=True)
+    try:
+        train_many(configs, next(iter(contexts.values())).runs, progress=progress)
+    except Exception as err:  # noqa: BLE001 - reported by run_experiment
+        print(f"      training stopped ({type(err).__name__}: {err}); each experiment retries its own runs",
+              flush=True)
+
+
 def reproduce(profile: str = "quick", only=None, out: Path | str = "results", seeds: int | None = None,
               *, progress: bool = True) -> int:
     """Run the selected experiments, then write the report; returns 0, or 1 if any experiment failed."""
@@ -85,13 +106,16 @@ def reproduce(profile: str = "quick", only=None, out: Path | str = "results", se
     out = Path(out)
     seed_list = tuple(range(seeds if seeds is not None else DEFAULT_SEEDS[profile]))
     print(f"geoae reproduce: profile={profile} seeds={list(seed_list)} experiments={','.join(ids)} -> {out}/")
+    contexts = {i: Context(profile=profile, seeds=seed_list, out=out / i, runs=out / "runs" / profile) for i in ids}
+    todo = [i for i in ids if not is_done(contexts[i].out / "results.json", profile, seed_list)]
+    prefetch(todo, contexts, progress=progress)
     failed = []
     for k, exp_id in enumerate(ids, 1):
-        ctx = Context(profile=profile, seeds=seed_list, out=out / exp_id, runs=out / "runs" / profile)
-        if is_done(ctx.out / "results.json", profile, seed_list):
+        ctx = contexts[exp_id]
+        if exp_id not in todo:
             print(f"[{k}/{len(ids)}] {exp_id}: already done, kept")
             continue
-        print(f"[{k}/{len(ids)}] {exp_id}: running", flush=True)
+        print(f"[{k}/{len(ids)}] {exp_id}: analysing", flush=True)
         rec = run_experiment(exp_id, ctx, progress=progress)
         if rec["status"] == "ok":
             print(f"[{k}/{len(ids)}] {exp_id}: {rec['verdict']} ({rec['runtime_s']:.0f} s)", flush=True)
