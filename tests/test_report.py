@@ -16,7 +16,7 @@ PNG_1x1 = bytes.fromhex(
 def _ok(exp_id, value, verdict="confirmed"):
     return {
         "id": exp_id, "title": f"title {exp_id}", "claim": f"claim of {exp_id}", "paper": "paper says so",
-        "status": "ok", "profile": "quick", "seeds": [0, 1, 2], "git_commit": "abc123", "runtime_s": 12.5,
+        "status": "ok", "profile": "quick", "seeds": [0, 1, 2], "git_commit": "abc123", "runtime_s": 12.5, "train_core_s": 240.0,
         "numbers": {"spearman_rho": value, "n_runs": 3}, "descriptions": {"spearman_rho": "rank corr",
                                                                           "n_runs": "runs"},
         "verdict": verdict, "rule": "confirmed if rho > 0.99", "figures": ["fig.png"],
@@ -47,7 +47,7 @@ def test_numbers_come_from_the_results_files(results):
     assert "data:image/png;base64," in html  # self-contained: the figure is embedded
     assert "<script" not in html
     rep = rep_path.read_text()
-    assert "`geoae reproduce --profile quick --only D2`" in rep and "12 s" in rep
+    assert "`geoae reproduce --profile quick --only D2`" in rep and "training 240 core-s + analysis 12 s" in rep
 
 
 def test_failed_experiment_is_reported_as_failed(results):

@@ -57,13 +57,17 @@ def run_experiment(exp_id: str, ctx: Context, *, progress: bool = True) -> dict:
         configs = module.configs(ctx)
         record["configs"] = [c.to_dict() for c in configs]
         runs = train_many(configs, ctx.runs, progress=progress)
+        # training time of this experiment's own runs (trained here, in the prefetch, or earlier: from their
+        # metrics), in core-seconds: each run trains on one core
+        unique = {r.config.digest(): r for r in runs}
+        record["train_core_s"] = round(sum(r.metrics.get("train_seconds", 0.0) for r in unique.values()), 1)
         result = module.analyse(ctx, runs)
         # results.json is written with sorted keys: keep the experiment's own order of its numbers
         record |= {"status": "ok", "number_order": list(result.numbers)} | asdict(result)
     except Exception as err:  # noqa: BLE001 - a failed experiment is reported, the others go on
         record |= {"status": "failed", "error": f"{type(err).__name__}: {err}",
                    "traceback": traceback.format_exc()}
-    record["runtime_s"] = round(time.perf_counter() - t0, 2)
+    record["runtime_s"] = round(time.perf_counter() - t0, 2)  # analysis (and any training done here)
     write_json(ctx.out / "results.json", record)
     return record
 
