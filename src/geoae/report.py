@@ -80,7 +80,7 @@ def command_for(rec: dict) -> str:
 
 
 def _md_table(table: dict) -> list[str]:
-    lines = [f"*{table.get('title', '')}*", "", "| " + " | ".join(table["columns"]) + " |",
+    lines = [f"*{table.get('title', '')}*", "", "| " + " | ".join(cell(c) for c in table["columns"]) + " |",
              "|" + "---|" * len(table["columns"])]
     lines += ["| " + " | ".join(cell(fmt(v)) for v in row) + " |" for row in table["rows"]]
     return lines + [""]
