@@ -16,7 +16,8 @@ PNG_1x1 = bytes.fromhex(
 def _ok(exp_id, value, verdict="confirmed"):
     return {
         "id": exp_id, "title": f"title {exp_id}", "claim": f"claim of {exp_id}", "paper": "paper says so",
-        "status": "ok", "profile": "quick", "seeds": [0, 1, 2], "git_commit": "abc123", "runtime_s": 12.5, "train_core_s": 240.0,
+        "status": "ok", "profile": "quick", "seeds": [0, 1, 2], "git_commit": "abc123",
+        "runtime_s": 12.5, "train_core_s": 240.0,
         "numbers": {"spearman_rho": value, "n_runs": 3}, "descriptions": {"spearman_rho": "rank corr",
                                                                           "n_runs": "runs"},
         "verdict": verdict, "rule": "confirmed if rho > 0.99", "figures": ["fig.png"],
