@@ -104,3 +104,34 @@ def image_row(path: str | Path, images: dict[str, np.ndarray], *, cmap: str = "g
         ax.set_xticks([])
         ax.set_yticks([])
     return save_figure(fig, path)
+
+
+def image_rows(path: str | Path, rows: dict[str, np.ndarray], titles: Sequence[str], *,
+               vmax: float | None = 1.0) -> Path:
+    """Named rows of images (each (n, 1, H, W); sizes may differ between rows) as one labelled mosaic.
+
+    Drawn on a single axis (several times faster than one axis per image): row labels on the left, column
+    ``titles`` on top; ``vmax=None`` scales the grey levels to the data.
+    """
+    arrs = [_as_numpy(v).astype(np.float64) for v in rows.values()]
+    side = max(max(a.shape[-2:]) for a in arrs)
+    ncols, pad = max(len(a) for a in arrs), 2
+    cell = side + pad
+    canvas = np.full((len(arrs) * cell + pad, ncols * cell + pad), np.nan)
+    for i, a in enumerate(arrs):
+        for j, img in enumerate(a[:, 0]):
+            h, w = img.shape
+            canvas[pad + i * cell: pad + i * cell + h, pad + j * cell: pad + j * cell + w] = img
+    fig, axes = new_figure(width=1.25 * ncols + 0.9, height=1.25 * len(arrs) + 0.4)
+    ax = axes[0, 0]
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
+    top = float(np.nanmax(canvas)) if vmax is None else vmax
+    ax.imshow(canvas, cmap=cmap, vmin=0.0, vmax=top if top > 0 else 1.0, interpolation="nearest")
+    centres = pad + cell * np.arange(ncols) + side / 2
+    ax.set_xticks(centres[: len(titles)], titles, fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks(pad + cell * np.arange(len(arrs)) + side / 2, list(rows), fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return save_figure(fig, path)

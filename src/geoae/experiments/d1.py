@@ -13,12 +13,11 @@ for a few test radii, and the MSE per radius of every seed, their mean and the a
 
 from __future__ import annotations
 
-import matplotlib
 import numpy as np
 import torch
 
 from ..data import render_disks
-from ..plots import line_plot, new_figure, save_figure
+from ..plots import image_rows, line_plot
 from .common import Context, Result, codes, disk_config, disk_test_set, mean_std, mse_per_image, verdict_from
 
 ID = "D1"
@@ -65,36 +64,6 @@ def decode_grid(model, z_start: float, z_end: float, n: int = 10) -> tuple[torch
     model.eval()
     z = torch.linspace(z_start, z_end, n)
     return model.decode(z[:, None]), z.numpy()
-
-
-def image_rows(path, rows: dict[str, torch.Tensor], titles: list[str], *, vmax: float | None = 1.0):
-    """Rows of images (each (n, 1, H, W); sizes may differ between rows) as one labelled mosaic, one axis.
-
-    Row labels on the left, column ``titles`` on top; ``vmax=None`` scales the grey levels to the data.
-    """
-    arrs = [v.detach().cpu().double().numpy() if hasattr(v, "detach") else np.asarray(v, float)
-            for v in rows.values()]
-    side = max(max(a.shape[-2:]) for a in arrs)
-    ncols, pad = max(len(a) for a in arrs), 2
-    cell = side + pad
-    canvas = np.full((len(arrs) * cell + pad, ncols * cell + pad), np.nan)
-    for i, a in enumerate(arrs):
-        for j, img in enumerate(a[:, 0]):
-            h, w = img.shape
-            canvas[pad + i * cell: pad + i * cell + h, pad + j * cell: pad + j * cell + w] = img
-    fig, axes = new_figure(width=1.25 * ncols + 0.9, height=1.25 * len(arrs) + 0.4)
-    ax = axes[0, 0]
-    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
-    top = float(np.nanmax(canvas)) if vmax is None else vmax
-    ax.imshow(canvas, cmap=cmap, vmin=0.0, vmax=top if top > 0 else 1.0, interpolation="nearest")
-    centres = pad + cell * np.arange(ncols) + side / 2
-    ax.set_xticks(centres[: len(titles)], titles, fontsize=8)
-    ax.xaxis.tick_top()
-    ax.set_yticks(pad + cell * np.arange(len(arrs)) + side / 2, list(rows), fontsize=8)
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    return save_figure(fig, path)
 
 
 def nearest(radii: torch.Tensor, wanted) -> list[int]:

@@ -20,9 +20,8 @@ import copy
 import numpy as np
 import torch
 
-from ..plots import new_figure, save_figure
+from ..plots import image_rows, new_figure, save_figure
 from .common import Context, Result, codes, disk_config, disk_test_set, verdict_from
-from .d1 import image_rows
 
 ID = "D3"
 TITLE = "A bias-free decoder is homogeneous: outputs are h(r)·f(t)"

@@ -17,10 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..plots import line_plot, new_figure, save_figure
+from ..plots import image_rows, line_plot, new_figure, save_figure
 from ..theory import discrete_optimum, pixel_radii, radial_profile
 from .common import Context, Result, disk_config, disk_test_set, mean_std, reconstructions, verdict_from
-from .d1 import image_rows
 
 ID = "D5"
 TITLE = "Biases let the decoder threshold, giving sharp disks"
