@@ -137,3 +137,13 @@ def test_failing_experiment_is_reported_while_the_other_runs(tmp_path, monkeypat
     md = (tmp_path / "report.md").read_text()
     assert "Verdict: FAILED" in md and "analysis exploded" in md
     assert f"**Verdict: {rec2['verdict']}.**" in md
+
+
+def test_same_seeds_give_the_same_numbers(tmp_path):
+    """Determinism: two independent reproductions (separate run directories) report identical numbers."""
+    numbers = []
+    for name in ("first", "second"):
+        assert reproduce(profile="tiny", only=["D2", "D5"], out=tmp_path / name, seeds=1, progress=False) == 0
+        numbers.append([json.loads((tmp_path / name / i / "results.json").read_text())["numbers"]
+                        for i in ("D2", "D5")])
+    assert numbers[0] == numbers[1]
