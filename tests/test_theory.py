@@ -273,3 +273,15 @@ def test_discrete_optimum_large_matrices_use_arpack():
     X = images.reshape(1100, -1)
     assert opt.singular_value == pytest.approx(math.sqrt(np.linalg.eigvalsh(X.T @ X)[-1]), rel=1e-10)
     assert opt.mse == pytest.approx(np.mean((images - opt.reconstruct()) ** 2), rel=1e-8)
+
+
+def test_svd_profile_of_random_area_disks_is_airy():
+    """The issue's check with geoae's own generator: 64 × 64 ``area`` disks, r ~ U(0, 32), seeded.
+
+    The finite sample's radius histogram is not exactly uniform, so the distance shrinks with N
+    (measured: 2.4 % at N = 1000, 1.3 % at N = 5000, 0.7 % at N = 10000).
+    """
+    from geoae.data import make_disks
+
+    images, _ = make_disks(5000, size=64, rendering="area", seed=0)
+    assert T.profile_distance(T.discrete_optimum(images).profile, 32.0) < 0.02
