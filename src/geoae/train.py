@@ -580,8 +580,10 @@ def _train_in_processes(configs: Sequence[TrainConfig], root: Path, workers: int
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     bar = _progress(len(configs), 0, progress, f"{len(configs)} runs on {workers} processes")
+    # longest runs first (pixels × batch × iterations), so that no core is left alone with a long run
+    order = sorted(configs, key=lambda c: -c.iterations * c.batch_size * c.model.size ** c.model.ndim)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_train_in_worker, c.to_dict(), str(root / run_name(c))) for c in configs]
+        futures = [pool.submit(_train_in_worker, c.to_dict(), str(root / run_name(c))) for c in order]
         for future in as_completed(futures):
             future.result()  # re-raises a worker's error (e.g. TrainingDiverged) here
             bar.update(1)
