@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from ..data import DiracData, all_dirac_positions, render_diracs
 from ..models import ModelConfig, PositionEncoder
 from ..plots import image_row, line_plot
 from ..train import TrainConfig
-from .common import Context, Result, codes, mean_std, reconstructions, verdict_from
+from .common import Context, Result, codes, mean_std, reconstructions, spearman, verdict_from
 
 ID = "P2"
 TITLE = "A trained encoder finds the position filter"
@@ -125,11 +124,9 @@ def monotonicity(pos: np.ndarray, z: np.ndarray) -> float:
     if float(z.std()) == 0.0:
         return 0.0
     if pos.shape[1] == 1 and z.shape[1] == 1:
-        rho = spearmanr(pos[:, 0], z[:, 0]).statistic
-        return float(abs(np.nan_to_num(rho)))
+        return float(abs(np.nan_to_num(spearman(pos[:, 0], z[:, 0]))))
     readout = np.round(_affine_fit(z, pos), 9)  # round-off must not break the ties of p_a
-    return min(float(abs(np.nan_to_num(spearmanr(pos[:, a], readout[:, a]).statistic)))
-               for a in range(pos.shape[1]))
+    return min(float(abs(np.nan_to_num(spearman(pos[:, a], readout[:, a])))) for a in range(pos.shape[1]))
 
 
 def position_accuracy(model, x: torch.Tensor) -> np.ndarray:
