@@ -2,9 +2,10 @@
 
 (a) ``PlainAutoencoder`` is the paper's network (Newson et al., JMIV 2020, Sec. 3) written the textbook
 way: NCHW tensors, ``nn.Conv2d`` encoder, ``nn.ConvTranspose2d(in, out, 3, stride 2, padding 1,
-output_padding 1)`` decoder, a standard loop over a precomputed list of batches. Its weights are copied
-from a geoae model: the UpsampleConv weight w (out, in, 3, 3), "zero insertion then conv padding 1", is the
-ConvTranspose2d weight w.transpose(0, 1).flip(2, 3). (b) is geoae's own trainer ``train.train``, on the
+output_padding 1)`` decoder, a standard loop over a precomputed list of batches with ``torch.optim.Adam``
+and torch's default threads. Its weights are copied from a geoae model: the UpsampleConv weight w
+(out, in, 3, 3), "zero insertion then conv padding 1", is the ConvTranspose2d weight w.transpose(0, 1).flip(2, 3).
+(b) is geoae's own trainer ``train.train`` (the fused kernels of ``geoae.fused`` where they apply), on the
 same initial weights and the same batches. The losses of the first 50 steps must agree (relative
 difference < 1e-4), otherwise the benchmark fails: speed is never bought with different mathematics.
 
@@ -14,10 +15,11 @@ transposed convolution, zeros of the upsampling not counted); one training step 
 (forward, backward to the inputs, backward to the weights), i.e. FLOP/step = 2 · 3 · MACs · B. It is
 shown as a fraction of this machine's fp32 ``torch.mm`` rate measured in the same run.
 
-The sweep figure trains K runs (seeds × the five regularisers) one after the other with ``train.train``,
-then with ``train.train_many`` (one process per core, as the experiments do) and with the grouped
-kernels of ``sweep.train_group``, and checks the final weights: identical for the processes, equal to
-rounding for the grouped kernels.
+The sweep figure trains K runs (seeds × the five regularisers) with the plain loop one after the other
+(the regularisers computed by ``train.compute_loss`` on the plain network), then with
+``train.train_many`` (one process per core, as the experiments do). Each ``train_many`` run must end with
+exactly the weights ``train.train`` gives it alone; the plain runs' losses of the first steps must agree
+with geoae's to the same 1e-4.
 """
 
 from __future__ import annotations
@@ -39,8 +41,6 @@ from .train import REGULARISERS, BatchSource, TrainConfig, train
 __all__ = ["PlainAutoencoder", "plain_train", "conv_macs", "matmul_flops", "bench_single", "bench_sweep", "main"]
 
 LOSS_TOLERANCE = 1e-4  # relative difference of the first 50 losses, (a) vs (b)
-WEIGHT_TOLERANCE = 1e-3  # relative difference of weights, grouped vs one by one, after GROUP_CHECK_STEPS
-GROUP_CHECK_STEPS = 30
 SWEEP_WEIGHTS = {"none": 0.0, "locality": 1e-4, "l2_all": 1e-3, "l2_encoder": 1e-3, "contractive": 1e-3}
 
 
@@ -72,19 +72,37 @@ class PlainAutoencoder(nn.Module):
                 for mine, theirs in zip([*self.encoder[::2], *self.decoder[::2]], layers, strict=True):
                     mine.bias.copy_(theirs.bias)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, m, m) → (B, d)."""
+        return self.encoder(x).flatten(1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, d) → (B, 1, m, m)."""
+        return self.decoder(z[:, :, None, None])
+
+    def encoder_weights(self) -> list[torch.Tensor]:
+        return [m.weight for m in self.encoder[::2]]
+
+    def decoder_weights(self) -> list[torch.Tensor]:
+        return [m.weight for m in self.decoder[::2]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
 
 
 def plain_train(model: nn.Module, batches: list[torch.Tensor], lr: float = 1e-3,
-                betas: tuple[float, float] = (0.9, 0.999)) -> tuple[list[float], float]:
-    """A standard training loop; returns (losses, seconds)."""
+                betas: tuple[float, float] = (0.9, 0.999), regulariser: str = "none",
+                weight: float = 0.0) -> tuple[list[float], float]:
+    """A standard training loop; returns (losses, seconds). The regularised loss is ``train.compute_loss``'s."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
     losses = []
     t0 = time.perf_counter()
     for x in batches:
         optimizer.zero_grad()
-        loss = F.mse_loss(model(x), x)
+        if regulariser == "none" or weight == 0:
+            loss = F.mse_loss(model(x), x)
+        else:
+            loss = T.compute_loss(model, x, regulariser, weight).total
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -152,41 +170,44 @@ def _max_rel_diff(runs_a, runs_b) -> float:
     return diff
 
 
-def bench_sweep(base: TrainConfig, k: int, repeats: int, workers: int | None = None) -> dict:
-    """K runs one after the other (``train``) vs ``train_many`` (one process per core) vs grouped.
+def bench_sweep(base: TrainConfig, k: int, repeats: int, workers: int | None = None,
+                check_steps: int = 20) -> dict:
+    """K plain runs one after the other vs ``train_many`` (one process per core).
 
-    Images/s count every run's images over the wall-clock time, process start-up included. The runs of
-    ``train_many`` must equal the one-by-one runs exactly; the grouped ones to ``WEIGHT_TOLERANCE``.
+    Images/s count every run's images over the wall-clock time, process start-up included. The
+    ``train_many`` runs must equal ``train`` alone exactly; plain and geoae losses must agree over the
+    first ``check_steps`` steps of every run to ``LOSS_TOLERANCE``.
     """
     import tempfile
 
-    from .sweep import train_group
-
     configs = sweep_configs(base, k)
+    batches = {c.seed: [s.next() for s in [BatchSource(c)] for _ in range(c.iterations)] for c in configs}
     workers = T.default_workers() if workers is None else workers
-    seq_s, par_s, grp_s = [], [], []
+    plain_s, par_s = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        alone = [train(c) for c in configs]
-        seq_s.append(time.perf_counter() - t0)
+        for c in configs:
+            model = PlainAutoencoder(build_model(c.model, seed=c.seed))
+            plain_train(model, batches[c.seed], c.lr, c.betas, c.regulariser, c.reg_weight)
+        plain_s.append(time.perf_counter() - t0)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             parallel = T.train_many(configs, tmp, workers=workers)
             par_s.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        train_group(configs)
-        grp_s.append(time.perf_counter() - t0)
     images = k * base.iterations * base.batch_size
-    a, b, c = (images / statistics.median(t) for t in (seq_s, par_s, grp_s))
-    par_diff = _max_rel_diff(alone, parallel)
-    # grouped kernels sum in another order: rounding differences that Adam amplifies over long runs, so
-    # their agreement is checked over the first GROUP_CHECK_STEPS steps
-    short = [dataclasses.replace(cf, iterations=min(GROUP_CHECK_STEPS, cf.iterations)) for cf in configs]
-    grp_diff = _max_rel_diff([train(cf) for cf in short], train_group(short))
-    return {"k": k, "workers": workers, "sequential_images_per_second": a, "parallel_images_per_second": b,
-            "ratio": b / a, "grouped_images_per_second": c, "grouped_ratio": c / a,
-            "parallel_weights_max_rel_diff": par_diff, "weights_max_rel_diff": grp_diff,
-            "weights_agree": par_diff == 0.0 and grp_diff < WEIGHT_TOLERANCE}
+    a, b = (images / statistics.median(t) for t in (plain_s, par_s))
+    par_diff = _max_rel_diff([train(c) for c in configs], parallel)
+    loss_diff = 0.0
+    for c in configs:
+        n = min(check_steps, c.iterations)
+        ref, _ = plain_train(PlainAutoencoder(build_model(c.model, seed=c.seed)), batches[c.seed][:n], c.lr,
+                             c.betas, c.regulariser, c.reg_weight)
+        ours = [h["loss"] for h in train(dataclasses.replace(c, iterations=n, log_every=1)).history]
+        loss_diff = max(loss_diff, *(abs(x - y) / max(abs(x), 1e-30) for x, y in zip(ref, ours, strict=True)))
+    return {"k": k, "workers": workers, "plain_images_per_second": a, "parallel_images_per_second": b,
+            "ratio": b / a, "parallel_weights_max_rel_diff": par_diff, "loss_max_rel_diff": loss_diff,
+            "loss_check_steps": check_steps,
+            "weights_agree": par_diff == 0.0 and loss_diff < LOSS_TOLERANCE}
 
 
 def main(args) -> int:
@@ -196,7 +217,10 @@ def main(args) -> int:
     config = _config(args.batch_size, not args.no_bias, args.steps, getattr(args, "size", 64))
     flop_step = 2 * 3 * conv_macs(config.model) * config.batch_size
     peak = matmul_flops()
-    out = {"threads": torch.get_num_threads(), "geoae_threads": T.TRAIN_THREADS or torch.get_num_threads(),
+    from . import fused
+
+    out = {"threads": torch.get_num_threads(), "geoae_threads": T.kernel_threads(),
+           "backend": T.backend_setting(), "fused_available": fused.available(),
            "batch_size": config.batch_size, "bias": config.model.bias,
            "size": config.model.size, "steps": args.steps, "repeats": args.repeats,
            "flop_per_step": flop_step, "flop_count": "conv MACs x 2 x 3 (fwd + 2 bwd), per image x batch",
@@ -220,8 +244,9 @@ def _text(out: dict) -> str:
     s = out["single"]
     lines = [
         f"geoae bench: paper{out['size']}, batch {out['batch_size']}, bias={out['bias']}, "
-        f"torch threads: {out['threads']} for (a) and torch.mm, {out['geoae_threads']} for geoae's trainer "
-        f"(train.TRAIN_THREADS); {out['steps']} steps x {out['repeats']} repeats (medians)",
+        f"torch threads: {out['threads']} for (a) and torch.mm; geoae backend {out['backend']} "
+        f"(fused kernels {'available' if out['fused_available'] else 'UNAVAILABLE'}), {out['geoae_threads']} "
+        f"kernel threads; {out['steps']} steps x {out['repeats']} repeats (medians)",
         f"  FLOP per step {out['flop_per_step'] / 1e6:.1f} M ({out['flop_count']}); "
         f"torch.mm fp32 {out['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s",
         f"  (a) plain PyTorch  {s['plain_images_per_second']:8.0f} images/s  "
@@ -234,13 +259,12 @@ def _text(out: dict) -> str:
     if "sweep" in out:
         w = out["sweep"]
         lines += [
-            f"  sweep of K={w['k']} runs: one by one {w['sequential_images_per_second']:.0f} images/s; "
-            f"train_many on {w['workers']} processes {w['parallel_images_per_second']:.0f} images/s "
-            f"({100 * w['parallel_matmul_fraction']:.2f}% of matmul), ratio {w['ratio']:.2f}; "
-            f"grouped kernels {w['grouped_images_per_second']:.0f} images/s, ratio {w['grouped_ratio']:.2f}",
-            f"  final weights vs one by one: processes max rel diff {w['parallel_weights_max_rel_diff']:.1e} "
-            f"(must be 0), grouped after {GROUP_CHECK_STEPS} steps {w['weights_max_rel_diff']:.1e} "
-            f"(tolerance {WEIGHT_TOLERANCE:g}): "
+            f"  sweep of K={w['k']} runs: plain one after the other {w['plain_images_per_second']:.0f} images/s; "
+            f"geoae train_many on {w['workers']} processes {w['parallel_images_per_second']:.0f} images/s "
+            f"({100 * w['parallel_matmul_fraction']:.2f}% of matmul), ratio {w['ratio']:.2f}",
+            f"  train_many weights vs train alone: max rel diff {w['parallel_weights_max_rel_diff']:.1e} (must be 0); "
+            f"plain vs geoae losses, first {w['loss_check_steps']} steps of every run: max rel diff "
+            f"{w['loss_max_rel_diff']:.1e} (tolerance {LOSS_TOLERANCE:g}): "
             f"{'OK' if w['weights_agree'] else 'MISMATCH'}",
         ]
     return "\n".join(lines)

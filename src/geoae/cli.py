@@ -115,7 +115,7 @@ def get_parser() -> argparse.ArgumentParser:
     be.add_argument("--batch-size", type=int, default=64)
     be.add_argument("--threads", type=int, default=None,
                     help="torch threads of the plain reference and torch.mm (default: all cores); geoae's "
-                    "trainer uses GEOAE_THREADS (default 1)")
+                    "fused kernels use GEOAE_THREADS (default: all cores)")
     be.add_argument("--no-bias", action="store_true")
     be.add_argument("--steps", type=int, default=200, help="timed steps per repeat")
     be.add_argument("--repeats", type=int, default=5)

@@ -18,9 +18,13 @@ A run is a directory::
 A run killed at any point resumes from its last checkpoint and ends with the same weights as an
 uninterrupted run of the same config (the batch sampler's RNG state is part of the checkpoint).
 
-Speed (docs/performance.md, ``geoae bench``): training runs with ``TRAIN_THREADS`` (1) torch threads, since
-the network's 1-to-8-channel kernels are too small to share between cores; ``train_many(group=True)``
-trains compatible runs at once as one stacked network (``sweep``), equal to one-by-one runs up to rounding.
+Speed (docs/performance.md, ``geoae bench``): the training step of ``paper64`` / ``paper1d`` runs on the fused
+C kernels of ``geoae.fused`` (the same mathematics, summed in another order; ``BACKENDS``, env ``GEOAE_BACKEND``):
+``auto`` uses them wherever they apply and falls back to the torch path otherwise (no C compiler, the
+``contractive`` regulariser's double backward, coordinate channels, a frozen encoder). The kernels split a
+batch over ``kernel_threads()`` threads with results that do not depend on the thread count; the remaining
+torch ops run with ``TRAIN_THREADS`` (1) torch threads. ``train_many`` runs one process per core, one
+thread each. The backend a run used is recorded in its metrics.
 """
 
 from __future__ import annotations
@@ -52,7 +56,30 @@ CHECKPOINT_FORMAT = "geoae-checkpoint-1"
 # torch threads while training (0: leave torch's setting). The paper's network has 1 to 8 channels: its
 # kernels are too small to share between cores, and intra-op threads cost more than they save (measured
 # in docs/performance.md; catastrophically so when other processes compete for the cores).
-TRAIN_THREADS = int(os.environ.get("GEOAE_THREADS", "1"))
+TRAIN_THREADS = int(os.environ.get("GEOAE_TORCH_THREADS", "1"))
+BACKENDS = ("auto", "fused", "torch")
+
+
+def backend_setting() -> str:
+    """The training backend asked for: ``GEOAE_BACKEND`` (``auto`` by default), validated."""
+    value = os.environ.get("GEOAE_BACKEND", "auto")
+    if value not in BACKENDS:
+        raise ValueError(f"GEOAE_BACKEND must be one of {BACKENDS}, got {value!r}")
+    return value
+
+
+def kernel_threads() -> int:
+    """Threads of the fused kernels: ``GEOAE_THREADS`` if set, else one per available core."""
+    value = os.environ.get("GEOAE_THREADS")
+    if value is not None:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"GEOAE_THREADS must be an integer >= 1, got {value!r}")
+        return int(value)
+    return _cores()
+
+
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 @contextmanager
@@ -266,11 +293,14 @@ def contractive_penalty(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
     return total / z.shape[1]
 
 
-def compute_loss(model: Autoencoder, x: torch.Tensor, regulariser: str, weight: float) -> Loss:
-    """Loss of one batch x (B, 1, H, W) or (B, 1, n)."""
-    z = model.encode(x)
-    x_hat = model.decode(z)
-    mse = mse_per_pixel(x_hat, x)
+def compute_loss(model: Autoencoder, x: torch.Tensor, regulariser: str, weight: float, engine=None) -> Loss:
+    """Loss of one batch x (B, 1, H, W) or (B, 1, n); ``engine`` (a ``fused.FusedAutoencoder`` of ``model``)
+    computes z and the MSE in one fused pass, else the model's torch modules do."""
+    if engine is not None:
+        z, mse = engine.loss(x)
+    else:
+        z = model.encode(x)
+        mse = mse_per_pixel(model.decode(z), x)
     if regulariser == "none" or weight == 0:
         penalty = mse.new_zeros(())
     elif regulariser == "locality":
@@ -403,17 +433,45 @@ def load_checkpoint(path: Path, config: TrainConfig, model, optimizer, batches: 
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
-    return torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+    """Adam over the model's parameters; torch's fused CPU implementation (one kernel per parameter)."""
+    return torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, fused=True)
+
+
+def make_engine(model: Autoencoder, config: TrainConfig, threads: int | None = None):
+    """The fused kernels for this run (``fused.FusedAutoencoder``), or None for the torch path, and why.
+
+    ``GEOAE_BACKEND=torch`` always gives None; ``fused`` raises ValueError where the kernels do not apply;
+    ``auto`` (default) uses them where they apply.
+    """
+    from . import fused
+
+    backend = backend_setting()
+    if backend == "torch":
+        return None, "GEOAE_BACKEND=torch"
+    reason = fused.supports(model)
+    if reason is None and config.regulariser == "contractive" and config.reg_weight != 0:
+        reason = "the contractive regulariser needs second derivatives"
+    if reason is None and not fused.available():
+        reason = f"the fused kernel is unavailable: {fused.unavailable_reason()}"
+    if reason is not None:
+        if backend == "fused":
+            raise ValueError(f"GEOAE_BACKEND=fused cannot train this run: {reason}")
+        return None, reason
+    return fused.FusedAutoencoder(model, threads=kernel_threads() if threads is None else threads), None
 
 
 def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = False,
-          resume: bool = True) -> TrainResult:
+          resume: bool = True, threads: int | None = None) -> TrainResult:
     """Train an autoencoder; with ``out_dir`` the run is recorded there and can resume.
 
-    A finished run in ``out_dir`` (with the same config) is loaded, not retrained.
+    A finished run in ``out_dir`` (with the same config) is loaded, not retrained. ``threads``: threads of
+    the fused kernels (default ``kernel_threads()``); the trained weights do not depend on it.
     Raises ``TrainingDiverged`` if the loss stops being finite (the last good checkpoint stays).
     """
     config.validate()
+    backend_setting()
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1 or None, got {threads!r}")
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is not None and resume and is_finished(out_dir):
         done = load_run(out_dir)
@@ -430,17 +488,20 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
         if resume and ckpt.exists():
             start, history = load_checkpoint(ckpt, config, model, optimizer, batches)
 
+    engine, why_not = make_engine(model, config, threads)
     with training_threads():
-        return _train_loop(config, model, optimizer, batches, start, history, ckpt, out_dir, progress)
+        return _train_loop(config, model, optimizer, batches, start, history, ckpt, out_dir, progress, engine,
+                           why_not)
 
 
 def _train_loop(config: TrainConfig, model: Autoencoder, optimizer, batches: BatchSource, start: int,
-                history: list[dict], ckpt: Path | None, out_dir: Path | None, progress: bool) -> TrainResult:
+                history: list[dict], ckpt: Path | None, out_dir: Path | None, progress: bool, engine=None,
+                why_not: str | None = None) -> TrainResult:
     bar = _progress(config.iterations, start, progress, run_name(config))
     t0 = time.perf_counter()
     for it in range(start, config.iterations):
         x = batches.next()
-        loss = compute_loss(model, x, config.regulariser, config.reg_weight)
+        loss = compute_loss(model, x, config.regulariser, config.reg_weight, engine)
         if not torch.isfinite(loss.total):
             bar.close()
             kept = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.exists() else ""
@@ -462,7 +523,12 @@ def _train_loop(config: TrainConfig, model: Autoencoder, optimizer, batches: Bat
     bar.close()
     elapsed = time.perf_counter() - t0
     extra = {"train_seconds": elapsed,
-             "images_per_second": (config.iterations - start) * config.batch_size / max(elapsed, 1e-9)}
+             "images_per_second": (config.iterations - start) * config.batch_size / max(elapsed, 1e-9),
+             "backend": "torch" if engine is None else "fused"}
+    if engine is not None:
+        extra["kernel_threads"] = engine.threads
+    else:
+        extra["torch_backend_reason"] = why_not
     return finish_run(config, model, batches, history, extra, out_dir)
 
 
@@ -514,12 +580,12 @@ def default_workers() -> int:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"GEOAE_WORKERS must be an integer >= 1, got {value!r}")
         return int(value)
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return _cores()
 
 
 def _train_in_worker(config: dict, out_dir: str) -> str:
-    """Body of a worker process: one run, recorded in ``out_dir`` (the parent loads it from there)."""
-    train(TrainConfig.from_dict(config), out_dir)
+    """Body of a worker process: one run on one thread, recorded in ``out_dir`` (the parent loads it)."""
+    train(TrainConfig.from_dict(config), out_dir, threads=1)
     return out_dir
 
 
@@ -531,7 +597,7 @@ def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bo
     are spread does not change what they compute:
 
     * ``workers`` processes (default ``default_workers()``: one per core) train the unfinished runs in
-      parallel, each with ``TRAIN_THREADS`` torch threads; every run is exactly what ``train`` gives alone.
+      parallel, one thread each; every run is exactly what ``train`` gives alone.
     * ``group`` (off by default: on this project's 2-core machine it measured no faster,
       docs/performance.md) trains unfinished runs sharing a ``sweep.group_key`` at once, up to
       ``max_group`` per group, with ``sweep.train_group``; weights equal those of ``train`` up to float
