@@ -50,7 +50,7 @@ typedef double vd __attribute__((vector_size(NL * sizeof(double))));
 /* One output pixel, output channels [co0, co0 + NC): o = b + sum over taps and input channels of w * in.
  * With few channels, two sets of accumulators (even / odd input channels) hide the multiply-add latency. */
 INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *restrict o, int i, int j, int co0,
-                          const int NC) {
+                          const int NC, const float *restrict bias) {
     const int CI = ly->cin, KH = ly->kh, KW = ly->kw, T = KH * KW;
     const int SETS = NC <= 4 ? 2 : 1;
     vf acc[2][CHUNK];
@@ -79,7 +79,7 @@ INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *rest
         }
     }
     for (int k = 0; k < NC; k++) {
-        const float b = ly->b ? ly->b[co0 + k] : 0.0f;
+        const float b = bias ? bias[co0 + k] : 0.0f;
         vf t = acc[0][k];
         if (SETS == 2) t += acc[1][k];
         V(o + (co0 + k) * NL) = t + b;
@@ -100,10 +100,12 @@ INLINE void backward_pixel(const Layer *ly, const float *restrict in, const floa
             if (s < 0) continue;
             const size_t base = ((size_t)r * ly->win + s) * CI * NL;
             const float *restrict w = ly->w + (size_t)co0 * CI * T + a * KW + c;
-            float *restrict acc = gw + ((size_t)co0 * CI * T + a * KW + c) * NL;
+            float *restrict acc = gw ? gw + ((size_t)co0 * CI * T + a * KW + c) * NL : NULL;
             for (int ci = 0; ci < CI; ci++) {
-                const vf x = V(in + base + ci * NL);
-                for (int k = 0; k < NC; k++) V(acc + (size_t)(k * CI + ci) * T * NL) += g[k] * x;
+                if (acc) {
+                    const vf x = V(in + base + ci * NL);
+                    for (int k = 0; k < NC; k++) V(acc + (size_t)(k * CI + ci) * T * NL) += g[k] * x;
+                }
                 if (gin) {
                     vf t = V(gin + base + ci * NL);
                     for (int k = 0; k < NC; k++) t += w[(k * CI + ci) * T] * g[k];
@@ -128,16 +130,21 @@ INLINE void backward_pixel(const Layer *ly, const float *restrict in, const floa
         }                                                                                                 \
     }
 
-static void layer_forward(const Layer *ly, const float *restrict in, float *restrict out) {
+/* out = conv(in, w) (+ b if bias): no activation. */
+static void conv_forward(const Layer *ly, const float *restrict in, float *restrict out, const float *restrict bias) {
     const int CO = ly->cout;
     for (int i = 0; i < ly->hout; i++) {
         for (int j = 0; j < ly->wout; j++) {
             float *restrict o = out + ((size_t)i * ly->wout + j) * CO * NL;
-#define FWD(n) forward_pixel(ly, in, o, i, j, co0, n)
+#define FWD(n) forward_pixel(ly, in, o, i, j, co0, n, bias)
             DISPATCH(FWD)
 #undef FWD
         }
     }
+}
+
+static void layer_forward(const Layer *ly, const float *restrict in, float *restrict out) {
+    conv_forward(ly, in, out, ly->b);
     const size_t n = act_size(ly, 1);
     if (ly->act == ACT_LEAKY) {
         const float alpha = ly->alpha;
@@ -147,19 +154,22 @@ static void layer_forward(const Layer *ly, const float *restrict in, float *rest
     }
 }
 
-/* g: on entry the gradient w.r.t. the layer's output, turned in place into the gradient w.r.t. the
- * pre-activation. gin (zeroed here) receives the gradient w.r.t. the input unless NULL; gw, gb accumulate
- * per-lane weight and bias gradients: gw[(co, ci, a, c)][lane], gb[co][lane]. */
-static void layer_backward(const Layer *ly, const float *restrict in, const float *restrict out,
-                           float *restrict g, float *restrict gin, float *restrict gw, float *restrict gb) {
-    const int CO = ly->cout;
-    const size_t nout = act_size(ly, 1);
+/* g *= act'(pre-activation), from the layer's output `out` (leaky: out > 0 iff pre-activation > 0). */
+static void act_backward(const Layer *ly, const float *restrict out, float *restrict g) {
+    const size_t n = act_size(ly, 1);
     if (ly->act == ACT_LEAKY) {
         const float alpha = ly->alpha;
-        for (size_t k = 0; k < nout; k++) g[k] *= out[k] > 0.0f ? 1.0f : alpha;
+        for (size_t k = 0; k < n; k++) g[k] *= out[k] > 0.0f ? 1.0f : alpha;
     } else if (ly->act == ACT_SIGMOID) {
-        for (size_t k = 0; k < nout; k++) g[k] *= out[k] * (1.0f - out[k]);
+        for (size_t k = 0; k < n; k++) g[k] *= out[k] * (1.0f - out[k]);
     }
+}
+
+/* Adjoint of conv_forward for the pre-activation gradient g: gin (zeroed here) = conv^T(g) unless NULL;
+ * gw, gb (unless NULL) accumulate per-lane weight and bias gradients: gw[(co, ci, a, c)][lane], gb[co][lane]. */
+static void conv_backward(const Layer *ly, const float *restrict in, const float *restrict g, float *restrict gin,
+                          float *restrict gw, float *restrict gb) {
+    const int CO = ly->cout;
     if (gin) memset(gin, 0, act_size(ly, 0) * sizeof(float));
     if (gb) {
         for (size_t p = 0; p < (size_t)ly->hout * ly->wout; p++)
@@ -173,6 +183,14 @@ static void layer_backward(const Layer *ly, const float *restrict in, const floa
 #undef BWD
         }
     }
+}
+
+/* g: on entry the gradient w.r.t. the layer's output, turned in place into the gradient w.r.t. the
+ * pre-activation; then conv_backward. */
+static void layer_backward(const Layer *ly, const float *restrict in, const float *restrict out,
+                           float *restrict g, float *restrict gin, float *restrict gw, float *restrict gb) {
+    act_backward(ly, out, g);
+    conv_backward(ly, in, g, gin, gw, gb);
 }
 
 /* ------------------------------------------------------------------------------------- stacks */
@@ -279,11 +297,82 @@ typedef struct {
     float *gx;              /* backward, stack only: gradient of x or NULL */
     float gscale;           /* backward, autoencoder: d loss / d x_hat = gscale * (x_hat - x) */
     double *sse;            /* forward, autoencoder: per block sum of squared errors */
-    float *scratch;         /* backward: this thread's 4 x largest block activation */
+    float *scratch;         /* this thread's 4 x largest block activation */
     float *gacc_e, *gacc_d; /* backward: per block, per lane coefficient gradients */
+    /* the contractive penalty (autoencoder only; vbuf NULL: not computed) */
+    float *const *vbuf;     /* vbuf[l]: per block and code dimension k, the pre-activation gradient of
+                               z_k at encoder layer l (n_blocks * d * size of layer l's output) */
+    float *u0;              /* per block and k: dz_k/dx in block layout (n_blocks * d * size of x) */
+    double *pen;            /* forward: per block sum over images, pixels and k of (dz_k/dx)^2 */
+    float cscale;           /* backward: d loss / d (dz_k/dx) = cscale * dz_k/dx */
 } Job;
 
 #define IN_SIZE(ly) ((ly)->cin * (ly)->hin * (ly)->win)
+
+/* The contractive penalty of the released code, sum_k ||dz_k/dx||^2. The encoder is piecewise linear: with
+ * the masks D_l = act'(t_l) of the forward pass (fixed almost everywhere), dz_k/dx = C_1^T D_1 ... C_L^T D_L e_k
+ * (C_l the convolution of layer l), computed by a backward pass seeded with e_k; v_l = D_l (...) is kept.
+ * Its gradient: with h_0 = cscale * dz_k/dx and h_l = D_l C_l h_{l-1} (a bias-free forward pass with the same
+ * masks), d/dw_l = sum over pixels of v_l (x) h_{l-1}, the weight-gradient formula of conv_backward with h
+ * in place of the layer input. Biases only move the masks: their gradient is 0. */
+static void contractive_forward_block(const Job *j, int blk, float *buf) {
+    const Layer *E = j->enc;
+    const int n = j->n_enc, d = E[n - 1].cout;
+    const size_t big = largest_block(E, n), nx = act_size(&E[0], 0);
+    double pen = 0.0;
+    for (int k = 0; k < d; k++) {
+        float *cur = buf;
+        memset(cur, 0, act_size(&E[n - 1], 1) * sizeof(float));
+        for (int l = 0; l < NL && blk * NL + l < j->batch; l++) cur[k * NL + l] = 1.0f; /* z is 1 x 1 x d */
+        for (int q = n - 1; q >= 0; q--) {
+            const Layer *ly = &E[q];
+            float *v = j->vbuf[q] + ((size_t)blk * d + k) * act_size(ly, 1);
+            memcpy(v, cur, act_size(ly, 1) * sizeof(float));
+            act_backward(ly, j->acts_e[q + 1] + blk * act_size(ly, 1), v);
+            float *gin = q > 0 ? (cur == buf ? buf + big : buf) : j->u0 + ((size_t)blk * d + k) * nx;
+            conv_backward(ly, NULL, v, gin, NULL, NULL);
+            cur = gin;
+        }
+        vd s0 = {0}, s1 = {0};
+        size_t p = 0;
+        for (; p + 1 < nx / NL; p += 2) {
+            const vd e0 = __builtin_convertvector(V(cur + p * NL), vd), e1 = __builtin_convertvector(V(cur + (p + 1) * NL), vd);
+            s0 += e0 * e0;
+            s1 += e1 * e1;
+        }
+        for (; p < nx / NL; p++) {
+            const vd e0 = __builtin_convertvector(V(cur + p * NL), vd);
+            s0 += e0 * e0;
+        }
+        for (int l = 0; l < NL; l++) pen += s0[l] + s1[l];
+    }
+    j->pen[blk] = pen;
+}
+
+static void contractive_backward_block(const Job *j, int blk, float *gacc, float *buf) {
+    const Layer *E = j->enc;
+    const int n = j->n_enc, d = E[n - 1].cout;
+    const size_t big = largest_block(E, n), nx = act_size(&E[0], 0);
+    const vf scale = (vf){0} + j->cscale;
+    for (int k = 0; k < d; k++) {
+        const float *u = j->u0 + ((size_t)blk * d + k) * nx;
+        float *h = buf;
+        for (size_t p = 0; p < nx / NL; p++) V(h + p * NL) = scale * V(u + p * NL);
+        size_t offset = 0;
+        for (int q = 0; q < n; q++) {
+            const Layer *ly = &E[q];
+            const float *v = j->vbuf[q] + ((size_t)blk * d + k) * act_size(ly, 1);
+            conv_backward(ly, h, v, NULL, gacc + offset * NL, NULL);
+            offset += coef_count(ly);
+            if (q < n - 1) {
+                float *next = h == buf ? buf + big : buf;
+                conv_forward(ly, h, next, NULL);
+                act_backward(ly, j->acts_e[q + 1] + blk * act_size(ly, 1), next);
+                h = next;
+            }
+        }
+    }
+}
 
 static void *forward_job(void *arg) {
     const Job *j = arg;
@@ -312,6 +401,7 @@ static void *forward_job(void *arg) {
         double sse = 0.0;
         for (int l = 0; l < NL && blk * NL + l < j->batch; l++) sse += s0[l] + s1[l];
         j->sse[blk] = sse;
+        if (j->vbuf) contractive_forward_block(j, blk, j->scratch);
     }
     return NULL;
 }
@@ -345,9 +435,10 @@ static void *backward_job(void *arg) {
             to_block(j->gy, j->batch, blk, last->cout, last->hout, last->wout, g);
         }
         float *gin = j->gx ? spare : NULL;
-        stack_backward_block(j->enc, j->n_enc, j->acts_e, blk, g, gin,
-                             j->gacc_e + blk * total_coefs(j->enc, j->n_enc) * NL, tmp);
+        float *gacc = j->gacc_e + blk * total_coefs(j->enc, j->n_enc) * NL;
+        stack_backward_block(j->enc, j->n_enc, j->acts_e, blk, g, gin, gacc, tmp);
         if (gin) from_block(gin, j->batch, blk, first->cin, first->hin, first->win, j->gx);
+        if (j->vbuf && j->cscale != 0.0f) contractive_backward_block(j, blk, gacc, j->scratch);
     }
     return NULL;
 }
@@ -405,28 +496,40 @@ int geoae_backward(const Layer *layers, int n, int batch, float *const *acts, co
     return 0;
 }
 
-/* The whole autoencoder and its reconstruction loss: z = E(x) (batch, d) and
- * sum over images and pixels of (D(z) - x)^2, returned. acts_d[0] must be acts_e[n_enc] (the code). */
+/* The whole autoencoder and its reconstruction loss: z = E(x) (batch, d) and the sum over images and pixels
+ * of (D(z) - x)^2, returned. acts_d[0] must be acts_e[n_enc] (the code). Unless vbuf is NULL, also the
+ * contractive penalty's sum_k ||dz_k/dx||^2, into pen[n_blocks] (pen[blk]: per block), keeping vbuf and u0
+ * for the backward. scratch: threads * 4 * (largest block activation of either stack) floats. */
 double geoae_ae_forward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *x,
-                        float *z, float *const *acts_e, float *const *acts_d, double *sse, int threads) {
+                        float *z, float *const *acts_e, float *const *acts_d, double *sse, float *const *vbuf,
+                        float *u0, double *pen, float *scratch, int threads) {
     const int n_blocks = (batch + NL - 1) / NL;
     threads = clamp_threads(threads, n_blocks);
+    size_t big = largest_block(enc, n_enc);
+    if (largest_block(dec, n_dec) > big) big = largest_block(dec, n_dec);
     Job jobs[MAX_THREADS];
     for (int t = 0; t < threads; t++)
         jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = x, .y = z,
-                        .acts_e = acts_e, .acts_d = acts_d, .sse = sse};
+                        .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf, .u0 = u0, .pen = pen,
+                        .scratch = scratch + (size_t)t * 4 * big};
     run_jobs(forward_job, jobs, n_blocks, threads);
     double total = 0.0;
     for (int blk = 0; blk < n_blocks; blk++) total += sse[blk];
+    if (vbuf) {
+        pen[n_blocks] = 0.0;
+        for (int blk = 0; blk < n_blocks; blk++) pen[n_blocks] += pen[blk];
+    }
     return total;
 }
 
-/* Gradients of  gscale / 2 * SSE + <gz, z>  (gz (batch, d) or NULL) w.r.t. the encoder's and the decoder's
- * coefficients, into grads_e and grads_d. scratch: threads * 4 * (largest block activation of either
- * stack); gacc_e, gacc_d: n_blocks * coefs * NL floats. */
+/* Gradients of  gscale / 2 * SSE + <gz, z> + cscale / 2 * sum_k ||dz_k/dx||^2  (gz (batch, d) or NULL; the
+ * last term only if vbuf is not NULL: vbuf and u0 from geoae_ae_forward) w.r.t. the encoder's and the
+ * decoder's coefficients, into grads_e and grads_d. scratch: threads * 4 * (largest block activation of
+ * either stack); gacc_e, gacc_d: n_blocks * coefs * NL floats. */
 int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, float *const *acts_e,
-                      float *const *acts_d, const float *gz, float gscale, float *grads_e, float *grads_d,
-                      float *scratch, float *gacc_e, float *gacc_d, int threads) {
+                      float *const *acts_d, const float *gz, float gscale, float *const *vbuf, float *u0,
+                      float cscale, float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d,
+                      int threads) {
     const int n_blocks = (batch + NL - 1) / NL;
     threads = clamp_threads(threads, n_blocks);
     size_t big = largest_block(enc, n_enc);
@@ -435,7 +538,7 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
     for (int t = 0; t < threads; t++)
         jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .acts_e = acts_e,
                         .acts_d = acts_d, .gy = gz, .gscale = gscale, .scratch = scratch + (size_t)t * 4 * big,
-                        .gacc_e = gacc_e, .gacc_d = gacc_d};
+                        .gacc_e = gacc_e, .gacc_d = gacc_d, .vbuf = vbuf, .u0 = u0, .cscale = cscale};
     run_jobs(backward_job, jobs, n_blocks, threads);
     reduce_coefs(gacc_e, total_coefs(enc, n_enc), n_blocks, grads_e);
     reduce_coefs(gacc_d, total_coefs(dec, n_dec), n_blocks, grads_d);

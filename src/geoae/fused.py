@@ -140,9 +140,11 @@ def _load() -> ctypes.CDLL | None:
     lib.geoae_forward.argtypes = [layers, c_int, c_int, ptr, ptr, ptrs, c_int]
     lib.geoae_backward.argtypes = [layers, c_int, c_int, ptrs, ptr, ptr, ptr, ptr, ptr, c_int]
     lib.geoae_ae_forward.restype = ctypes.c_double
-    lib.geoae_ae_forward.argtypes = [layers, c_int, layers, c_int, c_int, ptr, ptr, ptrs, ptrs, ptr, c_int]
-    lib.geoae_ae_backward.argtypes = [layers, c_int, layers, c_int, c_int, ptrs, ptrs, ptr, ctypes.c_float, ptr, ptr,
-                                      ptr, ptr, ptr, c_int]
+    c_float = ctypes.c_float
+    lib.geoae_ae_forward.argtypes = [layers, c_int, layers, c_int, c_int, ptr, ptr, ptrs, ptrs, ptr, ptrs, ptr, ptr,
+                                     ptr, c_int]
+    lib.geoae_ae_backward.argtypes = [layers, c_int, layers, c_int, c_int, ptrs, ptrs, ptr, c_float, ptrs, ptr,
+                                      c_float, ptr, ptr, ptr, ptr, ptr, c_int]
     _lib = lib
     return _lib
 
@@ -283,46 +285,54 @@ def _pointers(tensors) -> ctypes.Array:
 
 
 class _AutoencoderLossFunction(torch.autograd.Function):
-    """(x, encoder and decoder coefficients) → (z, mean over batch and pixels of (D(E(x)) − x)²)."""
+    """(x, encoder and decoder coefficients) → (z, mean over batch and pixels of (D(E(x)) − x)², contractive
+    penalty (0 unless asked for))."""
 
     @staticmethod
-    def forward(ctx, fused: FusedAutoencoder, x: torch.Tensor, *params: torch.Tensor):
-        enc, dec, lanes, threads = fused.encoder, fused.decoder, fused.lanes, fused.threads
-        batch = x.shape[0]
-        nb = -(-batch // lanes)
-        acts_e, acts_d = fused._activations(batch)
-        z = x.new_empty(batch, fused.config.latent_dim)
-        sse = torch.empty(nb, dtype=torch.float64)
+    def forward(ctx, fused: FusedAutoencoder, contractive: bool, x: torch.Tensor, *params: torch.Tensor):
+        enc, dec = fused.encoder, fused.decoder
+        batch, d = x.shape[0], fused.config.latent_dim
+        nb = -(-batch // fused.lanes)
+        acts_e, acts_d, vbuf, u0 = fused._activations(batch, contractive)
+        z = x.new_empty(batch, d)
+        sse = torch.empty(nb + 1, dtype=torch.float64)
+        pen = torch.zeros(nb + 1, dtype=torch.float64)
+        scratch = fused._workspace(batch, fused.threads)[0]
         enc._bind()
         dec._bind()
-        total = _lib.geoae_ae_forward(enc.layers, enc.n, dec.layers, dec.n, batch, x.data_ptr(), z.data_ptr(),
-                                      _pointers(acts_e), _pointers(acts_d), sse.data_ptr(), threads)
-        n = x.numel()
-        ctx.fused, ctx.acts, ctx.n = fused, (acts_e, acts_d), n
+        total = _lib.geoae_ae_forward(
+            enc.layers, enc.n, dec.layers, dec.n, batch, x.data_ptr(), z.data_ptr(), _pointers(acts_e),
+            _pointers(acts_d), sse.data_ptr(), _pointers(vbuf) if contractive else None,
+            u0.data_ptr() if contractive else None, pen.data_ptr(), scratch.data_ptr(), fused.threads)
+        ctx.fused, ctx.buffers, ctx.batch, ctx.contractive = fused, (acts_e, acts_d, vbuf, u0), batch, contractive
         ctx.set_materialize_grads(False)
-        return z, torch.tensor(total / n, dtype=torch.float32)
+        n = x.numel()
+        penalty = float(pen[nb]) / (n * d) if contractive else 0.0
+        return z, torch.tensor(total / n, dtype=torch.float32), torch.tensor(penalty, dtype=torch.float32)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, gz: torch.Tensor | None, gmse: torch.Tensor | None):
-        fused = ctx.fused
-        enc, dec, lanes, threads = fused.encoder, fused.decoder, fused.lanes, fused.threads
-        acts_e, acts_d = ctx.acts
-        batch = ctx.n // int(torch.tensor(enc.in_shape).prod())
-        nb = -(-batch // lanes)
-        threads = max(1, min(threads, nb))
-        gscale = 0.0 if gmse is None else 2.0 * float(gmse) / ctx.n
+    def backward(ctx, gz: torch.Tensor | None, gmse: torch.Tensor | None, gpen: torch.Tensor | None):
+        fused, batch = ctx.fused, ctx.batch
+        enc, dec, threads = fused.encoder, fused.decoder, fused.threads
+        acts_e, acts_d, vbuf, u0 = ctx.buffers
+        n = batch * int(torch.tensor(enc.in_shape).prod())
+        gscale = 0.0 if gmse is None else 2.0 * float(gmse) / n
+        contractive = ctx.contractive and gpen is not None and float(gpen) != 0.0
+        cscale = 2.0 * float(gpen) / (n * fused.config.latent_dim) if contractive else 0.0
         gz = gz.to(torch.float32).contiguous() if gz is not None else None
-        grads_e, grads_d = acts_e[0].new_empty(enc.coefs), acts_e[0].new_empty(dec.coefs)
+        grads_e, grads_d = torch.empty(enc.coefs), torch.empty(dec.coefs)
         scratch, gacc_e, gacc_d = fused._workspace(batch, threads)
         enc._bind()
         dec._bind()
-        _lib.geoae_ae_backward(enc.layers, enc.n, dec.layers, dec.n, batch, _pointers(acts_e), _pointers(acts_d),
-                               gz.data_ptr() if gz is not None else None, gscale, grads_e.data_ptr(),
-                               grads_d.data_ptr(), scratch.data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), threads)
-        ctx.acts = None
-        fused._release(batch, (acts_e, acts_d))
-        return (None, None, *enc.split(grads_e), *dec.split(grads_d))
+        _lib.geoae_ae_backward(
+            enc.layers, enc.n, dec.layers, dec.n, batch, _pointers(acts_e), _pointers(acts_d),
+            gz.data_ptr() if gz is not None else None, gscale, _pointers(vbuf) if contractive else None,
+            u0.data_ptr() if contractive else None, cscale, grads_e.data_ptr(), grads_d.data_ptr(),
+            scratch.data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), threads)
+        ctx.buffers = None
+        fused._release(batch, ctx.contractive, (acts_e, acts_d, vbuf, u0))
+        return (None, None, None, *enc.split(grads_e), *dec.split(grads_d))
 
 
 class FusedAutoencoder:
@@ -367,37 +377,44 @@ class FusedAutoencoder:
     # A forward takes an activation set from the pool and its backward gives it back; a forward whose
     # backward never runs (evaluation, an abandoned graph) just lets its set be garbage-collected.
 
-    def _activations(self, batch: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        free = self._pool.get(batch)
+    def _activations(self, batch: int, contractive: bool = False):
+        free = self._pool.get((batch, contractive))
         if free:
             return free.pop()
-        nb = -(-batch // self.lanes)
-        acts_e = [torch.empty(nb * h * w * c * self.lanes) for h, w, c in self.encoder.shapes]
-        acts_d = [acts_e[-1]] + [torch.empty(nb * h * w * c * self.lanes) for h, w, c in self.decoder.shapes[1:]]
-        return acts_e, acts_d
+        nb, lanes = -(-batch // self.lanes), self.lanes
+        acts_e = [torch.empty(nb * h * w * c * lanes) for h, w, c in self.encoder.shapes]
+        acts_d = [acts_e[-1]] + [torch.empty(nb * h * w * c * lanes) for h, w, c in self.decoder.shapes[1:]]
+        vbuf, u0 = [], None
+        if contractive:  # per block and code dimension: the gradient of z_k at every encoder layer, and dz_k/dx
+            d = self.config.latent_dim
+            vbuf = [torch.empty(nb * d * h * w * c * lanes) for h, w, c in self.encoder.shapes[1:]]
+            u0 = torch.empty(d * acts_e[0].numel())
+        return acts_e, acts_d, vbuf, u0
 
-    def _release(self, batch: int, acts) -> None:
-        free = self._pool.setdefault(batch, [])
+    def _release(self, batch: int, contractive: bool, buffers) -> None:
+        free = self._pool.setdefault((batch, contractive), [])
         if len(free) < 2:
-            free.append(acts)
+            free.append(buffers)
 
     def _workspace(self, batch: int, threads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         key = (batch, threads)
         if key not in self._work:
             nb, lanes = -(-batch // self.lanes), self.lanes
             big = max(self.encoder.largest(lanes), self.decoder.largest(lanes))
-            self._work = {key: (torch.empty(threads * 4 * big), torch.empty(nb * self.encoder.coefs * lanes),
+            self._work = {key: (torch.empty(max(threads, 1) * 4 * big), torch.empty(nb * self.encoder.coefs * lanes),
                                 torch.empty(nb * self.decoder.coefs * lanes))}
         return self._work[key]
 
-    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, 1, m, m) or (B, 1, n) → (z (B, d), per-pixel MSE of D(E(x)) against x (scalar)), in one pass:
-        the reconstruction never leaves the kernel's block layout (the training step's fast path)."""
+    def loss(self, x: torch.Tensor, contractive: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, 1, m, m) or (B, 1, n) → (z (B, d), per-pixel MSE of D(E(x)) against x, contractive penalty
+        mean over batch, pixels and k of (∂z_k/∂x)² (``train.contractive_penalty``; 0 unless ``contractive``)),
+        in one pass: the reconstruction never leaves the kernel's block layout (the training step's fast path).
+        """
         x = x.to(torch.float32).contiguous()
         if tuple(x.shape[1:]) != self.encoder.in_shape:
             raise ValueError(f"expected input of shape (B, {', '.join(map(str, self.encoder.in_shape))}), "
                              f"got {tuple(x.shape)}")
-        return _AutoencoderLossFunction.apply(self, x, *self.encoder.params, *self.decoder.params)
+        return _AutoencoderLossFunction.apply(self, bool(contractive), x, *self.encoder.params, *self.decoder.params)
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x → (z, x̂), as ``Autoencoder.forward``."""

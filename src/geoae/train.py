@@ -20,8 +20,8 @@ uninterrupted run of the same config (the batch sampler's RNG state is part of t
 
 Speed (docs/performance.md, ``geoae bench``): the training step of ``paper64`` / ``paper1d`` runs on the fused
 C kernels of ``geoae.fused`` (the same mathematics, summed in another order; ``BACKENDS``, env ``GEOAE_BACKEND``):
-``auto`` uses them wherever they apply and falls back to the torch path otherwise (no C compiler, the
-``contractive`` regulariser's double backward, coordinate channels, a frozen encoder). The kernels split a
+``auto`` uses them wherever they apply and falls back to the torch path otherwise (no C compiler, coordinate
+channels, a frozen encoder). The kernels split a
 batch over ``kernel_threads()`` threads with results that do not depend on the thread count; the remaining
 torch ops run with ``TRAIN_THREADS`` (1) torch threads. ``train_many`` runs one process per core, one
 thread each. The backend a run used is recorded in its metrics.
@@ -297,7 +297,9 @@ def compute_loss(model: Autoencoder, x: torch.Tensor, regulariser: str, weight: 
     """Loss of one batch x (B, 1, H, W) or (B, 1, n); ``engine`` (a ``fused.FusedAutoencoder`` of ``model``)
     computes z and the MSE in one fused pass, else the model's torch modules do."""
     if engine is not None:
-        z, mse = engine.loss(x)
+        z, mse, contractive = engine.loss(x, contractive=regulariser == "contractive" and weight != 0)
+        if regulariser == "contractive":
+            return Loss(mse + weight * contractive, mse, contractive)
     else:
         z = model.encode(x)
         mse = mse_per_pixel(model.decode(z), x)
@@ -449,8 +451,6 @@ def make_engine(model: Autoencoder, config: TrainConfig, threads: int | None = N
     if backend == "torch":
         return None, "GEOAE_BACKEND=torch"
     reason = fused.supports(model)
-    if reason is None and config.regulariser == "contractive" and config.reg_weight != 0:
-        reason = "the contractive regulariser needs second derivatives"
     if reason is None and not fused.available():
         reason = f"the fused kernel is unavailable: {fused.unavailable_reason()}"
     if reason is not None:
