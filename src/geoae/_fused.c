@@ -32,6 +32,9 @@ typedef struct {
     const int *cols; /* wout * kw */
     const float *w;  /* (cout, cin, kh, kw) */
     const float *b;  /* (cout) or NULL */
+    int mr, mc;      /* the inverse tables: at most mr (mc) outputs read an input row (column) by one tap */
+    const int *irows; /* hin * kh * mr: the output rows i with rows[i * kh + a] = r, -1 padded */
+    const int *icols; /* win * kw * mc */
 } Layer;
 
 int geoae_lanes(void) { return NL; }
@@ -47,78 +50,164 @@ typedef double vd __attribute__((vector_size(NL * sizeof(double))));
 #define CHUNK 8 /* output channels kept in registers at once */
 #define INLINE static inline __attribute__((always_inline))
 
+/* The valid taps of one row (or column) position: n pairs (tap index, input or output index). */
+#define MAX_TAPS 16
+typedef struct {
+    int n, tap[MAX_TAPS], idx[MAX_TAPS];
+} Taps;
+
+/* out[p] for p < n_pos: the taps a < k with table[p * k + a] >= 0 (forward: output position -> inputs). */
+static void forward_taps(const int *table, int n_pos, int k, Taps *out) {
+    for (int p = 0; p < n_pos; p++) {
+        out[p].n = 0;
+        for (int a = 0; a < k; a++)
+            if (table[p * k + a] >= 0) {
+                out[p].tap[out[p].n] = a;
+                out[p].idx[out[p].n++] = table[p * k + a];
+            }
+    }
+}
+
+/* out[r] for r < n_pos: the (tap, output) pairs that read input position r (inverse table, m per tap). */
+static void inverse_taps(const int *inv, int n_pos, int k, int m, Taps *out) {
+    for (int r = 0; r < n_pos; r++) {
+        out[r].n = 0;
+        for (int a = 0; a < k; a++)
+            for (int q = 0; q < m; q++)
+                if (inv[(r * k + a) * m + q] >= 0 && out[r].n < MAX_TAPS) {
+                    out[r].tap[out[r].n] = a;
+                    out[r].idx[out[r].n++] = inv[(r * k + a) * m + q];
+                }
+    }
+}
+
 /* One output pixel, output channels [co0, co0 + NC): o = b + sum over taps and input channels of w * in.
- * With few channels, two sets of accumulators (even / odd input channels) hide the multiply-add latency. */
-INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *restrict o, int i, int j, int co0,
-                          const int NC, const float *restrict bias) {
-    const int CI = ly->cin, KH = ly->kh, KW = ly->kw, T = KH * KW;
-    const int SETS = NC <= 4 ? 2 : 1;
-    vf acc[2][CHUNK];
-    memset(acc, 0, sizeof acc);
-    for (int a = 0; a < KH; a++) {
-        const int r = ly->rows[i * KH + a];
-        if (r < 0) continue;
-        for (int c = 0; c < KW; c++) {
-            const int s = ly->cols[j * KW + c];
-            if (s < 0) continue;
+ * rt, ct: the valid taps of its row and column. SETS accumulator sets (input channel ci goes to set
+ * ci % SETS) keep at least 4 independent multiply-add chains in flight however few output channels. */
+INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *restrict o, const Taps *rt,
+                          const Taps *ct, int co0, const int NC, const float *restrict bias) {
+    const int CI = ly->cin, KW = ly->kw, T = ly->kh * KW;
+    const int SETS = NC >= 4 ? 1 : 4 / NC;
+    vf acc[4][CHUNK];
+    for (int u = 0; u < SETS; u++)
+        for (int k = 0; k < NC; k++) acc[u][k] = (vf){0};
+    for (int p = 0; p < rt->n; p++) {
+        const int a = rt->tap[p], r = rt->idx[p];
+        for (int q = 0; q < ct->n; q++) {
+            const int c = ct->tap[q], s = ct->idx[q];
             const float *restrict src = in + ((size_t)r * ly->win + s) * CI * NL;
             const float *restrict w = ly->w + (size_t)co0 * CI * T + a * KW + c;
-            vf *restrict A = acc[0], *restrict B = acc[SETS - 1];
             int ci = 0;
-            for (; ci + 1 < CI; ci += 2) { /* two input channels: independent chains when NC is small */
-                const vf x0 = V(src + ci * NL), x1 = V(src + (ci + 1) * NL);
-                for (int k = 0; k < NC; k++) {
-                    A[k] += w[(k * CI + ci) * T] * x0;
-                    B[k] += w[(k * CI + ci + 1) * T] * x1;
+            for (; ci + SETS <= CI; ci += SETS)
+                for (int u = 0; u < SETS; u++) {
+                    const vf x = V(src + (ci + u) * NL);
+                    for (int k = 0; k < NC; k++) acc[u][k] += w[(k * CI + ci + u) * T] * x;
                 }
-            }
-            if (ci < CI) {
+            for (int u = 0; ci < CI; ci++, u++) {
                 const vf x = V(src + ci * NL);
-                for (int k = 0; k < NC; k++) A[k] += w[(k * CI + ci) * T] * x;
+                for (int k = 0; k < NC; k++) acc[u][k] += w[(k * CI + ci) * T] * x;
             }
         }
     }
     for (int k = 0; k < NC; k++) {
-        const float b = bias ? bias[co0 + k] : 0.0f;
         vf t = acc[0][k];
-        if (SETS == 2) t += acc[1][k];
-        V(o + (co0 + k) * NL) = t + b;
+        for (int u = 1; u < SETS; u++) t += acc[u][k];
+        if (bias) t += bias[co0 + k];
+        V(o + (co0 + k) * NL) = t;
     }
 }
 
-/* Backward of one output pixel for channels [co0, co0 + NC): go holds the pre-activation gradient. */
-INLINE void backward_pixel(const Layer *ly, const float *restrict in, const float *restrict go,
-                           float *restrict gin, float *restrict gw, int i, int j, int co0, const int NC) {
-    const int CI = ly->cin, KH = ly->kh, KW = ly->kw, T = KH * KW;
-    vf g[CHUNK];
-    for (int k = 0; k < NC; k++) g[k] = V(go + (co0 + k) * NL);
-    for (int a = 0; a < KH; a++) {
-        const int r = ly->rows[i * KH + a];
-        if (r < 0) continue;
-        for (int c = 0; c < KW; c++) {
-            const int s = ly->cols[j * KW + c];
-            if (s < 0) continue;
-            const size_t base = ((size_t)r * ly->win + s) * CI * NL;
-            const float *restrict w = ly->w + (size_t)co0 * CI * T + a * KW + c;
-            float *restrict acc = gw ? gw + ((size_t)co0 * CI * T + a * KW + c) * NL : NULL;
-            for (int ci = 0; ci < CI; ci++) {
-                if (acc) {
-                    const vf x = V(in + base + ci * NL);
-                    for (int k = 0; k < NC; k++) V(acc + (size_t)(k * CI + ci) * T * NL) += g[k] * x;
-                }
-                if (gin) {
-                    vf t = V(gin + base + ci * NL);
-                    for (int k = 0; k < NC; k++) t += w[(k * CI + ci) * T] * g[k];
-                    V(gin + base + ci * NL) = t;
+/* Input gradient of one input pixel (r, s), input channels [ci0, ci0 + NC), in gather form: the sum over
+ * the taps (a, c) and the outputs (i, j) that read (r, s) through them (inverse tables) of w * g[i, j].
+ * Written once (no read-modify-write); SETS accumulator sets over the output channels, as in forward_pixel. */
+INLINE void input_grad_pixel(const Layer *ly, const float *restrict g, float *restrict gin, int r, int s,
+                             const Taps *rt, const Taps *ct, int ci0, const int NC) {
+    const int CI = ly->cin, CO = ly->cout, KW = ly->kw, T = ly->kh * KW;
+    const int SETS = NC >= 4 ? 1 : 4 / NC;
+    vf acc[4][CHUNK];
+    for (int u = 0; u < SETS; u++)
+        for (int k = 0; k < NC; k++) acc[u][k] = (vf){0};
+    {
+        for (int pa = 0; pa < rt->n; pa++) {
+            const int a = rt->tap[pa], i = rt->idx[pa];
+            {
+                for (int pc = 0; pc < ct->n; pc++) {
+                    const int c = ct->tap[pc], j = ct->idx[pc];
+                    const float *restrict go = g + ((size_t)i * ly->wout + j) * CO * NL;
+                    const float *restrict w = ly->w + (size_t)ci0 * T + a * KW + c;
+                    int co = 0;
+                    for (; co + SETS <= CO; co += SETS)
+                        for (int u = 0; u < SETS; u++) {
+                            const vf gv = V(go + (co + u) * NL);
+                            for (int k = 0; k < NC; k++) acc[u][k] += w[((co + u) * CI + k) * T] * gv;
+                        }
+                    for (int u = 0; co < CO; co++, u++) {
+                        const vf gv = V(go + co * NL);
+                        for (int k = 0; k < NC; k++) acc[u][k] += w[(co * CI + k) * T] * gv;
+                    }
                 }
             }
         }
     }
+    float *restrict out = gin + ((size_t)r * ly->win + s) * CI * NL;
+    for (int k = 0; k < NC; k++) {
+        vf t = acc[0][k];
+        for (int u = 1; u < SETS; u++) t += acc[u][k];
+        V(out + (ci0 + k) * NL) = t;
+    }
 }
 
-#define DISPATCH(call)                                                                                    \
-    for (int co0 = 0; co0 < ly->cout; co0 += CHUNK) {                                                     \
-        switch (ly->cout - co0 < CHUNK ? ly->cout - co0 : CHUNK) {                                        \
+/* Weight gradient of tap (a, c) over output row i, for output channels [co0, co0 + NC) and input channels
+ * [ci0, ci0 + NCI): the sum over the n (j, s = cols(j, c)) pairs of g[i, j, co] * in[r, s, ci], an outer
+ * product accumulated in NC x NCI registers (each g and x loaded once), then added to gw once. */
+INLINE void weight_grad_row(const Layer *ly, const float *restrict in, const float *restrict g, float *restrict gw,
+                            int i, int r, int a, int c, int ci0, int co0, const int *restrict js,
+                            const int *restrict ss, int n, const int NC, const int NCI) {
+    const int CI = ly->cin, CO = ly->cout, KW = ly->kw, T = ly->kh * KW;
+    vf acc[CHUNK][CHUNK];
+    for (int k = 0; k < NC; k++)
+        for (int q = 0; q < NCI; q++) acc[k][q] = (vf){0};
+    const float *restrict src = in + (size_t)r * ly->win * CI * NL + ci0 * NL;
+    const float *restrict go = g + (size_t)i * ly->wout * CO * NL + co0 * NL;
+    for (int p = 0; p < n; p++) {
+        const float *restrict xs = src + (size_t)ss[p] * CI * NL, *restrict gj = go + (size_t)js[p] * CO * NL;
+        vf x[CHUNK];
+        for (int q = 0; q < NCI; q++) x[q] = V(xs + q * NL);
+        for (int k = 0; k < NC; k++) {
+            const vf gk = V(gj + k * NL);
+            for (int q = 0; q < NCI; q++) acc[k][q] += gk * x[q];
+        }
+    }
+    for (int k = 0; k < NC; k++)
+        for (int q = 0; q < NCI; q++) V(gw + ((size_t)((co0 + k) * CI + ci0 + q) * T + a * KW + c) * NL) += acc[k][q];
+}
+
+/* weight_grad_row over all output and input channels, in blocks of NC x NCI <= 16 accumulators. */
+#define WG_NCI(nc, nci) weight_grad_row(ly, in, g, gw, i, r, a, c, ci0, co0, js, ss, n, nc, nci)
+#define WG_NC(nc)                                                                                         \
+    case nc:                                                                                              \
+        for (int ci0 = 0; ci0 < CI;) {                                                                    \
+            const int left = CI - ci0, cap = 16 / nc;                                                     \
+            if (left >= 8 && cap >= 8) { WG_NCI(nc, 8); ci0 += 8; }                                       \
+            else if (left >= 4 && cap >= 4) { WG_NCI(nc, 4); ci0 += 4; }                                 \
+            else if (left >= 2 && cap >= 2) { WG_NCI(nc, 2); ci0 += 2; }                                 \
+            else { WG_NCI(nc, 1); ci0 += 1; }                                                             \
+        }                                                                                                 \
+        break;
+
+static void weight_grad_rows(const Layer *ly, const float *restrict in, const float *restrict g, float *restrict gw,
+                             int i, int r, int a, int c, const int *restrict js, const int *restrict ss, int n) {
+    const int CI = ly->cin, CO = ly->cout;
+    for (int co0 = 0; co0 < CO; co0 += CHUNK) {
+        switch (CO - co0 < CHUNK ? CO - co0 : CHUNK) {
+            WG_NC(1) WG_NC(2) WG_NC(3) WG_NC(4) WG_NC(5) WG_NC(6) WG_NC(7) default: WG_NC(8)
+        }
+    }
+}
+
+#define DISPATCH(count, call)                                                                             \
+    for (int c0 = 0; c0 < (count); c0 += CHUNK) {                                                         \
+        switch ((count) - c0 < CHUNK ? (count) - c0 : CHUNK) {                                            \
         case 1: call(1); break;                                                                           \
         case 2: call(2); break;                                                                           \
         case 3: call(3); break;                                                                           \
@@ -133,11 +222,14 @@ INLINE void backward_pixel(const Layer *ly, const float *restrict in, const floa
 /* out = conv(in, w) (+ b if bias): no activation. */
 static void conv_forward(const Layer *ly, const float *restrict in, float *restrict out, const float *restrict bias) {
     const int CO = ly->cout;
+    Taps rt[ly->hout], ct[ly->wout];
+    forward_taps(ly->rows, ly->hout, ly->kh, rt);
+    forward_taps(ly->cols, ly->wout, ly->kw, ct);
     for (int i = 0; i < ly->hout; i++) {
         for (int j = 0; j < ly->wout; j++) {
             float *restrict o = out + ((size_t)i * ly->wout + j) * CO * NL;
-#define FWD(n) forward_pixel(ly, in, o, i, j, co0, n, bias)
-            DISPATCH(FWD)
+#define FWD(n) forward_pixel(ly, in, o, &rt[i], &ct[j], c0, n, bias)
+            DISPATCH(CO, FWD)
 #undef FWD
         }
     }
@@ -165,23 +257,44 @@ static void act_backward(const Layer *ly, const float *restrict out, float *rest
     }
 }
 
-/* Adjoint of conv_forward for the pre-activation gradient g: gin (zeroed here) = conv^T(g) unless NULL;
+/* Adjoint of conv_forward for the pre-activation gradient g: gin (overwritten) = conv^T(g) unless NULL;
  * gw, gb (unless NULL) accumulate per-lane weight and bias gradients: gw[(co, ci, a, c)][lane], gb[co][lane]. */
 static void conv_backward(const Layer *ly, const float *restrict in, const float *restrict g, float *restrict gin,
                           float *restrict gw, float *restrict gb) {
     const int CO = ly->cout;
-    if (gin) memset(gin, 0, act_size(ly, 0) * sizeof(float));
     if (gb) {
         for (size_t p = 0; p < (size_t)ly->hout * ly->wout; p++)
             for (int k = 0; k < CO * NL; k++) gb[k] += g[p * CO * NL + k];
     }
-    for (int i = 0; i < ly->hout; i++) {
-        for (int j = 0; j < ly->wout; j++) {
-            const float *restrict go = g + ((size_t)i * ly->wout + j) * CO * NL;
-#define BWD(n) backward_pixel(ly, in, go, gin, gw, i, j, co0, n)
-            DISPATCH(BWD)
-#undef BWD
+    if (gin) {
+        const int CI = ly->cin;
+        Taps rt[ly->hin], ct[ly->win];
+        inverse_taps(ly->irows, ly->hin, ly->kh, ly->mr, rt);
+        inverse_taps(ly->icols, ly->win, ly->kw, ly->mc, ct);
+        for (int r = 0; r < ly->hin; r++)
+            for (int s = 0; s < ly->win; s++) {
+#define IGR(n) input_grad_pixel(ly, g, gin, r, s, &rt[r], &ct[s], c0, n)
+                DISPATCH(CI, IGR)
+#undef IGR
+            }
+    }
+    if (gw) {
+        const int KW = ly->kw, WO = ly->wout;
+        int js[KW][WO], ss[KW][WO], n[KW]; /* per column tap c: the outputs j that read a column, and which */
+        for (int c = 0; c < KW; c++) {
+            n[c] = 0;
+            for (int j = 0; j < WO; j++)
+                if (ly->cols[j * KW + c] >= 0) {
+                    js[c][n[c]] = j;
+                    ss[c][n[c]++] = ly->cols[j * KW + c];
+                }
         }
+        for (int i = 0; i < ly->hout; i++)
+            for (int a = 0; a < ly->kh; a++) {
+                const int r = ly->rows[i * ly->kh + a];
+                if (r < 0) continue;
+                for (int c = 0; c < KW; c++) weight_grad_rows(ly, in, g, gw, i, r, a, c, js[c], ss[c], n[c]);
+            }
     }
 }
 

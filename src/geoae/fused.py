@@ -62,6 +62,10 @@ class _Layer(ctypes.Structure):
         ("cols", ctypes.POINTER(ctypes.c_int)),
         ("w", ctypes.c_void_p),
         ("b", ctypes.c_void_p),
+        ("mr", ctypes.c_int),
+        ("mc", ctypes.c_int),
+        ("irows", ctypes.POINTER(ctypes.c_int)),
+        ("icols", ctypes.POINTER(ctypes.c_int)),
     ]
 
 
@@ -194,6 +198,19 @@ def _taps(n_out: int, n_in: int, k: int, kind: str) -> list[int]:
     return table
 
 
+def _inverse(table: list[int], n_out: int, n_in: int, k: int) -> tuple[int, list[int]]:
+    """For each input index r and tap a, the outputs i with table[i * k + a] == r: (multiplicity M, the
+    n_in × k × M table, -1 padded)."""
+    hits: list[list[int]] = [[] for _ in range(n_in * k)]
+    for i in range(n_out):
+        for a in range(k):
+            r = table[i * k + a]
+            if r >= 0:
+                hits[r * k + a].append(i)
+    m = max(1, max(len(h) for h in hits))
+    return m, [h[q] if q < len(h) else -1 for h in hits for q in range(m)]
+
+
 class _Stage:
     """One stack of layers (the encoder or the decoder) as C layer descriptors."""
 
@@ -210,11 +227,14 @@ class _Stage:
             kh = 1 if ndim == 1 else 3
             if ndim == 1:
                 hout = 1
-            rows = (ctypes.c_int * (hout * kh))(*_taps(hout, h, kh, kind))
-            cols = (ctypes.c_int * (wout * 3))(*_taps(wout, w, 3, kind))
-            self._keep += [rows, cols]
+            row_taps, col_taps = _taps(hout, h, kh, kind), _taps(wout, w, 3, kind)
+            mr, inv_rows = _inverse(row_taps, hout, h, kh)
+            mc, inv_cols = _inverse(col_taps, wout, w, 3)
+            tables = [(ctypes.c_int * len(t))(*t) for t in (row_taps, col_taps, inv_rows, inv_cols)]
+            self._keep += tables
             act = ACTIVATIONS[last_act] if k == len(layers) - 1 else ACTIVATIONS["leaky"]
-            descs.append(_Layer(h, w, cin, hout, wout, cout, kh, 3, act, alpha, rows, cols, None, None))
+            descs.append(_Layer(h, w, cin, hout, wout, cout, kh, 3, act, alpha, tables[0], tables[1], None, None,
+                                mr, mc, tables[2], tables[3]))
             self.params += [m.weight] + ([m.bias] if m.bias is not None else [])
             h, w = hout, wout
             self.shapes.append((h, w, cout))

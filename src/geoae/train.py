@@ -343,7 +343,7 @@ class BatchSource:
             )
             return render_disks(radii, size=d.size, rendering=d.rendering, sigma=d.sigma)
         idx = torch.randint(len(self.images), (b,), generator=self.generator)
-        return self.images[idx]
+        return torch.index_select(self.images, 0, idx)
 
 
 # ---------------------------------------------------------------------------------------------- runs
