@@ -30,6 +30,7 @@ thread each. The backend a run used is recorded in its metrics.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -213,8 +214,9 @@ def _data_from_dict(d: dict) -> DiskData | DiracData:
     return cls(**d)
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The code version recorded with every result (``unknown`` outside a git checkout)."""
+    """The code version recorded with every result (``unknown`` outside a git checkout); asked once per process."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -321,6 +323,15 @@ def compute_loss(model: Autoencoder, x: torch.Tensor, regulariser: str, weight: 
 # -------------------------------------------------------------------------------------------- batches
 
 
+@functools.lru_cache(maxsize=4)
+def _training_set(data: DiskData | DiracData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A run's fixed training set, kept for the next runs of the same process (seeds × regularisers share
+    data sets; rendering 1000 disks costs as much as 50 training steps)."""
+    if isinstance(data, DiskData):
+        return data.make(data.n, seed=seed)
+    return data.make(seed=seed)
+
+
 class BatchSource:
     """Yields training batches: indices into a fixed training set, or fresh disks every batch."""
 
@@ -329,10 +340,8 @@ class BatchSource:
         self.config = config
         self.fresh = isinstance(config.data, DiskData) and config.data.fresh
         self.generator = torch.Generator().manual_seed(data_seed + 1_000_003)
-        if isinstance(config.data, DiskData):
-            self.images, self.params = config.data.make(config.data.n, seed=data_seed)
-        else:
-            self.images, self.params = config.data.make(seed=data_seed)
+        images, params = _training_set(config.data, data_seed)
+        self.images, self.params = images.clone(), params.clone()  # the cache keeps its own copy
 
     def next(self) -> torch.Tensor:
         b = self.config.batch_size
@@ -529,7 +538,7 @@ def _train_loop(config: TrainConfig, model: Autoencoder, optimizer, batches: Bat
         extra["kernel_threads"] = engine.threads
     else:
         extra["torch_backend_reason"] = why_not
-    return finish_run(config, model, batches, history, extra, out_dir)
+    return finish_run(config, model, batches, history, extra, out_dir, engine)
 
 
 def write_config(out_dir: Path, config: TrainConfig) -> None:
@@ -540,9 +549,9 @@ def write_config(out_dir: Path, config: TrainConfig) -> None:
 
 
 def finish_run(config: TrainConfig, model: Autoencoder, batches: BatchSource, history: list[dict],
-               extra: dict, out_dir: Path | None) -> TrainResult:
+               extra: dict, out_dir: Path | None, engine=None) -> TrainResult:
     """Final metrics (+ ``extra``), then model, history and metrics written (metrics last: the run is done)."""
-    metrics = final_metrics(model, batches, config) | {"iterations": config.iterations} | extra
+    metrics = final_metrics(model, batches, config, engine) | {"iterations": config.iterations} | extra
     if out_dir is not None:
         out_dir = Path(out_dir)
         if not (out_dir / "config.json").exists():
@@ -555,14 +564,17 @@ def finish_run(config: TrainConfig, model: Autoencoder, batches: BatchSource, hi
 
 
 @torch.no_grad()
-def final_metrics(model: Autoencoder, batches: BatchSource, config: TrainConfig) -> dict:
+def final_metrics(model: Autoencoder, batches: BatchSource, config: TrainConfig, engine=None) -> dict:
     """MSE of the final model on the whole training set (a fixed set, or 1000 samples of the fresh stream)."""
     if batches.fresh:
         d = config.data
         images, _ = d.make(1000, seed=(config.seed if config.data_seed is None else config.data_seed) + 7)
     else:
         images = batches.images
-    mse = sum(mse_per_pixel(model(chunk).x_hat, chunk).item() * len(chunk) for chunk in images.split(1024))
+    if engine is not None:  # the fused kernels' forward (the same function, ~10x faster than torch's)
+        mse = sum(engine.loss(chunk)[1].item() * len(chunk) for chunk in images.split(256))
+    else:
+        mse = sum(mse_per_pixel(model(chunk).x_hat, chunk).item() * len(chunk) for chunk in images.split(1024))
     return {"train_mse": mse / len(images)}
 
 
