@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef GEOAE_LANES
 #define GEOAE_LANES 16
@@ -558,19 +559,119 @@ static void *backward_job(void *arg) {
 
 #define MAX_THREADS 64
 
+/* A persistent pool of helper threads: job t of a call runs on helper t (t >= 1), job 0 on the caller.
+ * Waking a sleeping thread costs ~100 us on a virtual machine, so a helper spins for up to SPIN_HELPER_NS
+ * after its job (the next call of a training step comes sooner) and the caller spins while the helpers
+ * finish, before both fall back to condition variables. Calls are serialised by pool_lock; a forked child
+ * starts with no helpers (pthread_atfork). Single-threaded calls never touch the pool. */
+#define SPIN_HELPER_NS 1000000L
+#define SPIN_CALLER_NS 20000000L
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER, pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_work = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
+static int pool_helpers = 0, pool_pending = 0, pool_jobs = 0, pool_atfork = 0;
+static long pool_generation = 0, pool_start[MAX_THREADS];
+static void *(*pool_fn)(void *);
+static Job *pool_list;
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    __asm__ volatile("" ::: "memory");
+#endif
+}
+
+static long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* Spin until *value != unwanted or the time is up; returns the last value read. */
+static long spin_while(const long *value, long unwanted, long ns) {
+    const long end = now_ns() + ns;
+    long v;
+    for (int k = 1; (v = __atomic_load_n(value, __ATOMIC_ACQUIRE)) == unwanted; k++) {
+        cpu_relax();
+        if (k % 256 == 0 && now_ns() > end) break;
+    }
+    return v;
+}
+
+static void pool_child(void) {
+    pthread_mutex_init(&pool_lock, NULL);
+    pthread_mutex_init(&pool_mu, NULL);
+    pthread_cond_init(&pool_work, NULL);
+    pthread_cond_init(&pool_done, NULL);
+    pool_helpers = pool_pending = pool_jobs = 0;
+    pool_generation = 0;
+}
+
+static void *pool_worker(void *arg) {
+    const int id = (int)(size_t)arg;
+    pthread_mutex_lock(&pool_mu);
+    long seen = pool_start[id];
+    pthread_mutex_unlock(&pool_mu);
+    for (;;) {
+        long g = spin_while(&pool_generation, seen, SPIN_HELPER_NS);
+        if (g == seen) {
+            pthread_mutex_lock(&pool_mu);
+            while (pool_generation == seen) pthread_cond_wait(&pool_work, &pool_mu);
+            g = pool_generation;
+            pthread_mutex_unlock(&pool_mu);
+        }
+        seen = g;
+        if (id < pool_jobs) pool_fn(&pool_list[id]);
+        if (__atomic_sub_fetch(&pool_pending, 1, __ATOMIC_ACQ_REL) == 0) {
+            pthread_mutex_lock(&pool_mu);
+            pthread_cond_signal(&pool_done);
+            pthread_mutex_unlock(&pool_mu);
+        }
+    }
+    return NULL;
+}
+
 static void run_jobs(void *(*fn)(void *), Job *jobs, int n_blocks, int threads) {
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
     for (int t = 0; t < threads; t++) {
         jobs[t].b0 = (int)((long)n_blocks * t / threads);
         jobs[t].b1 = (int)((long)n_blocks * (t + 1) / threads);
     }
-    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], NULL, fn, &jobs[t]) == 0;
-    fn(&jobs[0]);
-    for (int t = 1; t < threads; t++) {
-        if (started[t]) pthread_join(tid[t], NULL);
-        else fn(&jobs[t]); /* no thread could be started: do its share here */
+    if (threads == 1) {
+        fn(&jobs[0]);
+        return;
     }
+    pthread_mutex_lock(&pool_lock);
+    pthread_mutex_lock(&pool_mu);
+    if (!pool_atfork) pool_atfork = pthread_atfork(NULL, NULL, pool_child) == 0;
+    while (pool_helpers < threads - 1) {
+        pthread_t tid;
+        pool_start[pool_helpers + 1] = pool_generation;
+        if (pthread_create(&tid, NULL, pool_worker, (void *)(size_t)(pool_helpers + 1)) != 0) break;
+        pthread_detach(tid);
+        pool_helpers++;
+    }
+    pool_fn = fn;
+    pool_list = jobs;
+    pool_jobs = pool_helpers + 1 < threads ? pool_helpers + 1 : threads;
+    const int mine = pool_jobs;
+    __atomic_store_n(&pool_pending, pool_helpers, __ATOMIC_RELEASE);
+    __atomic_store_n(&pool_generation, pool_generation + 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&pool_work);
+    pthread_mutex_unlock(&pool_mu);
+    fn(&jobs[0]);
+    for (int t = mine; t < threads; t++) fn(&jobs[t]); /* jobs no helper could take */
+    int left;
+    const long end = now_ns() + SPIN_CALLER_NS;
+    for (int k = 1; (left = __atomic_load_n(&pool_pending, __ATOMIC_ACQUIRE)) > 0; k++) {
+        cpu_relax();
+        if (k % 256 == 0 && now_ns() > end) break;
+    }
+    if (left > 0) {
+        pthread_mutex_lock(&pool_mu);
+        while (__atomic_load_n(&pool_pending, __ATOMIC_ACQUIRE) > 0) pthread_cond_wait(&pool_done, &pool_mu);
+        pthread_mutex_unlock(&pool_mu);
+    }
+    pthread_mutex_unlock(&pool_lock);
 }
 
 static int clamp_threads(int threads, int n_blocks) {

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import shutil
@@ -250,9 +251,14 @@ class _Stage:
         return max(h * w * c for h, w, c in self.shapes) * lanes
 
     def _bind(self) -> None:
+        """Point the C descriptors at the parameters' current storage (rewritten only when it moved)."""
+        ptrs = tuple(p.data_ptr() for p in self.params)
+        if ptrs == getattr(self, "_bound", None):
+            return
         for desc, m in zip(self.layers, self.modules, strict=True):
             desc.w = m.weight.data_ptr()
             desc.b = m.bias.data_ptr() if m.bias is not None else None
+        self._bound = ptrs
 
     def forward(self, x: torch.Tensor, threads: int, lanes: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x (B, C, *S) contiguous float32 → (y (B, C', *S'), the activations in block layout)."""
@@ -313,7 +319,8 @@ class _AutoencoderLossFunction(torch.autograd.Function):
         enc, dec = fused.encoder, fused.decoder
         batch, d = x.shape[0], fused.config.latent_dim
         nb = -(-batch // fused.lanes)
-        acts_e, acts_d, vbuf, u0 = fused._activations(batch, contractive)
+        buffers = fused._activations(batch, contractive)
+        acts_e, acts_d, vbuf, u0, ptrs = buffers
         z = x.new_empty(batch, d)
         sse = torch.empty(nb + 1, dtype=torch.float64)
         pen = torch.zeros(nb + 1, dtype=torch.float64)
@@ -321,10 +328,10 @@ class _AutoencoderLossFunction(torch.autograd.Function):
         enc._bind()
         dec._bind()
         total = _lib.geoae_ae_forward(
-            enc.layers, enc.n, dec.layers, dec.n, batch, x.data_ptr(), z.data_ptr(), _pointers(acts_e),
-            _pointers(acts_d), sse.data_ptr(), _pointers(vbuf) if contractive else None,
+            enc.layers, enc.n, dec.layers, dec.n, batch, x.data_ptr(), z.data_ptr(), ptrs[0], ptrs[1],
+            sse.data_ptr(), ptrs[2] if contractive else None,
             u0.data_ptr() if contractive else None, pen.data_ptr(), scratch.data_ptr(), fused.threads)
-        ctx.fused, ctx.buffers, ctx.batch, ctx.contractive = fused, (acts_e, acts_d, vbuf, u0), batch, contractive
+        ctx.fused, ctx.buffers, ctx.batch, ctx.contractive = fused, buffers, batch, contractive
         ctx.set_materialize_grads(False)
         n = x.numel()
         penalty = float(pen[nb]) / (n * d) if contractive else 0.0
@@ -335,8 +342,8 @@ class _AutoencoderLossFunction(torch.autograd.Function):
     def backward(ctx, gz: torch.Tensor | None, gmse: torch.Tensor | None, gpen: torch.Tensor | None):
         fused, batch = ctx.fused, ctx.batch
         enc, dec, threads = fused.encoder, fused.decoder, fused.threads
-        acts_e, acts_d, vbuf, u0 = ctx.buffers
-        n = batch * int(torch.tensor(enc.in_shape).prod())
+        acts_e, acts_d, vbuf, u0, ptrs = ctx.buffers
+        n = batch * math.prod(enc.in_shape)
         gscale = 0.0 if gmse is None else 2.0 * float(gmse) / n
         contractive = ctx.contractive and gpen is not None and float(gpen) != 0.0
         cscale = 2.0 * float(gpen) / (n * fused.config.latent_dim) if contractive else 0.0
@@ -346,12 +353,12 @@ class _AutoencoderLossFunction(torch.autograd.Function):
         enc._bind()
         dec._bind()
         _lib.geoae_ae_backward(
-            enc.layers, enc.n, dec.layers, dec.n, batch, _pointers(acts_e), _pointers(acts_d),
-            gz.data_ptr() if gz is not None else None, gscale, _pointers(vbuf) if contractive else None,
+            enc.layers, enc.n, dec.layers, dec.n, batch, ptrs[0], ptrs[1],
+            gz.data_ptr() if gz is not None else None, gscale, ptrs[2] if contractive else None,
             u0.data_ptr() if contractive else None, cscale, grads_e.data_ptr(), grads_d.data_ptr(),
             scratch.data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), threads)
         ctx.buffers = None
-        fused._release(batch, ctx.contractive, (acts_e, acts_d, vbuf, u0))
+        fused._release(batch, ctx.contractive, (acts_e, acts_d, vbuf, u0, ptrs))
         return (None, None, None, *enc.split(grads_e), *dec.split(grads_d))
 
 
@@ -409,7 +416,7 @@ class FusedAutoencoder:
             d = self.config.latent_dim
             vbuf = [torch.empty(nb * d * h * w * c * lanes) for h, w, c in self.encoder.shapes[1:]]
             u0 = torch.empty(d * acts_e[0].numel())
-        return acts_e, acts_d, vbuf, u0
+        return acts_e, acts_d, vbuf, u0, (_pointers(acts_e), _pointers(acts_d), _pointers(vbuf))
 
     def _release(self, batch: int, contractive: bool, buffers) -> None:
         free = self._pool.setdefault((batch, contractive), [])
