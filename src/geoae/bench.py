@@ -119,7 +119,8 @@ def conv_macs(config: ModelConfig) -> int:
 
 
 def matmul_flops(n: int = 1024, repeats: int = 5) -> float:
-    """This machine's fp32 matrix-multiply rate (FLOP/s, median of ``repeats``) at the current threads."""
+    """This machine's fp32 matrix-multiply rate (FLOP/s, the best of ``repeats``: the machine's peak, which a
+    busy moment can only lower) at the current threads."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
     times = []
@@ -128,7 +129,7 @@ def matmul_flops(n: int = 1024, repeats: int = 5) -> float:
         for _ in range(4):
             torch.mm(a, b)
         times.append((time.perf_counter() - t0) / 4)
-    return 2 * n**3 / statistics.median(times)
+    return 2 * n**3 / min(times)
 
 
 def _config(batch_size: int, bias: bool, steps: int, size: int = 64) -> TrainConfig:
