@@ -265,11 +265,24 @@ def test_biases_beat_the_bias_free_optimum_fivefold():
     assert test_mse * 5 <= opt.mse
 
 
-def test_train_many_in_processes_equals_sequential_and_skips_finished(tmp_path, monkeypatch):
-    cfgs = [dataclasses.replace(SMALL, seed=s) for s in (0, 1)]
+def test_train_many_in_workers_equals_sequential_and_skips_finished(tmp_path, monkeypatch):
+    # fused-kernel runs go to threads, torch-path runs (coordinate channels) to processes
+    coord = dataclasses.replace(SMALL, model=ModelConfig(size=16, coord=True))
+    cfgs = [dataclasses.replace(SMALL, seed=s) for s in (0, 1)] + [dataclasses.replace(coord, seed=s) for s in (0, 1)]
+    used = []
+    for name in ("_train_in_threads", "_train_in_processes"):
+        original = getattr(T, name)
+
+        def spy(cs, *a, _f=original, _n=name, **k):
+            used.append((_n, len(cs)))
+            return _f(cs, *a, **k)
+
+        monkeypatch.setattr(T, name, spy)
     parallel = T.train_many(cfgs + cfgs[:1], tmp_path / "par", workers=2)  # a duplicate is trained once
+    if T._fused_run(cfgs[0]):
+        assert used == [("_train_in_threads", 2), ("_train_in_processes", 2)]
     sequential = T.train_many(cfgs, tmp_path / "seq", workers=1)
-    assert len(parallel) == 3 and parallel[0].config == parallel[2].config
+    assert len(parallel) == 5 and parallel[0].config == parallel[4].config
     for a, b in zip(parallel, sequential, strict=False):
         assert same_weights(weights(a.model), weights(b.model))
     monkeypatch.setattr(T.BatchSource, "next", lambda self: pytest.fail("retrained a finished run"))

@@ -205,7 +205,9 @@ def bench_sweep(base: TrainConfig, k: int, repeats: int, workers: int | None = N
                              c.betas, c.regulariser, c.reg_weight)
         ours = [h["loss"] for h in train(dataclasses.replace(c, iterations=n, log_every=1)).history]
         loss_diff = max(loss_diff, *(abs(x - y) / max(abs(x), 1e-30) for x, y in zip(ref, ours, strict=True)))
-    return {"k": k, "workers": workers, "plain_images_per_second": a, "parallel_images_per_second": b,
+    kind = "threads" if all(T._fused_run(c) for c in configs) else "processes"
+    return {"k": k, "workers": workers, "worker_kind": kind, "plain_images_per_second": a,
+            "parallel_images_per_second": b,
             "ratio": b / a, "parallel_weights_max_rel_diff": par_diff, "loss_max_rel_diff": loss_diff,
             "loss_check_steps": check_steps,
             "weights_agree": par_diff == 0.0 and loss_diff < LOSS_TOLERANCE}
@@ -261,7 +263,7 @@ def _text(out: dict) -> str:
         w = out["sweep"]
         lines += [
             f"  sweep of K={w['k']} runs: plain one after the other {w['plain_images_per_second']:.0f} images/s; "
-            f"geoae train_many on {w['workers']} processes {w['parallel_images_per_second']:.0f} images/s "
+            f"geoae train_many on {w['workers']} {w['worker_kind']} {w['parallel_images_per_second']:.0f} images/s "
             f"({100 * w['parallel_matmul_fraction']:.2f}% of matmul), ratio {w['ratio']:.2f}",
             f"  train_many weights vs train alone: max rel diff {w['parallel_weights_max_rel_diff']:.1e} (must be 0); "
             f"plain vs geoae losses, first {w['loss_check_steps']} steps of every run: max rel diff "

@@ -608,8 +608,9 @@ def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bo
     The experiments describe their training as a list of configs handed to this runner, so how the runs
     are spread does not change what they compute:
 
-    * ``workers`` processes (default ``default_workers()``: one per core) train the unfinished runs in
-      parallel, one thread each; every run is exactly what ``train`` gives alone.
+    * ``workers`` workers (default ``default_workers()``: one per core) train the unfinished runs in
+      parallel, one kernel thread each: Python threads for runs on the fused kernels (which run outside
+      the GIL), processes for runs on the torch path; every run is exactly what ``train`` gives alone.
     * ``group`` (off by default: on this project's 2-core machine it measured no faster,
       docs/performance.md) trains unfinished runs sharing a ``sweep.group_key`` at once, up to
       ``max_group`` per group, with ``sweep.train_group``; weights equal those of ``train`` up to float
@@ -646,10 +647,44 @@ def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bo
             results.update({run_name(r.config): r for r in done})
     workers = default_workers() if workers is None else workers
     if workers > 1 and len(singles) > 1:
-        results.update(_train_in_processes(singles, root, min(workers, len(singles)), progress))
+        # fused runs share the cores as threads (no start-up), torch-path runs as processes (the GIL)
+        fast = [c for c in singles if _fused_run(c)]
+        slow = [c for c in singles if not _fused_run(c)]
+        for group_, runner in ((fast, _train_in_threads), (slow, _train_in_processes)):
+            if len(group_) > 1:
+                results.update(runner(group_, root, min(workers, len(group_)), progress))
+            elif group_:
+                results[run_name(group_[0])] = train(group_[0], root / run_name(group_[0]), progress=progress)
     else:
         results.update({run_name(c): train(c, root / run_name(c), progress=progress) for c in singles})
     return [results[run_name(c)] for c in configs]
+
+
+def _fused_run(config: TrainConfig) -> bool:
+    """Whether ``train`` would run ``config`` on the fused kernels (they release the GIL)."""
+    from . import fused
+
+    if backend_setting() == "torch" or not fused.available():
+        return False
+    return fused.supports(build_model(config.model, seed=0)) is None
+
+
+def _train_in_threads(configs: Sequence[TrainConfig], root: Path, workers: int,
+                      progress: bool) -> dict[str, TrainResult]:
+    """Runs on ``workers`` Python threads, one kernel thread each: the fused kernels run outside the GIL, so
+    the threads use the cores in parallel without the seconds of start-up that worker processes cost."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    bar = _progress(len(configs), 0, progress, f"{len(configs)} runs on {workers} threads")
+    order = sorted(configs, key=lambda c: -c.iterations * c.batch_size * c.model.size ** c.model.ndim)
+    out: dict[str, TrainResult] = {}
+    with training_threads(), ThreadPoolExecutor(workers) as pool:
+        futures = {pool.submit(train, c, root / run_name(c), threads=1): c for c in order}
+        for future in as_completed(futures):
+            out[run_name(futures[future])] = future.result()  # re-raises a run's error here
+            bar.update(1)
+    bar.close()
+    return out
 
 
 def _train_in_processes(configs: Sequence[TrainConfig], root: Path, workers: int,
