@@ -38,6 +38,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -53,6 +54,7 @@ ARCH_FLAGS = ("-march=native",)  # dropped if the compiler refuses it
 ACTIVATIONS = {"leaky": 0, "identity": 1, "sigmoid": 2}
 
 _lib: ctypes.CDLL | None = None
+_load_lock = threading.Lock()
 _error: str | None = None
 
 
@@ -123,6 +125,11 @@ def _build(flags: tuple[str, ...]) -> Path:
 
 
 def _load() -> ctypes.CDLL | None:
+    with _load_lock:  # train_many's threads may ask at once
+        return _load_locked()
+
+
+def _load_locked() -> ctypes.CDLL | None:
     global _lib, _error
     if _lib is not None or _error is not None:
         return _lib
