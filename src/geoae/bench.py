@@ -17,7 +17,7 @@ shown as a fraction of this machine's fp32 ``torch.mm`` rate measured in the sam
 
 The sweep figure trains K runs (seeds × the five regularisers) with the plain loop one after the other
 (the regularisers computed by ``train.compute_loss`` on the plain network), then with
-``train.train_many`` (one process per core, as the experiments do). Each ``train_many`` run must end with
+``train.train_many`` (one worker per core, as the experiments do). Each ``train_many`` run must end with
 exactly the weights ``train.train`` gives it alone; the plain runs' losses of the first steps must agree
 with geoae's to the same 1e-4.
 """
@@ -173,7 +173,7 @@ def _max_rel_diff(runs_a, runs_b) -> float:
 
 def bench_sweep(base: TrainConfig, k: int, repeats: int, workers: int | None = None,
                 check_steps: int = 20) -> dict:
-    """K plain runs one after the other vs ``train_many`` (one process per core).
+    """K plain runs one after the other vs ``train_many`` (one worker per core).
 
     Images/s count every run's images over the wall-clock time, process start-up included. The
     ``train_many`` runs must equal ``train`` alone exactly; plain and geoae losses must agree over the

@@ -19,12 +19,12 @@ A run killed at any point resumes from its last checkpoint and ends with the sam
 uninterrupted run of the same config (the batch sampler's RNG state is part of the checkpoint).
 
 Speed (docs/performance.md, ``geoae bench``): the training step of ``paper64`` / ``paper1d`` runs on the fused
-C kernels of ``geoae.fused`` (the same mathematics, summed in another order; ``BACKENDS``, env ``GEOAE_BACKEND``):
-``auto`` uses them wherever they apply and falls back to the torch path otherwise (no C compiler, coordinate
-channels, a frozen encoder). The kernels split a
-batch over ``kernel_threads()`` threads with results that do not depend on the thread count; the remaining
-torch ops run with ``TRAIN_THREADS`` (1) torch threads. ``train_many`` runs one process per core, one
-thread each. The backend a run used is recorded in its metrics.
+C kernels of ``geoae.fused`` (the same mathematics, summed in another order; ``BACKENDS``, env
+``GEOAE_BACKEND``): ``auto`` uses them wherever they apply and falls back to the torch path otherwise (no C
+compiler, coordinate channels, a frozen encoder). The kernels split a batch over ``kernel_threads()``
+threads with results that do not depend on the thread count; the remaining torch ops run with
+``TRAIN_THREADS`` (1) torch threads. ``train_many`` runs one worker per core, one kernel thread each. The
+backend a run used is recorded in its metrics.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ from .models import Autoencoder, ModelConfig, build_model
 
 REGULARISERS = ("none", "locality", "l2_all", "l2_encoder", "contractive")
 CHECKPOINT_FORMAT = "geoae-checkpoint-1"
-# torch threads while training (0: leave torch's setting). The paper's network has 1 to 8 channels: its
-# kernels are too small to share between cores, and intra-op threads cost more than they save (measured
-# in docs/performance.md; catastrophically so when other processes compete for the cores).
+# torch threads while training (env GEOAE_TORCH_THREADS; 0: leave torch's setting). The paper's network has
+# 1 to 8 channels: torch's kernels are too small to share between cores, and intra-op threads cost more than
+# they save (catastrophically so when other processes compete for the cores).
 TRAIN_THREADS = int(os.environ.get("GEOAE_TORCH_THREADS", "1"))
 BACKENDS = ("auto", "fused", "torch")
 
