@@ -71,10 +71,15 @@ def backend_setting() -> str:
 
 def kernel_threads() -> int:
     """Threads of the fused kernels: ``GEOAE_THREADS`` if set, else one per available core."""
-    value = os.environ.get("GEOAE_THREADS")
+    return _count_from_env("GEOAE_THREADS")
+
+
+def _count_from_env(name: str) -> int:
+    """A positive integer from the environment variable ``name``, else the number of available cores."""
+    value = os.environ.get(name)
     if value is not None:
         if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"GEOAE_THREADS must be an integer >= 1, got {value!r}")
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         return int(value)
     return _cores()
 
@@ -586,13 +591,8 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
 
 
 def default_workers() -> int:
-    """Processes for independent runs: ``GEOAE_WORKERS`` if set, else one per CPU core."""
-    value = os.environ.get("GEOAE_WORKERS")
-    if value is not None:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"GEOAE_WORKERS must be an integer >= 1, got {value!r}")
-        return int(value)
-    return _cores()
+    """Parallel workers for independent runs: ``GEOAE_WORKERS`` if set, else one per CPU core."""
+    return _count_from_env("GEOAE_WORKERS")
 
 
 def _train_in_worker(config: dict, out_dir: str) -> str:
