@@ -82,6 +82,23 @@ static void inverse_taps(const int *inv, int n_pos, int k, int m, Taps *out) {
     }
 }
 
+/* The accumulator sets of forward_pixel and input_grad_pixel: zeroed, then summed over the sets
+ * (+ bias[k] unless NULL) into out[k * NL]. */
+INLINE void acc_zero(vf acc[4][CHUNK], const int SETS, const int NC) {
+    for (int u = 0; u < SETS; u++)
+        for (int k = 0; k < NC; k++) acc[u][k] = (vf){0};
+}
+
+INLINE void acc_store(vf acc[4][CHUNK], const int SETS, const int NC, const float *restrict bias,
+                      float *restrict out) {
+    for (int k = 0; k < NC; k++) {
+        vf t = acc[0][k];
+        for (int u = 1; u < SETS; u++) t += acc[u][k];
+        if (bias) t += bias[k];
+        V(out + k * NL) = t;
+    }
+}
+
 /* One output pixel, output channels [co0, co0 + NC): o = b + sum over taps and input channels of w * in.
  * rt, ct: the valid taps of its row and column. SETS accumulator sets (input channel ci goes to set
  * ci % SETS) keep at least 4 independent multiply-add chains in flight however few output channels. */
@@ -90,8 +107,7 @@ INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *rest
     const int CI = ly->cin, KW = ly->kw, T = ly->kh * KW;
     const int SETS = NC >= 4 ? 1 : 4 / NC;
     vf acc[4][CHUNK];
-    for (int u = 0; u < SETS; u++)
-        for (int k = 0; k < NC; k++) acc[u][k] = (vf){0};
+    acc_zero(acc, SETS, NC);
     for (int p = 0; p < rt->n; p++) {
         const int a = rt->tap[p], r = rt->idx[p];
         for (int q = 0; q < ct->n; q++) {
@@ -110,12 +126,7 @@ INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *rest
             }
         }
     }
-    for (int k = 0; k < NC; k++) {
-        vf t = acc[0][k];
-        for (int u = 1; u < SETS; u++) t += acc[u][k];
-        if (bias) t += bias[co0 + k];
-        V(o + (co0 + k) * NL) = t;
-    }
+    acc_store(acc, SETS, NC, bias ? bias + co0 : NULL, o + co0 * NL);
 }
 
 /* Input gradient of one input pixel (r, s), input channels [ci0, ci0 + NC), in gather form: the sum over
@@ -126,36 +137,26 @@ INLINE void input_grad_pixel(const Layer *ly, const float *restrict g, float *re
     const int CI = ly->cin, CO = ly->cout, KW = ly->kw, T = ly->kh * KW;
     const int SETS = NC >= 4 ? 1 : 4 / NC;
     vf acc[4][CHUNK];
-    for (int u = 0; u < SETS; u++)
-        for (int k = 0; k < NC; k++) acc[u][k] = (vf){0};
-    {
-        for (int pa = 0; pa < rt->n; pa++) {
-            const int a = rt->tap[pa], i = rt->idx[pa];
-            {
-                for (int pc = 0; pc < ct->n; pc++) {
-                    const int c = ct->tap[pc], j = ct->idx[pc];
-                    const float *restrict go = g + ((size_t)i * ly->wout + j) * CO * NL;
-                    const float *restrict w = ly->w + (size_t)ci0 * T + a * KW + c;
-                    int co = 0;
-                    for (; co + SETS <= CO; co += SETS)
-                        for (int u = 0; u < SETS; u++) {
-                            const vf gv = V(go + (co + u) * NL);
-                            for (int k = 0; k < NC; k++) acc[u][k] += w[((co + u) * CI + k) * T] * gv;
-                        }
-                    for (int u = 0; co < CO; co++, u++) {
-                        const vf gv = V(go + co * NL);
-                        for (int k = 0; k < NC; k++) acc[u][k] += w[(co * CI + k) * T] * gv;
-                    }
+    acc_zero(acc, SETS, NC);
+    for (int pa = 0; pa < rt->n; pa++) {
+        const int a = rt->tap[pa], i = rt->idx[pa];
+        for (int pc = 0; pc < ct->n; pc++) {
+            const int c = ct->tap[pc], j = ct->idx[pc];
+            const float *restrict go = g + ((size_t)i * ly->wout + j) * CO * NL;
+            const float *restrict w = ly->w + (size_t)ci0 * T + a * KW + c;
+            int co = 0;
+            for (; co + SETS <= CO; co += SETS)
+                for (int u = 0; u < SETS; u++) {
+                    const vf gv = V(go + (co + u) * NL);
+                    for (int k = 0; k < NC; k++) acc[u][k] += w[((co + u) * CI + k) * T] * gv;
                 }
+            for (int u = 0; co < CO; co++, u++) {
+                const vf gv = V(go + co * NL);
+                for (int k = 0; k < NC; k++) acc[u][k] += w[(co * CI + k) * T] * gv;
             }
         }
     }
-    float *restrict out = gin + ((size_t)r * ly->win + s) * CI * NL;
-    for (int k = 0; k < NC; k++) {
-        vf t = acc[0][k];
-        for (int u = 1; u < SETS; u++) t += acc[u][k];
-        V(out + (ci0 + k) * NL) = t;
-    }
+    acc_store(acc, SETS, NC, NULL, gin + (((size_t)r * ly->win + s) * CI + ci0) * NL);
 }
 
 /* Weight gradient of tap (a, c) over output row i, for output channels [co0, co0 + NC) and input channels
@@ -423,6 +424,40 @@ typedef struct {
 
 #define IN_SIZE(ly) ((ly)->cin * (ly)->hin * (ly)->win)
 
+/* Sum over the n_px pixels of a block and its first `lanes` lanes of (a - b)^2 (b NULL: a^2), in double,
+ * with two accumulators (even and odd pixels). */
+INLINE vd diff_at(const float *a, const float *b, size_t p) {
+    vf d = V(a + p * NL);
+    if (b) d -= V(b + p * NL);
+    return __builtin_convertvector(d, vd);
+}
+
+static double sum_squares(const float *a, const float *b, size_t n_px, int lanes) {
+    vd s0 = {0}, s1 = {0};
+    size_t p = 0;
+    for (; p + 1 < n_px; p += 2) {
+        const vd e0 = diff_at(a, b, p), e1 = diff_at(a, b, p + 1);
+        s0 += e0 * e0;
+        s1 += e1 * e1;
+    }
+    if (p < n_px) {
+        const vd e0 = diff_at(a, b, p);
+        s0 += e0 * e0;
+    }
+    double total = 0.0;
+    for (int l = 0; l < lanes; l++) total += s0[l] + s1[l];
+    return total;
+}
+
+/* Images of block blk that are real (the last block may be padded). */
+static int valid_lanes(int batch, int blk) { return batch - blk * NL < NL ? batch - blk * NL : NL; }
+
+/* The largest block activation of the encoder and (unless NULL) the decoder. */
+static size_t largest_of(const Layer *enc, int n_enc, const Layer *dec, int n_dec) {
+    const size_t e = largest_block(enc, n_enc), d = dec ? largest_block(dec, n_dec) : 0;
+    return e > d ? e : d;
+}
+
 /* The contractive penalty of the released code, sum_k ||dz_k/dx||^2. The encoder is piecewise linear: with
  * the masks D_l = act'(t_l) of the forward pass (fixed almost everywhere), dz_k/dx = C_1^T D_1 ... C_L^T D_L e_k
  * (C_l the convolution of layer l), computed by a backward pass seeded with e_k; v_l = D_l (...) is kept.
@@ -447,18 +482,7 @@ static void contractive_forward_block(const Job *j, int blk, float *buf) {
             conv_backward(ly, NULL, v, gin, NULL, NULL);
             cur = gin;
         }
-        vd s0 = {0}, s1 = {0};
-        size_t p = 0;
-        for (; p + 1 < nx / NL; p += 2) {
-            const vd e0 = __builtin_convertvector(V(cur + p * NL), vd), e1 = __builtin_convertvector(V(cur + (p + 1) * NL), vd);
-            s0 += e0 * e0;
-            s1 += e1 * e1;
-        }
-        for (; p < nx / NL; p++) {
-            const vd e0 = __builtin_convertvector(V(cur + p * NL), vd);
-            s0 += e0 * e0;
-        }
-        for (int l = 0; l < NL; l++) pen += s0[l] + s1[l];
+        pen += sum_squares(cur, NULL, nx / NL, valid_lanes(j->batch, blk));
     }
     j->pen[blk] = pen;
 }
@@ -500,21 +524,7 @@ static void *forward_job(void *arg) {
         stack_forward_block(j->dec, j->n_dec, j->acts_d, blk);
         const Layer *out = &j->dec[j->n_dec - 1];
         const float *xh = j->acts_d[j->n_dec] + blk * act_size(out, 1), *x = j->acts_e[0] + blk * act_size(first, 0);
-        const size_t pixels = (size_t)IN_SIZE(first);
-        vd s0 = {0}, s1 = {0};
-        for (size_t p = 0; p + 1 < pixels; p += 2) {
-            const vd e0 = __builtin_convertvector(V(xh + p * NL) - V(x + p * NL), vd);
-            const vd e1 = __builtin_convertvector(V(xh + (p + 1) * NL) - V(x + (p + 1) * NL), vd);
-            s0 += e0 * e0;
-            s1 += e1 * e1;
-        }
-        if (pixels % 2) {
-            const vd e0 = __builtin_convertvector(V(xh + (pixels - 1) * NL) - V(x + (pixels - 1) * NL), vd);
-            s0 += e0 * e0;
-        }
-        double sse = 0.0;
-        for (int l = 0; l < NL && blk * NL + l < j->batch; l++) sse += s0[l] + s1[l];
-        j->sse[blk] = sse;
+        j->sse[blk] = sum_squares(xh, x, (size_t)IN_SIZE(first), valid_lanes(j->batch, blk));
         if (j->vbuf) contractive_forward_block(j, blk, j->scratch);
     }
     return NULL;
@@ -522,8 +532,7 @@ static void *forward_job(void *arg) {
 
 static void *backward_job(void *arg) {
     const Job *j = arg;
-    const size_t big = largest_block(j->enc, j->n_enc) > (j->dec ? largest_block(j->dec, j->n_dec) : 0)
-                           ? largest_block(j->enc, j->n_enc) : largest_block(j->dec, j->n_dec);
+    const size_t big = largest_of(j->enc, j->n_enc, j->dec, j->n_dec);
     float *g = j->scratch, *tmp = j->scratch + big, *spare = j->scratch + 3 * big; /* 4 x big in all */
     const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1];
     for (int blk = j->b0; blk < j->b1; blk++) {
@@ -719,8 +728,7 @@ double geoae_ae_forward(const Layer *enc, int n_enc, const Layer *dec, int n_dec
                         float *u0, double *pen, float *scratch, int threads) {
     const int n_blocks = (batch + NL - 1) / NL;
     threads = clamp_threads(threads, n_blocks);
-    size_t big = largest_block(enc, n_enc);
-    if (largest_block(dec, n_dec) > big) big = largest_block(dec, n_dec);
+    const size_t big = largest_of(enc, n_enc, dec, n_dec);
     Job jobs[MAX_THREADS];
     for (int t = 0; t < threads; t++)
         jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = x, .y = z,
@@ -746,8 +754,7 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
                       int threads) {
     const int n_blocks = (batch + NL - 1) / NL;
     threads = clamp_threads(threads, n_blocks);
-    size_t big = largest_block(enc, n_enc);
-    if (largest_block(dec, n_dec) > big) big = largest_block(dec, n_dec);
+    const size_t big = largest_of(enc, n_enc, dec, n_dec);
     Job jobs[MAX_THREADS];
     for (int t = 0; t < threads; t++)
         jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .acts_e = acts_e,
