@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import math
 import os
 import platform
 import shutil
@@ -44,7 +43,7 @@ from pathlib import Path
 import torch
 from torch.autograd.function import once_differentiable
 
-from .models import Autoencoder, UpsampleConv
+from .models import Autoencoder, UpsampleConv, _check_input
 
 __all__ = ["available", "unavailable_reason", "supports", "FusedAutoencoder", "library_path"]
 
@@ -338,19 +337,19 @@ class _AutoencoderLossFunction(torch.autograd.Function):
             enc.layers, enc.n, dec.layers, dec.n, batch, x.data_ptr(), z.data_ptr(), ptrs[0], ptrs[1],
             sse.data_ptr(), ptrs[2] if contractive else None,
             u0.data_ptr() if contractive else None, pen.data_ptr(), scratch.data_ptr(), fused.threads)
-        ctx.fused, ctx.buffers, ctx.batch, ctx.contractive = fused, buffers, batch, contractive
-        ctx.set_materialize_grads(False)
         n = x.numel()
+        ctx.fused, ctx.buffers, ctx.batch, ctx.n, ctx.contractive = fused, buffers, batch, n, contractive
+        ctx.set_materialize_grads(False)
         penalty = float(pen[nb]) / (n * d) if contractive else 0.0
         return z, torch.tensor(total / n, dtype=torch.float32), torch.tensor(penalty, dtype=torch.float32)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gz: torch.Tensor | None, gmse: torch.Tensor | None, gpen: torch.Tensor | None):
-        fused, batch = ctx.fused, ctx.batch
+        fused, batch, n = ctx.fused, ctx.batch, ctx.n
         enc, dec, threads = fused.encoder, fused.decoder, fused.threads
-        acts_e, acts_d, vbuf, u0, ptrs = ctx.buffers
-        n = batch * math.prod(enc.in_shape)
+        buffers = ctx.buffers
+        u0, ptrs = buffers[3], buffers[4]
         gscale = 0.0 if gmse is None else 2.0 * float(gmse) / n
         contractive = ctx.contractive and gpen is not None and float(gpen) != 0.0
         cscale = 2.0 * float(gpen) / (n * fused.config.latent_dim) if contractive else 0.0
@@ -365,7 +364,7 @@ class _AutoencoderLossFunction(torch.autograd.Function):
             u0.data_ptr() if contractive else None, cscale, grads_e.data_ptr(), grads_d.data_ptr(),
             scratch.data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), threads)
         ctx.buffers = None
-        fused._release(batch, ctx.contractive, (acts_e, acts_d, vbuf, u0, ptrs))
+        fused._release(batch, ctx.contractive, buffers)
         return (None, None, None, *enc.split(grads_e), *dec.split(grads_d))
 
 
@@ -396,9 +395,7 @@ class FusedAutoencoder:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 1, m, m) or (B, 1, n) → z (B, d)."""
         x = x.to(torch.float32).contiguous()
-        if tuple(x.shape[1:]) != self.encoder.in_shape:
-            raise ValueError(f"expected input of shape (B, {', '.join(map(str, self.encoder.in_shape))}), "
-                             f"got {tuple(x.shape)}")
+        _check_input(x, self.encoder.in_shape)
         z = _StageFunction.apply(self.encoder, self.threads, self.lanes, x, *self.encoder.params)
         return z.reshape(len(x), self.config.latent_dim)
 
@@ -435,7 +432,7 @@ class FusedAutoencoder:
         if key not in self._work:
             nb, lanes = -(-batch // self.lanes), self.lanes
             big = max(self.encoder.largest(lanes), self.decoder.largest(lanes))
-            self._work = {key: (torch.empty(max(threads, 1) * 4 * big), torch.empty(nb * self.encoder.coefs * lanes),
+            self._work = {key: (torch.empty(threads * 4 * big), torch.empty(nb * self.encoder.coefs * lanes),
                                 torch.empty(nb * self.decoder.coefs * lanes))}
         return self._work[key]
 
@@ -445,9 +442,7 @@ class FusedAutoencoder:
         in one pass: the reconstruction never leaves the kernel's block layout (the training step's fast path).
         """
         x = x.to(torch.float32).contiguous()
-        if tuple(x.shape[1:]) != self.encoder.in_shape:
-            raise ValueError(f"expected input of shape (B, {', '.join(map(str, self.encoder.in_shape))}), "
-                             f"got {tuple(x.shape)}")
+        _check_input(x, self.encoder.in_shape)
         return _AutoencoderLossFunction.apply(self, bool(contractive), x, *self.encoder.params, *self.decoder.params)
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

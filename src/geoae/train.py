@@ -461,17 +461,24 @@ def make_engine(model: Autoencoder, config: TrainConfig, threads: int | None = N
     """
     from . import fused
 
-    backend = backend_setting()
-    if backend == "torch":
-        return None, "GEOAE_BACKEND=torch"
-    reason = fused.supports(model)
-    if reason is None and not fused.available():
-        reason = f"the fused kernel is unavailable: {fused.unavailable_reason()}"
+    reason = _why_not_fused(model)
     if reason is not None:
-        if backend == "fused":
+        if backend_setting() == "fused":
             raise ValueError(f"GEOAE_BACKEND=fused cannot train this run: {reason}")
         return None, reason
     return fused.FusedAutoencoder(model, threads=kernel_threads() if threads is None else threads), None
+
+
+def _why_not_fused(model: Autoencoder) -> str | None:
+    """None if ``train`` runs ``model`` on the fused kernels, else why it does not."""
+    from . import fused
+
+    if backend_setting() == "torch":
+        return "GEOAE_BACKEND=torch"
+    reason = fused.supports(model)
+    if reason is None and not fused.available():
+        reason = f"the fused kernel is unavailable: {fused.unavailable_reason()}"
+    return reason
 
 
 def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = False,
@@ -648,8 +655,9 @@ def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bo
     workers = default_workers() if workers is None else workers
     if workers > 1 and len(singles) > 1:
         # fused runs share the cores as threads (no start-up), torch-path runs as processes (the GIL)
-        fast = [c for c in singles if _fused_run(c)]
-        slow = [c for c in singles if not _fused_run(c)]
+        on_fused = {run_name(c): _fused_run(c) for c in singles}
+        fast = [c for c in singles if on_fused[run_name(c)]]
+        slow = [c for c in singles if not on_fused[run_name(c)]]
         for group_, runner in ((fast, _train_in_threads), (slow, _train_in_processes)):
             if len(group_) > 1:
                 results.update(runner(group_, root, min(workers, len(group_)), progress))
@@ -662,11 +670,7 @@ def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bo
 
 def _fused_run(config: TrainConfig) -> bool:
     """Whether ``train`` would run ``config`` on the fused kernels (they release the GIL)."""
-    from . import fused
-
-    if backend_setting() == "torch" or not fused.available():
-        return False
-    return fused.supports(build_model(config.model, seed=0)) is None
+    return _why_not_fused(build_model(config.model, seed=0)) is None
 
 
 def _train_in_threads(configs: Sequence[TrainConfig], root: Path, workers: int,
