@@ -27,9 +27,12 @@ def test_plain_reference_is_the_same_network(bias):
 
 
 def test_conv_macs_of_the_paper_network():
-    # 64 -> 32 ... -> 1, channels 1 8 4 4 3 2 1: encoder + mirrored decoder
-    per_layer = [32 * 32 * 1 * 8, 16 * 16 * 8 * 4, 8 * 8 * 4 * 4, 4 * 4 * 4 * 3, 2 * 2 * 3 * 2, 1 * 1 * 2 * 1]
-    assert bench.conv_macs(ModelConfig()) == 2 * 9 * sum(per_layer) == 317_268
+    # 64 -> 32 ... -> 1, channels 1 8 4 4 3 2 1: encoder + mirrored decoder. Real taps only: a 3-tap stride-2
+    # conv with padding 1 onto n outputs reads 3n - 1 samples per axis (the first output's first tap is padding);
+    # "zero insertion then 3-tap conv" from n inputs reads 3n - 1 per axis (the first input's last tap falls off)
+    sides, chans = [32, 16, 8, 4, 2, 1], [1, 8, 4, 4, 3, 2, 1]
+    per_layer = [(3 * n - 1) ** 2 * cin * cout for n, cin, cout in zip(sides, chans[:-1], chans[1:], strict=True)]
+    assert bench.conv_macs(ModelConfig()) == 2 * sum(per_layer) == 305_924
 
 
 def test_tiny_bench_runs_and_checks_equivalence(capsys):

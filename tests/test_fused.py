@@ -1,42 +1,81 @@
-"""The fused C kernels (geoae.fused) against the torch modules: values, gradients, every regulariser,
-thread-count independence, the trainer's backend choice and its fallbacks."""
+"""The fused C executor (geoae.fused) against the torch modules: losses and gradients for every model the
+experiments train, every regulariser, independence of threads and kernel configuration, the C/Python
+contract (ABI check, error codes), the verified kernel cache, and the trainer's executor choice."""
 
+import copy
 import dataclasses
+import os
+import stat
 
 import pytest
 import torch
 
 from geoae import fused
-from geoae import train as T
-from geoae.data import DiskData
+from geoae import training as T
+from geoae.data import DiracData, DiskData
+from geoae.experiments import runner
+from geoae.experiments.common import Context
 from geoae.models import ModelConfig, build_model
+from geoae.settings import read_settings
+from geoae.spec import network_spec
 
 pytestmark = pytest.mark.skipif(not fused.available(), reason=f"no fused kernel: {fused.unavailable_reason()}")
 
-CONFIGS = [
-    ModelConfig(size=16),
-    ModelConfig(size=16, bias=False, latent_dim=2),
+TOL = 1e-4  # relative; measured 1e-7 to 1e-5 (float32 sums in another order)
+
+
+DATA = {}  # ModelConfig -> the data config of an experiment that trains it
+
+
+def experiment_models() -> list[ModelConfig]:
+    """Every distinct ModelConfig that the experiments train, at the quick and paper profiles."""
+    found = {}
+    for profile in ("quick", "paper"):
+        for exp_id in runner.EXPERIMENTS:
+            ctx = Context(profile=profile, seeds=(0,), out=None, runs=None)
+            try:
+                configs = runner.load_experiment(exp_id).configs(ctx)
+            except TypeError:  # a multi-stage experiment whose later runs depend on trained ones (D7)
+                continue
+            for c in configs.values() if isinstance(configs, dict) else configs:
+                found[c.model] = c.model
+                DATA.setdefault(c.model, c.data)
+    return list(found.values())
+
+
+EXTRA = [  # beyond the experiments: every feature the kernel claims, and the authors' released architecture
+    ModelConfig(arch="keras63", size=63),
     ModelConfig(size=8, upsample="nearest", output_activation="sigmoid"),
-    ModelConfig(size=8, output_activation="identity", alpha=0.0),
+    ModelConfig(size=8, output_activation="identity", alpha=0.0, bias=False, latent_dim=2),
     ModelConfig(size=32, channels=(3, 9, 4, 2)),  # 9 > one chunk of 8 output channels
-    ModelConfig(arch="paper1d", size=32, latent_dim=3),
+    ModelConfig(arch="paper1d", size=16, coord=True, upsample="nearest"),
 ]
-TOL = 1e-4  # relative; measured 1e-6 to 1e-5 (float32 sums in another order)
+MODELS = experiment_models() + EXTRA
+
+
+def name(c: ModelConfig) -> str:
+    extra = [k for k in ("coord",) if getattr(c, k)] + ([c.encoder] if c.encoder != "learned" else [])
+    return "-".join([c.arch, str(c.size), f"d{c.latent_dim}", "b" if c.bias else "nb", c.upsample,
+                     c.output_activation, *(f"w{max(c.channels)}" for _ in [0] if c.channels), *extra])
 
 
 def perturbed(config: ModelConfig, seed: int = 0):
-    """A model with non-zero biases, so that they are exercised."""
+    """A model with non-zero biases (and perturbed weights), so that everything is exercised."""
     model = build_model(config, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
     return model
 
 
 def batch_of(config: ModelConfig, n: int, seed: int = 0) -> torch.Tensor:
-    shape = (n, 1, config.size) if config.ndim == 1 else (n, 1, config.size, config.size)
-    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    """n training images of the kind the model is trained on (its experiment's data; else disks in 2-D and
+    Diracs in 1-D), drawn with replacement."""
+    data = DATA.get(config) or (DiracData(size=config.size) if config.ndim == 1 else DiskData(n=n, size=config.size))
+    images = data.make(n, seed=seed)[0] if isinstance(data, DiskData) else data.make(seed=seed)[0]
+    return images[torch.randint(len(images), (n,), generator=torch.Generator().manual_seed(seed))]
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -44,64 +83,62 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / a.abs().max().clamp_min(1e-30))
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.arch}-{c.size}-{c.latent_dim}-{c.output_activation}")
-@pytest.mark.parametrize("batch", [3, 21])  # fewer images than lanes; a batch that is not a multiple of them
-def test_encode_decode_values_and_gradients_equal_torch(config, batch):
-    model = perturbed(config)
-    engine = fused.FusedAutoencoder(model, threads=2)
-    x = batch_of(config, batch)
-    params = list(model.parameters())
-
-    def loss(z, x_hat):  # uses both stages' outputs, so that dL/dz flows into the encoder from two sides
-        return (x_hat - x).square().mean() + 0.3 * z.square().mean()
-
-    z0 = model.encode(x)
-    x0 = model.decode(z0)
-    g0 = torch.autograd.grad(loss(z0, x0), params)
-    z1 = engine.encode(x)
-    x1 = engine.decode(z1)
-    g1 = torch.autograd.grad(loss(z1, x1), params)
-    assert z1.shape == z0.shape and x1.shape == x0.shape
-    assert rel(z0, z1) < TOL and rel(x0, x1) < TOL
-    for a, b in zip(g0, g1, strict=True):
-        assert rel(a, b) < TOL
+def test_the_experiments_use_every_kind_of_network():
+    features = set().union(*(network_spec(c).features() for c in experiment_models()))
+    assert {"conv", "upconv:zeros", "coord", "frozen", "ndim:1", "ndim:2", "kernel:2"} <= features
+    assert all(fused.supports(network_spec(c)) is None for c in MODELS)
 
 
-@pytest.mark.parametrize("config", CONFIGS[:2] + CONFIGS[-1:], ids=lambda c: f"{c.arch}-{c.latent_dim}")
-@pytest.mark.parametrize("regulariser", T.REGULARISERS)
-def test_fused_loss_equals_compute_loss_for_every_regulariser(config, regulariser):
+@pytest.mark.parametrize("config", MODELS, ids=name)
+@pytest.mark.parametrize("regulariser", ["none", "locality", "contractive"])
+def test_losses_and_gradients_equal_torch(config, regulariser):
     model = perturbed(config, seed=1)
-    engine = fused.FusedAutoencoder(model, threads=2)
-    x = batch_of(config, 19, seed=1)
-    weight = {"locality": 1e-2}.get(regulariser, 0.5)
-    params = list(model.parameters())
-    ref = T.compute_loss(model, x, regulariser, weight)
-    g0 = torch.autograd.grad(ref.total, params, allow_unused=True)
-    out = T.compute_loss(model, x, regulariser, weight, engine)
-    g1 = torch.autograd.grad(out.total, params)
-    for name in ("total", "mse", "penalty"):
-        assert getattr(out, name).item() == pytest.approx(getattr(ref, name).item(), rel=TOL, abs=1e-12)
+    ex = fused.FusedAutoencoder(model, threads=2)
+    x = batch_of(config, 21, seed=1)  # 21: not a multiple of the lanes (8 or 16)
+    weight = {"locality": 1e-2, "contractive": 0.5}.get(regulariser, 0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    exact = copy.deepcopy(model).double()  # the reference in float64: float32 sums of 10^5 terms differ by 1e-4
+    ref = T.compute_loss(exact, x.double(), regulariser, weight)
+    g0 = torch.autograd.grad(ref.total, [p for p in exact.parameters() if p.requires_grad], allow_unused=True)
+    out = T.compute_loss(model, x, regulariser, weight, ex)
+    g1 = torch.autograd.grad(out.total, params, allow_unused=True)
+    for key in ("total", "mse", "penalty"):
+        assert getattr(out, key).item() == pytest.approx(getattr(ref, key).item(), rel=TOL, abs=1e-12)
+    # per tensor, relative to its own largest entry, except for tensors whose gradient is 10^-6 of the largest
+    # one (float32 cannot resolve them better than that fraction of the step's gradient scale)
+    scale = max(float(a.abs().max()) for a in g0 if a is not None)
     for a, b in zip(g0, g1, strict=True):
-        if a is None:  # the contractive penalty does not depend on the decoder when it is alone
-            continue
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert float((a - b).abs().max()) <= TOL * float(a.abs().max()) + 1e-6 * scale
+
+
+@pytest.mark.parametrize("config", [c for c in MODELS if c.encoder == "learned"][:4], ids=name)
+def test_code_and_contractive_gradient_alone_equal_torch(config):
+    # dL/dz from outside (as locality adds) and the penalty's own gradient, small next to the MSE's
+    model = perturbed(config, seed=2)
+    x = batch_of(config, 19, seed=2)
+    enc = model.encoder_weights()
+    z0 = model.encode(x)
+    g0 = torch.autograd.grad(z0.square().sum() + T.contractive_penalty(model, x), enc)
+    z1, _, pen = fused.FusedAutoencoder(model).loss(x, contractive=True)
+    assert rel(z0, z1) < TOL
+    for a, b in zip(g0, torch.autograd.grad(z1.square().sum() + pen, enc), strict=True):
         assert rel(a, b) < TOL
 
 
-def test_contractive_penalty_gradient_alone_equals_double_backward():
-    # the penalty's gradient is small next to the MSE's: compare it on its own
-    for config in CONFIGS[:2] + CONFIGS[-1:]:
-        model = perturbed(config, seed=2)
-        x = batch_of(config, 21, seed=2)
-        enc = model.encoder_weights()
-        g0 = torch.autograd.grad(T.contractive_penalty(model, x), enc)
-        _, _, pen = fused.FusedAutoencoder(model).loss(x, contractive=True)
-        assert pen.item() == pytest.approx(T.contractive_penalty(model, x).item(), rel=TOL)
-        for a, b in zip(g0, torch.autograd.grad(pen, enc), strict=True):
-            assert rel(a, b) < TOL
+def test_frozen_encoder_gets_no_gradient_and_is_not_optimised():
+    config = ModelConfig(arch="paper1d", size=32, encoder="position", latent_dim=2)
+    res = T.train(T.TrainConfig(model=config, data=DiracData(size=32), iterations=5,
+                                batch_size=8))
+    assert res.metrics["backend"] == "fused"
+    fresh = build_model(config)
+    for a, b in zip(fresh.encoder_weights(), res.model.encoder_weights(), strict=True):
+        assert torch.equal(a, b) and not b.requires_grad
 
 
 def test_results_do_not_depend_on_the_number_of_threads():
-    config = CONFIGS[0]
+    config = MODELS[0]
     x = batch_of(config, 45)
     outs = []
     for threads in (1, 2, 3):
@@ -117,7 +154,30 @@ SMALL = T.TrainConfig(model=ModelConfig(size=16), data=DiskData(n=64, size=16), 
                       log_every=1, checkpoint_every=10)
 
 
-def test_training_on_both_backends_gives_the_same_losses(monkeypatch):
+def test_trained_weights_do_not_depend_on_kernel_threads():
+    a, b = T.train(SMALL, threads=1), T.train(SMALL, threads=3)
+    assert a.metrics["kernel_threads"] == 1 and b.metrics["kernel_threads"] == 3
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_every_kernel_configuration_gives_identical_results(monkeypatch):
+    # lanes 8 and 16 (a CPU without the preferred width builds and runs the other) and both blockings: the
+    # choice made by the autotuning never changes a number, losses included
+    runs = {}
+    for lanes, wg in fused.CANDIDATES:
+        monkeypatch.setenv("GEOAE_KERNEL", f"lanes={lanes},wg={wg}")
+        res = T.train(dataclasses.replace(SMALL, regulariser="contractive", reg_weight=0.1), threads=2)
+        assert (res.metrics["executor"]["lanes"], res.metrics["executor"]["wg_accumulators"]) == (lanes, wg)
+        runs[(lanes, wg)] = res
+    first = next(iter(runs.values()))
+    for res in runs.values():
+        assert res.history == first.history
+        assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
+                                                     res.model.state_dict().values(), strict=True))
+
+
+def test_training_on_both_executors_gives_the_same_losses(monkeypatch):
     fast = T.train(SMALL)
     monkeypatch.setenv("GEOAE_BACKEND", "torch")
     slow = T.train(SMALL)
@@ -126,62 +186,119 @@ def test_training_on_both_backends_gives_the_same_losses(monkeypatch):
         assert a["loss"] == pytest.approx(b["loss"], rel=TOL)
 
 
-def test_trained_weights_do_not_depend_on_kernel_threads():
-    a, b = T.train(SMALL, threads=1), T.train(SMALL, threads=3)
-    assert a.metrics["kernel_threads"] == 1 and b.metrics["kernel_threads"] == 3
-    sa, sb = a.model.state_dict(), b.model.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-@pytest.mark.parametrize("config", [ModelConfig(arch="keras63", size=63), ModelConfig(size=16, coord=True),
-                                    ModelConfig(size=16, encoder="position", latent_dim=3)])
-def test_unsupported_models_fall_back_to_torch_or_refuse(config, monkeypatch):
-    model = build_model(config)
-    reason = fused.supports(model)
-    assert reason
-    with pytest.raises(ValueError, match="not supported"):
-        fused.FusedAutoencoder(model)
-    if config.arch == "keras63":
-        return
-    run = dataclasses.replace(SMALL, model=config, iterations=2)
-    res = T.train(run)
-    assert res.metrics["backend"] == "torch" and res.metrics["torch_backend_reason"] == reason
+def test_unsupported_features_fall_back_to_torch_or_refuse(monkeypatch, capsys):
+    spec = network_spec(ModelConfig(size=16))
+    odd = dataclasses.replace(spec, layers=(dataclasses.replace(spec.layers[0], activation="tanh"), *spec.layers[1:]))
+    assert "act:tanh" in fused.supports(odd)
+    monkeypatch.setattr(fused, "supports", lambda s: "features act:tanh (test)")
+    res = T.train(dataclasses.replace(SMALL, iterations=2))
+    assert res.metrics["backend"] == "torch" and "act:tanh" in res.metrics["torch_backend_reason"]
+    assert "training on the torch path" in capsys.readouterr().err  # announced, not only recorded
     monkeypatch.setenv("GEOAE_BACKEND", "fused")
     with pytest.raises(ValueError, match="GEOAE_BACKEND=fused cannot train this run"):
-        T.train(run)
-
-
-def test_bad_settings_are_refused_before_training(monkeypatch):
-    monkeypatch.setenv("GEOAE_BACKEND", "gpu")
-    with pytest.raises(ValueError, match="GEOAE_BACKEND must be one of"):
         T.train(SMALL)
-    monkeypatch.setenv("GEOAE_BACKEND", "auto")
-    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
-        T.train(SMALL, threads=0)
-    monkeypatch.setenv("GEOAE_THREADS", "two")
-    with pytest.raises(ValueError, match="GEOAE_THREADS must be an integer >= 1"):
-        T.train(SMALL)
-    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
-        fused.FusedAutoencoder(build_model(ModelConfig(size=8)), threads=0)
 
 
-def test_without_a_compiler_training_uses_torch(monkeypatch):
-    monkeypatch.setattr(fused, "_lib", None)
-    monkeypatch.setattr(fused, "_error", "no C compiler found (test)")
+def test_without_a_compiler_training_uses_torch(monkeypatch, tmp_path):
+    monkeypatch.setenv("GEOAE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fused, "_compiler", lambda: None)
     assert not fused.available() and "no C compiler" in fused.unavailable_reason()
     res = T.train(dataclasses.replace(SMALL, iterations=2))
     assert res.metrics["backend"] == "torch" and "no C compiler" in res.metrics["torch_backend_reason"]
 
 
-def test_kernel_is_built_once_into_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GEOAE_CACHE", str(tmp_path))
-    flags = fused.CFLAGS
-    path = fused._build(flags)
-    assert path.parent == tmp_path and path.exists()
+def test_bad_settings_are_refused_before_training(monkeypatch):
+    for var, value in (("GEOAE_BACKEND", "gpu"), ("GEOAE_THREADS", "two"), ("GEOAE_THREADS", "0"),
+                       ("GEOAE_KERNEL", "lanes=12,wg=8"), ("GEOAE_MARCH", "native; rm")):
+        monkeypatch.setenv(var, value)
+        with pytest.raises(ValueError, match=var):
+            T.train(SMALL)
+        monkeypatch.delenv(var)
+    with pytest.raises(ValueError, match="threads must be an integer"):
+        T.train(SMALL, threads=0)
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        fused.FusedAutoencoder(build_model(ModelConfig(size=8)), threads=0)
+
+
+# ----------------------------------------------------------------------- the library and its cache
+
+
+@pytest.fixture(scope="module")
+def generic_build(tmp_path_factory):
+    """One portable build (no -march: what an unknown CPU or another architecture gets), made once."""
+    cache = tmp_path_factory.mktemp("cache")
+    flags = fused.flags_for(16, 8, "")
+    return flags, fused._build(flags, cache)
+
+
+def copy_of(build, tmp_path):
+    """The built library and its checksum, copied into a cache of this test's own."""
+    flags, path = build
+    for f in (path, path.with_suffix(".sha256")):
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+        os.chmod(tmp_path / f.name, 0o755 if f == path else 0o644)
+    return flags, tmp_path / path.name
+
+
+def test_generic_build_loads(generic_build):
+    lib = fused._open(generic_build[1])
+    assert lib.geoae_lanes() == 16 and lib.geoae_wg_accumulators() == 8 and lib.geoae_chunk() == 8
+
+
+def test_kernel_is_built_once_into_the_cache_and_verified(tmp_path, generic_build):
+    flags, path = copy_of(generic_build, tmp_path)
+    assert fused._verified(path)
     stamp = path.stat().st_mtime_ns
-    assert fused._build(flags) == path and path.stat().st_mtime_ns == stamp  # reused, not rebuilt
-    monkeypatch.setattr(fused, "_compiler", lambda: "/bin/false")
-    monkeypatch.setenv("GEOAE_CACHE", str(tmp_path / "other"))
+    assert fused._build(flags, tmp_path) == path and path.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    path.write_bytes(path.read_bytes()[:1000])  # truncated (would kill the process if loaded: SIGBUS)
+    assert not fused._verified(path)
+    assert fused._build(flags, tmp_path) == path and fused._verified(path)  # rebuilt
+    fused._open(path)
+
+
+def test_a_library_writable_by_others_is_not_trusted(tmp_path, generic_build):
+    flags, path = copy_of(generic_build, tmp_path)
+    os.chmod(path, path.stat().st_mode | stat.S_IWOTH)
+    assert not fused._verified(path)
+    os.chmod(tmp_path, 0o777)
+    with pytest.raises(OSError, match="writable by other users"):
+        fused._build(flags, tmp_path)
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(fused, "_compiler", lambda: ["/bin/false"])
     with pytest.raises(OSError, match="failed"):
-        fused._build(flags)
-    assert not any((tmp_path / "other").glob("*.so"))  # a failed build leaves nothing behind
+        fused._build(fused.flags_for(8, 16, ""), tmp_path)
+    assert not list(tmp_path.glob("*.so*"))
+
+
+def test_the_abi_check_refuses_a_mismatched_library(tmp_path):
+    path = fused._build((*fused.flags_for(8, 8, ""), "-O0", "-DGEOAE_ABI_VERSION=99"), tmp_path)
+    with pytest.raises(OSError, match="ABI 99"):
+        fused._open(path)
+
+
+def test_the_kernel_refuses_bad_layers_with_an_error_code():
+    model = build_model(ModelConfig(size=16))
+    ex = fused.FusedAutoencoder(model)
+    ex.encoder.layers[1].kh = 40  # beyond the taps limit
+    with pytest.raises(fused.KernelError, match="error 2"):
+        ex.loss(batch_of(ModelConfig(size=16), 4))
+    ex.encoder.layers[1].kh = 3
+    ex.encoder.layers[2].cin = 5  # does not fit the previous layer
+    with pytest.raises(fused.KernelError, match="error 3"):
+        ex.loss(batch_of(ModelConfig(size=16), 4))
+
+
+def test_cc_with_flags_is_honoured(monkeypatch):
+    monkeypatch.setenv("CC", "cc -O1")
+    assert fused._compiler()[1:] == ["-O1"]
+
+
+def test_tuning_reports_its_measurements(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOAE_CACHE", str(tmp_path))
+    monkeypatch.setattr(fused, "CANDIDATES", ((8, 8), (8, 16)))
+    k = fused._make_kernel(read_settings())
+    assert k.choice == "measured" and set(k.timings) == {"lanes=8,wg=8", "lanes=8,wg=16"}
+    again = fused._make_kernel(read_settings())
+    assert again.choice == "cached measurement" and (again.lanes, again.wg) == (k.lanes, k.wg)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from geoae import train as T
+import geoae
+from geoae import fused
+from geoae import training as T
 from geoae.data import DiracData, DiskData, make_disks
 from geoae.models import ModelConfig, build_model
 from geoae.theory import discrete_optimum, profile_distance
@@ -31,10 +33,13 @@ def test_one_step_smoke(tmp_path):
     cfg = dataclasses.replace(SMALL, iterations=1)
     res = T.train(cfg, tmp_path / "run")
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"config.json", "history.json", "metrics.json", "model.safetensors"} <= files
+    assert {"config.json", "history.jsonl", "metrics.json", "model.safetensors"} <= files
     assert "checkpoint.safetensors" not in files  # removed once the run is finished
     rec = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert T.TrainConfig.from_dict(rec["config"]) == cfg and rec["git_commit"]
+    assert T.TrainConfig.from_dict(rec["config"]) == cfg
+    assert rec["geoae_version"] == geoae.__version__ and rec["torch"] == torch.__version__
+    assert rec["git_commit"] is None or len(rec["git_commit"]) >= 40  # geoae's own checkout, or null
+    assert rec["executor"]["name"] in ("fused", "torch") and "settings" in rec["executor"]
     assert len(res.history) == 1 and np.isfinite(res.metrics["train_mse"])
 
 
@@ -203,10 +208,10 @@ def test_dirac_training_1d():
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"regulariser": "dropout"}, "regulariser='dropout' is not one of"),
+        ({"regulariser": "dropout"}, "regulariser must be one of none, locality"),
         ({"lr": -1.0}, "lr must be"),
         ({"lr": float("nan")}, "lr must be"),
-        ({"iterations": 0}, "iterations must be an integer >= 1"),
+        ({"iterations": 0}, "iterations must be an integer from 1 to"),
         ({"batch_size": 2.5}, "batch_size must be an integer"),
         ({"reg_weight": -0.1}, "reg_weight must be"),
         ({"model": ModelConfig(arch="paper1d", size=16)}, "does not fit the data"),
@@ -265,22 +270,26 @@ def test_biases_beat_the_bias_free_optimum_fivefold():
     assert test_mse * 5 <= opt.mse
 
 
-def test_train_many_in_workers_equals_sequential_and_skips_finished(tmp_path, monkeypatch):
-    # fused-kernel runs go to threads, torch-path runs (coordinate channels) to processes
+@pytest.mark.parametrize("backend, runner", [("auto", "_in_threads"), ("torch", "_in_processes")])
+def test_train_many_in_workers_equals_sequential_and_skips_finished(tmp_path, monkeypatch, backend, runner):
+    # fused-kernel runs go to threads, torch-path runs to processes; every model of the experiments is fused
+    from geoae.training import schedule
+
+    monkeypatch.setenv("GEOAE_BACKEND", backend)
     coord = dataclasses.replace(SMALL, model=ModelConfig(size=16, coord=True))
     cfgs = [dataclasses.replace(SMALL, seed=s) for s in (0, 1)] + [dataclasses.replace(coord, seed=s) for s in (0, 1)]
     used = []
-    for name in ("_train_in_threads", "_train_in_processes"):
-        original = getattr(T, name)
+    for name in ("_in_threads", "_in_processes"):
+        original = getattr(schedule, name)
 
         def spy(cs, *a, _f=original, _n=name, **k):
             used.append((_n, len(cs)))
             return _f(cs, *a, **k)
 
-        monkeypatch.setattr(T, name, spy)
+        monkeypatch.setattr(schedule, name, spy)
     parallel = T.train_many(cfgs + cfgs[:1], tmp_path / "par", workers=2)  # a duplicate is trained once
-    if T._fused_run(cfgs[0]):
-        assert used == [("_train_in_threads", 2), ("_train_in_processes", 2)]
+    if backend == "torch" or fused.available():
+        assert used == [(runner, 4)]
     sequential = T.train_many(cfgs, tmp_path / "seq", workers=1)
     assert len(parallel) == 5 and parallel[0].config == parallel[4].config
     for a, b in zip(parallel, sequential, strict=False):

@@ -1,7 +1,13 @@
-/* geoae fused kernels: the paper64 / paper1d autoencoder's convolution stacks, forward and backward.
+/* geoae fused kernels: an autoencoder's convolution stacks (any geoae.spec.NetSpec), forward and backward.
  *
- * Compiled on first use by geoae/fused.py (any C99 compiler; no Python or torch headers) and called
- * through ctypes. See fused.py for what this computes and why it is fast.
+ * Compiled on first use by geoae/fused.py (any C99 compiler with GCC vector extensions: GCC or Clang; no
+ * Python or torch headers) and called through ctypes; _fused.h is the contract. See fused.py for what this
+ * computes and why it is fast.
+ *
+ * Build-time configuration (chosen per CPU by fused.py's measured autotuning, all give the same results):
+ *   GEOAE_LANES  images per block, side by side in one vector (8 or 16)
+ *   GEOAE_CHUNK  output channels kept in registers by a convolution pixel (4 or 8)
+ *   GEOAE_WG     accumulators of the register-blocked weight gradient (8 or 16)
  *
  * Layout: a *block* is GEOAE_LANES images processed together; an activation with C channels on an
  * H x W grid is stored [H][W][C][lane], so that every multiply-accumulate of a convolution is one vector
@@ -18,27 +24,27 @@
 #include <string.h>
 #include <time.h>
 
+#include "_fused.h"
+
 #ifndef GEOAE_LANES
 #define GEOAE_LANES 16
 #endif
+#ifndef GEOAE_CHUNK
+#define GEOAE_CHUNK 8
+#endif
+#ifndef GEOAE_WG
+#define GEOAE_WG 16
+#endif
+#if GEOAE_CHUNK != 4 && GEOAE_CHUNK != 8
+#error "GEOAE_CHUNK must be 4 or 8"
+#endif
 #define NL GEOAE_LANES
 
-enum { ACT_LEAKY = 0, ACT_IDENTITY = 1, ACT_SIGMOID = 2 };
-
-typedef struct {
-    int hin, win, cin, hout, wout, cout, kh, kw;
-    int act;
-    float alpha;
-    const int *rows; /* hout * kh */
-    const int *cols; /* wout * kw */
-    const float *w;  /* (cout, cin, kh, kw) */
-    const float *b;  /* (cout) or NULL */
-    int mr, mc;      /* the inverse tables: at most mr (mc) outputs read an input row (column) by one tap */
-    const int *irows; /* hin * kh * mr: the output rows i with rows[i * kh + a] = r, -1 padded */
-    const int *icols; /* win * kw * mc */
-} Layer;
-
+int geoae_abi_version(void) { return GEOAE_ABI_VERSION; }
+int geoae_layer_size(void) { return (int)sizeof(Layer); }
 int geoae_lanes(void) { return NL; }
+int geoae_chunk(void) { return GEOAE_CHUNK; }
+int geoae_wg_accumulators(void) { return GEOAE_WG; }
 
 static size_t act_size(const Layer *ly, int output) {
     return output ? (size_t)ly->hout * ly->wout * ly->cout * NL : (size_t)ly->hin * ly->win * ly->cin * NL;
@@ -48,11 +54,11 @@ static size_t act_size(const Layer *ly, int output) {
 typedef float vf __attribute__((vector_size(NL * sizeof(float)), aligned(sizeof(float)), may_alias));
 typedef double vd __attribute__((vector_size(NL * sizeof(double))));
 #define V(p) (*(vf *)(p))
-#define CHUNK 8 /* output channels kept in registers at once */
+#define CHUNK GEOAE_CHUNK /* output channels kept in registers at once */
 #define INLINE static inline __attribute__((always_inline))
 
 /* The valid taps of one row (or column) position: n pairs (tap index, input or output index). */
-#define MAX_TAPS 16
+#define MAX_TAPS GEOAE_MAX_TAPS
 typedef struct {
     int n, tap[MAX_TAPS], idx[MAX_TAPS];
 } Taps;
@@ -75,7 +81,7 @@ static void inverse_taps(const int *inv, int n_pos, int k, int m, Taps *out) {
         out[r].n = 0;
         for (int a = 0; a < k; a++)
             for (int q = 0; q < m; q++)
-                if (inv[(r * k + a) * m + q] >= 0 && out[r].n < MAX_TAPS) {
+                if (inv[(r * k + a) * m + q] >= 0) { /* at most MAX_TAPS: check_layers */
                     out[r].tap[out[r].n] = a;
                     out[r].idx[out[r].n++] = inv[(r * k + a) * m + q];
                 }
@@ -189,7 +195,7 @@ INLINE void weight_grad_row(const Layer *ly, const float *restrict in, const flo
 #define WG_NC(nc)                                                                                         \
     case nc:                                                                                              \
         for (int ci0 = 0; ci0 < CI;) {                                                                    \
-            const int left = CI - ci0, cap = 16 / nc;                                                     \
+            const int left = CI - ci0, cap = GEOAE_WG / nc;                                                    \
             if (left >= 8 && cap >= 8) { WG_NCI(nc, 8); ci0 += 8; }                                       \
             else if (left >= 4 && cap >= 4) { WG_NCI(nc, 4); ci0 += 4; }                                 \
             else if (left >= 2 && cap >= 2) { WG_NCI(nc, 2); ci0 += 2; }                                 \
@@ -202,7 +208,11 @@ static void weight_grad_rows(const Layer *ly, const float *restrict in, const fl
     const int CI = ly->cin, CO = ly->cout;
     for (int co0 = 0; co0 < CO; co0 += CHUNK) {
         switch (CO - co0 < CHUNK ? CO - co0 : CHUNK) {
+#if CHUNK == 8
             WG_NC(1) WG_NC(2) WG_NC(3) WG_NC(4) WG_NC(5) WG_NC(6) WG_NC(7) default: WG_NC(8)
+#else
+            WG_NC(1) WG_NC(2) WG_NC(3) default: WG_NC(4)
+#endif
         }
     }
 }
@@ -210,16 +220,17 @@ static void weight_grad_rows(const Layer *ly, const float *restrict in, const fl
 #define DISPATCH(count, call)                                                                             \
     for (int c0 = 0; c0 < (count); c0 += CHUNK) {                                                         \
         switch ((count) - c0 < CHUNK ? (count) - c0 : CHUNK) {                                            \
-        case 1: call(1); break;                                                                           \
-        case 2: call(2); break;                                                                           \
-        case 3: call(3); break;                                                                           \
-        case 4: call(4); break;                                                                           \
-        case 5: call(5); break;                                                                           \
-        case 6: call(6); break;                                                                           \
-        case 7: call(7); break;                                                                           \
-        default: call(8); break;                                                                          \
+        CASES(call)                                                                                       \
         }                                                                                                 \
     }
+#if CHUNK == 8
+#define CASES(call) case 1: call(1); break; case 2: call(2); break; case 3: call(3); break;             \
+    case 4: call(4); break; case 5: call(5); break; case 6: call(6); break; case 7: call(7); break;     \
+    default: call(8); break;
+#else
+#define CASES(call) case 1: call(1); break; case 2: call(2); break; case 3: call(3); break;             \
+    default: call(4); break;
+#endif
 
 /* out = conv(in, w) (+ b if bias): no activation. */
 static void conv_forward(const Layer *ly, const float *restrict in, float *restrict out, const float *restrict bias) {
@@ -240,6 +251,8 @@ static void conv_forward(const Layer *ly, const float *restrict in, float *restr
 static void layer_forward(const Layer *ly, const float *restrict in, float *restrict out) {
     conv_forward(ly, in, out, ly->b);
     const size_t n = act_size(ly, 1);
+    if (ly->bm)
+        for (size_t k = 0; k < n / NL; k++) V(out + k * NL) += ly->bm[k];
     if (ly->act == ACT_LEAKY) {
         const float alpha = ly->alpha;
         for (size_t k = 0; k < n; k++) out[k] = out[k] > 0.0f ? out[k] : alpha * out[k];
@@ -260,10 +273,13 @@ static void act_backward(const Layer *ly, const float *restrict out, float *rest
 }
 
 /* Adjoint of conv_forward for the pre-activation gradient g: gin (overwritten) = conv^T(g) unless NULL;
- * gw, gb (unless NULL) accumulate per-lane weight and bias gradients: gw[(co, ci, a, c)][lane], gb[co][lane]. */
+ * gw, gb, gm (unless NULL) accumulate per-lane weight, bias and bias-map gradients: gw[(co, ci, a, c)][lane],
+ * gb[co][lane], gm[(i, j, co)][lane]. */
 static void conv_backward(const Layer *ly, const float *restrict in, const float *restrict g, float *restrict gin,
-                          float *restrict gw, float *restrict gb) {
+                          float *restrict gw, float *restrict gb, float *restrict gm) {
     const int CO = ly->cout;
+    if (gm)
+        for (size_t k = 0; k < act_size(ly, 1) / NL; k++) V(gm + k * NL) += V(g + k * NL);
     if (gb) {
         for (size_t p = 0; p < (size_t)ly->hout * ly->wout; p++)
             for (int k = 0; k < CO * NL; k++) gb[k] += g[p * CO * NL + k];
@@ -303,15 +319,18 @@ static void conv_backward(const Layer *ly, const float *restrict in, const float
 /* g: on entry the gradient w.r.t. the layer's output, turned in place into the gradient w.r.t. the
  * pre-activation; then conv_backward. */
 static void layer_backward(const Layer *ly, const float *restrict in, const float *restrict out,
-                           float *restrict g, float *restrict gin, float *restrict gw, float *restrict gb) {
+                           float *restrict g, float *restrict gin, float *restrict gw, float *restrict gb,
+                           float *restrict gm) {
     act_backward(ly, out, g);
-    conv_backward(ly, in, g, gin, gw, gb);
+    conv_backward(ly, in, g, gin, gw, gb, gm);
 }
 
 /* ------------------------------------------------------------------------------------- stacks */
 
+/* Coefficients of a layer, in the order of their gradients: w, then b, then bm (where present). */
 static size_t coef_count(const Layer *ly) {
-    return (size_t)ly->cout * ly->cin * ly->kh * ly->kw + (ly->b ? (size_t)ly->cout : 0);
+    return (size_t)ly->cout * ly->cin * ly->kh * ly->kw + (ly->b ? (size_t)ly->cout : 0) +
+           (ly->bm ? (size_t)ly->hout * ly->wout * ly->cout : 0);
 }
 
 static size_t largest_block(const Layer *layers, int n) {
@@ -386,8 +405,9 @@ static void stack_backward_block(const Layer *layers, int n, float *const *acts,
         offset -= coef_count(ly);
         float *gw = gacc + offset * NL;
         const size_t nw = (size_t)ly->cout * ly->cin * ly->kh * ly->kw;
+        const size_t nb = ly->b ? (size_t)ly->cout : 0;
         layer_backward(ly, acts[k] + blk * act_size(ly, 0), acts[k + 1] + blk * act_size(ly, 1), cur, next, gw,
-                       ly->b ? gw + nw * NL : NULL);
+                       ly->b ? gw + nw * NL : NULL, ly->bm ? gw + (nw + nb) * NL : NULL);
         cur = next;
     }
 }
@@ -403,15 +423,15 @@ static void reduce_coefs(const float *gacc, size_t total, int n_blocks, float *g
 }
 
 typedef struct {
-    const Layer *enc, *dec; /* one stack: enc only; the autoencoder: both (dec reads enc's last activation) */
+    const Layer *enc, *dec; /* the encoder and the decoder (dec reads enc's last activation, the code) */
     int n_enc, n_dec, batch, b0, b1;
+    int train_enc;          /* backward: 0 skips the encoder (frozen hand-crafted weights) */
     const float *x;         /* input (B, C, H, W) */
-    float *y;               /* stack: output (B, C', H', W'); autoencoder: the code z (B, d) */
+    float *y;               /* the code z (B, d) */
     float *const *acts_e, *const *acts_d;
-    const float *gy;        /* backward: gradient of y (stack) or of z (autoencoder; may be NULL) */
-    float *gx;              /* backward, stack only: gradient of x or NULL */
-    float gscale;           /* backward, autoencoder: d loss / d x_hat = gscale * (x_hat - x) */
-    double *sse;            /* forward, autoencoder: per block sum of squared errors */
+    const float *gy;        /* backward: gradient of z (may be NULL) */
+    float gscale;           /* backward: d loss / d x_hat = gscale * (x_hat - x) */
+    double *sse;            /* forward: per block sum of squared errors */
     float *scratch;         /* this thread's 4 x largest block activation */
     float *gacc_e, *gacc_d; /* backward: per block, per lane coefficient gradients */
     /* the contractive penalty (autoencoder only; vbuf NULL: not computed) */
@@ -424,15 +444,16 @@ typedef struct {
 
 #define IN_SIZE(ly) ((ly)->cin * (ly)->hin * (ly)->win)
 
-/* Sum over the n_px pixels of a block and its first `lanes` lanes of (a - b)^2 (b NULL: a^2), in double,
- * with two accumulators (even and odd pixels). */
+/* Per image (lane) of a block, the sum over its n_px pixels of (a - b)^2 (b NULL: a^2), in double, with two
+ * accumulators (even and odd pixels), added to out[lane] for the first `lanes` lanes. Per-image sums keep every
+ * total independent of the block width: totals are summed over images in their order (sum_images). */
 INLINE vd diff_at(const float *a, const float *b, size_t p) {
     vf d = V(a + p * NL);
     if (b) d -= V(b + p * NL);
     return __builtin_convertvector(d, vd);
 }
 
-static double sum_squares(const float *a, const float *b, size_t n_px, int lanes) {
+static void sum_squares(const float *a, const float *b, size_t n_px, int lanes, double *out) {
     vd s0 = {0}, s1 = {0};
     size_t p = 0;
     for (; p + 1 < n_px; p += 2) {
@@ -444,8 +465,12 @@ static double sum_squares(const float *a, const float *b, size_t n_px, int lanes
         const vd e0 = diff_at(a, b, p);
         s0 += e0 * e0;
     }
+    for (int l = 0; l < lanes; l++) out[l] += s0[l] + s1[l];
+}
+
+static double sum_images(const double *per_image, int batch) {
     double total = 0.0;
-    for (int l = 0; l < lanes; l++) total += s0[l] + s1[l];
+    for (int b = 0; b < batch; b++) total += per_image[b];
     return total;
 }
 
@@ -468,7 +493,8 @@ static void contractive_forward_block(const Job *j, int blk, float *buf) {
     const Layer *E = j->enc;
     const int n = j->n_enc, d = E[n - 1].cout;
     const size_t big = largest_block(E, n), nx = act_size(&E[0], 0);
-    double pen = 0.0;
+    double *pen = j->pen + (size_t)blk * NL;
+    for (int l = 0; l < NL; l++) pen[l] = 0.0;
     for (int k = 0; k < d; k++) {
         float *cur = buf;
         memset(cur, 0, act_size(&E[n - 1], 1) * sizeof(float));
@@ -479,12 +505,11 @@ static void contractive_forward_block(const Job *j, int blk, float *buf) {
             memcpy(v, cur, act_size(ly, 1) * sizeof(float));
             act_backward(ly, j->acts_e[q + 1] + blk * act_size(ly, 1), v);
             float *gin = q > 0 ? (cur == buf ? buf + big : buf) : j->u0 + ((size_t)blk * d + k) * nx;
-            conv_backward(ly, NULL, v, gin, NULL, NULL);
+            conv_backward(ly, NULL, v, gin, NULL, NULL, NULL);
             cur = gin;
         }
-        pen += sum_squares(cur, NULL, nx / NL, valid_lanes(j->batch, blk));
+        sum_squares(cur, NULL, nx / NL, valid_lanes(j->batch, blk), pen);
     }
-    j->pen[blk] = pen;
 }
 
 static void contractive_backward_block(const Job *j, int blk, float *gacc, float *buf) {
@@ -500,7 +525,7 @@ static void contractive_backward_block(const Job *j, int blk, float *gacc, float
         for (int q = 0; q < n; q++) {
             const Layer *ly = &E[q];
             const float *v = j->vbuf[q] + ((size_t)blk * d + k) * act_size(ly, 1);
-            conv_backward(ly, h, v, NULL, gacc + offset * NL, NULL);
+            conv_backward(ly, h, v, NULL, gacc + offset * NL, NULL, NULL);
             offset += coef_count(ly);
             if (q < n - 1) {
                 float *next = h == buf ? buf + big : buf;
@@ -520,11 +545,12 @@ static void *forward_job(void *arg) {
         stack_forward_block(j->enc, j->n_enc, j->acts_e, blk);
         from_block(j->acts_e[j->n_enc] + blk * act_size(last, 1), j->batch, blk, last->cout, last->hout, last->wout,
                    j->y);
-        if (!j->dec) continue;
         stack_forward_block(j->dec, j->n_dec, j->acts_d, blk);
         const Layer *out = &j->dec[j->n_dec - 1];
         const float *xh = j->acts_d[j->n_dec] + blk * act_size(out, 1), *x = j->acts_e[0] + blk * act_size(first, 0);
-        j->sse[blk] = sum_squares(xh, x, (size_t)IN_SIZE(first), valid_lanes(j->batch, blk));
+        double *sse = j->sse + (size_t)blk * NL;
+        for (int l = 0; l < NL; l++) sse[l] = 0.0;
+        sum_squares(xh, x, (size_t)IN_SIZE(first), valid_lanes(j->batch, blk), sse);
         if (j->vbuf) contractive_forward_block(j, blk, j->scratch);
     }
     return NULL;
@@ -533,34 +559,27 @@ static void *forward_job(void *arg) {
 static void *backward_job(void *arg) {
     const Job *j = arg;
     const size_t big = largest_of(j->enc, j->n_enc, j->dec, j->n_dec);
-    float *g = j->scratch, *tmp = j->scratch + big, *spare = j->scratch + 3 * big; /* 4 x big in all */
-    const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1];
+    float *g = j->scratch, *tmp = j->scratch + big, *gz = j->scratch + 3 * big; /* 4 x big in all */
+    const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1], *out = &j->dec[j->n_dec - 1];
+    const size_t pixels = (size_t)IN_SIZE(first);
     for (int blk = j->b0; blk < j->b1; blk++) {
-        float *gz = NULL;
-        if (j->dec) { /* decoder first: g = gscale * (x_hat - x) on real images, 0 on padding */
-            const Layer *out = &j->dec[j->n_dec - 1];
-            const float *xh = j->acts_d[j->n_dec] + blk * act_size(out, 1);
-            const float *x = j->acts_e[0] + blk * act_size(first, 0);
-            const size_t pixels = (size_t)IN_SIZE(first);
-            vf mask;
-            for (int l = 0; l < NL; l++) mask[l] = blk * NL + l < j->batch ? j->gscale : 0.0f;
-            for (size_t p = 0; p < pixels; p++) V(g + p * NL) = mask * (V(xh + p * NL) - V(x + p * NL));
-            gz = spare;
-            stack_backward_block(j->dec, j->n_dec, j->acts_d, blk, g, gz,
-                                 j->gacc_d + blk * total_coefs(j->dec, j->n_dec) * NL, tmp);
-            if (j->gy) {
-                float *extra = g; /* reuse g: the decoder is done with it */
-                to_block(j->gy, j->batch, blk, last->cout, last->hout, last->wout, extra);
-                for (size_t q = 0; q < act_size(last, 1); q++) gz[q] += extra[q];
-            }
-            memcpy(g, gz, act_size(last, 1) * sizeof(float));
-        } else {
-            to_block(j->gy, j->batch, blk, last->cout, last->hout, last->wout, g);
+        /* decoder first: g = gscale * (x_hat - x) on real images, 0 on padding */
+        const float *xh = j->acts_d[j->n_dec] + blk * act_size(out, 1);
+        const float *x = j->acts_e[0] + blk * act_size(first, 0);
+        vf mask;
+        for (int l = 0; l < NL; l++) mask[l] = blk * NL + l < j->batch ? j->gscale : 0.0f;
+        for (size_t p = 0; p < pixels; p++) V(g + p * NL) = mask * (V(xh + p * NL) - V(x + p * NL));
+        stack_backward_block(j->dec, j->n_dec, j->acts_d, blk, g, j->train_enc ? gz : NULL,
+                             j->gacc_d + blk * total_coefs(j->dec, j->n_dec) * NL, tmp);
+        if (!j->train_enc) continue;
+        if (j->gy) {
+            float *extra = g; /* reuse g: the decoder is done with it */
+            to_block(j->gy, j->batch, blk, last->cout, last->hout, last->wout, extra);
+            for (size_t q = 0; q < act_size(last, 1); q++) gz[q] += extra[q];
         }
-        float *gin = j->gx ? spare : NULL;
+        memcpy(g, gz, act_size(last, 1) * sizeof(float));
         float *gacc = j->gacc_e + blk * total_coefs(j->enc, j->n_enc) * NL;
-        stack_backward_block(j->enc, j->n_enc, j->acts_e, blk, g, gin, gacc, tmp);
-        if (gin) from_block(gin, j->batch, blk, first->cin, first->hin, first->win, j->gx);
+        stack_backward_block(j->enc, j->n_enc, j->acts_e, blk, g, NULL, gacc, tmp);
         if (j->vbuf && j->cscale != 0.0f) contractive_backward_block(j, blk, gacc, j->scratch);
     }
     return NULL;
@@ -689,43 +708,74 @@ static int clamp_threads(int threads, int n_blocks) {
     return threads < 1 ? 1 : threads;
 }
 
-/* A stack (the encoder or the decoder alone): y = stack(x), x (batch, C, H, W) -> y (batch, C', H', W');
- * every activation of every block is kept in acts (acts[k]: n_blocks * H_k * W_k * C_k * NL floats). */
-int geoae_forward(const Layer *layers, int n, int batch, const float *x, float *y, float *const *acts, int threads) {
-    const int n_blocks = (batch + NL - 1) / NL;
-    threads = clamp_threads(threads, n_blocks);
-    Job jobs[MAX_THREADS];
-    for (int t = 0; t < threads; t++)
-        jobs[t] = (Job){.enc = layers, .n_enc = n, .batch = batch, .x = x, .y = y, .acts_e = acts};
-    run_jobs(forward_job, jobs, n_blocks, threads);
-    return 0;
+/* ------------------------------------------------------------------------------ checks and sizes */
+
+/* The taps of every output position (and, inverted, of every input position) fit in a Taps list. */
+static int check_table(const int *table, int n_out, int n_in, int k, const int *inv, int m) {
+    if (k < 1 || k > MAX_TAPS || m < 1 || (long)k * m > MAX_TAPS) return GEOAE_ETAPS;
+    for (int i = 0; i < n_out * k; i++)
+        if (table[i] < -1 || table[i] >= n_in) return GEOAE_ESHAPE;
+    for (int i = 0; i < n_in * k * m; i++)
+        if (inv[i] < -1 || inv[i] >= n_out) return GEOAE_ESHAPE;
+    return GEOAE_OK;
 }
 
-/* From geoae_forward's activations and gy = dL/dy: gx = dL/dx (unless NULL) and grads = dL/d(w_0, b_0, w_1,
- * ...) (biases where present). Per-block, per-lane partial sums are added in a fixed order (blocks, lanes,
- * in double): the result does not depend on the number of threads. scratch: threads * 4 * (largest block
- * activation) floats; gacc: n_blocks * coefs * NL floats. */
-int geoae_backward(const Layer *layers, int n, int batch, float *const *acts, const float *gy, float *gx,
-                   float *grads, float *scratch, float *gacc, int threads) {
-    const int n_blocks = (batch + NL - 1) / NL;
-    threads = clamp_threads(threads, n_blocks);
-    const size_t per_thread = 4 * largest_block(layers, n);
-    Job jobs[MAX_THREADS];
-    for (int t = 0; t < threads; t++)
-        jobs[t] = (Job){.enc = layers, .n_enc = n, .batch = batch, .acts_e = acts, .gy = gy, .gx = gx,
-                        .scratch = scratch + (size_t)t * per_thread, .gacc_e = gacc};
-    run_jobs(backward_job, jobs, n_blocks, threads);
-    reduce_coefs(gacc, total_coefs(layers, n), n_blocks, grads);
-    return 0;
+static int check_stack(const Layer *layers, int n) {
+    if (!layers || n < 1) return GEOAE_EARGS;
+    for (int k = 0; k < n; k++) {
+        const Layer *ly = &layers[k];
+        if (ly->hin < 1 || ly->win < 1 || ly->cin < 1 || ly->hout < 1 || ly->wout < 1 || ly->cout < 1 || !ly->w ||
+            !ly->rows || !ly->cols || !ly->irows || !ly->icols || ly->act < ACT_LEAKY || ly->act > ACT_SIGMOID)
+            return GEOAE_EARGS;
+        int err = check_table(ly->rows, ly->hout, ly->hin, ly->kh, ly->irows, ly->mr);
+        if (!err) err = check_table(ly->cols, ly->wout, ly->win, ly->kw, ly->icols, ly->mc);
+        if (err) return err;
+        if (k > 0 && (ly->cin != ly[-1].cout || ly->hin != ly[-1].hout || ly->win != ly[-1].wout))
+            return GEOAE_ESHAPE;
+    }
+    return GEOAE_OK;
 }
 
-/* The whole autoencoder and its reconstruction loss: z = E(x) (batch, d) and the sum over images and pixels
- * of (D(z) - x)^2, returned. acts_d[0] must be acts_e[n_enc] (the code). Unless vbuf is NULL, also the
- * contractive penalty's sum_k ||dz_k/dx||^2, into pen[n_blocks] (pen[blk]: per block), keeping vbuf and u0
- * for the backward. scratch: threads * 4 * (largest block activation of either stack) floats. */
-double geoae_ae_forward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *x,
-                        float *z, float *const *acts_e, float *const *acts_d, double *sse, float *const *vbuf,
-                        float *u0, double *pen, float *scratch, int threads) {
+static int check_ae(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, int threads) {
+    if (batch < 1 || threads < 1) return GEOAE_EARGS;
+    int err = check_stack(enc, n_enc);
+    if (!err) err = check_stack(dec, n_dec);
+    if (err) return err;
+    const Layer *z = &enc[n_enc - 1], *out = &dec[n_dec - 1];
+    if (z->hout != 1 || z->wout != 1 || dec[0].cin != z->cout || dec[0].hin != 1 || dec[0].win != 1 ||
+        out->cout != enc[0].cin || out->hout != enc[0].hin || out->wout != enc[0].win)
+        return GEOAE_ESHAPE;
+    return GEOAE_OK;
+}
+
+long geoae_scratch_floats(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int threads) {
+    return (long)clamp_threads(threads, MAX_THREADS) * 4 * (long)largest_of(enc, n_enc, dec, n_dec);
+}
+
+long geoae_activation_floats(const Layer *ly, int output, int batch) {
+    return (long)((batch + NL - 1) / NL) * (long)act_size(ly, output);
+}
+
+long geoae_image_slots(int batch) { return (long)((batch + NL - 1) / NL) * NL; }
+
+long geoae_coef_floats(const Layer *layers, int n, int batch) {
+    return (long)((batch + NL - 1) / NL) * (long)total_coefs(layers, n) * NL;
+}
+
+/* ------------------------------------------------------------------------------------ entry points */
+
+/* The whole autoencoder and its reconstruction loss: z = E(x) (batch, d) and *total = the sum over images and
+ * pixels of (D(z) - x)^2 (sse: geoae_image_slots doubles, per image). acts_e[k], acts_d[k]:
+ * geoae_activation_floats of each layer's input (then of the last output); acts_d[0] must be acts_e[n_enc]
+ * (the code). Unless vbuf is NULL, also the contractive penalty's sum_k ||dz_k/dx||^2 into *pen_total (pen:
+ * per image, geoae_image_slots doubles), keeping vbuf and u0 for the backward. scratch: geoae_scratch_floats. */
+int geoae_ae_forward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *x,
+                     float *z, float *const *acts_e, float *const *acts_d, double *sse, float *const *vbuf,
+                     float *u0, double *pen, float *scratch, int threads, double *total, double *pen_total) {
+    const int err = check_ae(enc, n_enc, dec, n_dec, batch, threads);
+    if (err) return err;
+    if (!x || !z || !acts_e || !acts_d || !sse || !scratch || !total || (vbuf && (!u0 || !pen || !pen_total)))
+        return GEOAE_EARGS;
     const int n_blocks = (batch + NL - 1) / NL;
     threads = clamp_threads(threads, n_blocks);
     const size_t big = largest_of(enc, n_enc, dec, n_dec);
@@ -735,23 +785,25 @@ double geoae_ae_forward(const Layer *enc, int n_enc, const Layer *dec, int n_dec
                         .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf, .u0 = u0, .pen = pen,
                         .scratch = scratch + (size_t)t * 4 * big};
     run_jobs(forward_job, jobs, n_blocks, threads);
-    double total = 0.0;
-    for (int blk = 0; blk < n_blocks; blk++) total += sse[blk];
-    if (vbuf) {
-        pen[n_blocks] = 0.0;
-        for (int blk = 0; blk < n_blocks; blk++) pen[n_blocks] += pen[blk];
-    }
-    return total;
+    *total = sum_images(sse, batch);
+    if (vbuf) *pen_total = sum_images(pen, batch);
+    return GEOAE_OK;
 }
 
 /* Gradients of  gscale / 2 * SSE + <gz, z> + cscale / 2 * sum_k ||dz_k/dx||^2  (gz (batch, d) or NULL; the
- * last term only if vbuf is not NULL: vbuf and u0 from geoae_ae_forward) w.r.t. the encoder's and the
- * decoder's coefficients, into grads_e and grads_d. scratch: threads * 4 * (largest block activation of
- * either stack); gacc_e, gacc_d: n_blocks * coefs * NL floats. */
+ * last term only if vbuf is not NULL: vbuf and u0 from geoae_ae_forward) w.r.t. the decoder's coefficients,
+ * into grads_d, and, if train_encoder, the encoder's, into grads_e (else grads_e is not written). The
+ * coefficients of a layer are w, b, bm in this order (where present). scratch: geoae_scratch_floats;
+ * gacc_e, gacc_d: geoae_coef_floats of each stack. */
 int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, float *const *acts_e,
                       float *const *acts_d, const float *gz, float gscale, float *const *vbuf, float *u0,
-                      float cscale, float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d,
-                      int threads) {
+                      float cscale, int train_encoder, float *grads_e, float *grads_d, float *scratch,
+                      float *gacc_e, float *gacc_d, int threads) {
+    const int err = check_ae(enc, n_enc, dec, n_dec, batch, threads);
+    if (err) return err;
+    if (!acts_e || !acts_d || !grads_d || !scratch || !gacc_d || (train_encoder && (!grads_e || !gacc_e)) ||
+        (vbuf && !u0))
+        return GEOAE_EARGS;
     const int n_blocks = (batch + NL - 1) / NL;
     threads = clamp_threads(threads, n_blocks);
     const size_t big = largest_of(enc, n_enc, dec, n_dec);
@@ -759,9 +811,10 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
     for (int t = 0; t < threads; t++)
         jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .acts_e = acts_e,
                         .acts_d = acts_d, .gy = gz, .gscale = gscale, .scratch = scratch + (size_t)t * 4 * big,
-                        .gacc_e = gacc_e, .gacc_d = gacc_d, .vbuf = vbuf, .u0 = u0, .cscale = cscale};
+                        .gacc_e = gacc_e, .gacc_d = gacc_d, .vbuf = vbuf, .u0 = u0, .cscale = cscale,
+                        .train_enc = train_encoder};
     run_jobs(backward_job, jobs, n_blocks, threads);
-    reduce_coefs(gacc_e, total_coefs(enc, n_enc), n_blocks, grads_e);
+    if (train_encoder) reduce_coefs(gacc_e, total_coefs(enc, n_enc), n_blocks, grads_e);
     reduce_coefs(gacc_d, total_coefs(dec, n_dec), n_blocks, grads_d);
-    return 0;
+    return GEOAE_OK;
 }

@@ -9,9 +9,8 @@ and torch's default threads. Its weights are copied from a geoae model: the Upsa
 same initial weights and the same batches. The losses of the first 50 steps must agree (relative
 difference < 1e-4), otherwise the benchmark fails: speed is never bought with different mathematics.
 
-Arithmetic rate: the multiply-accumulates (MACs) of the convolutions of one image, counted as
-H_out·W_out·C_out·C_in·9 for an encoder layer and H_in·W_in·C_in·C_out·9 for a decoder layer (the
-transposed convolution, zeros of the upsampling not counted); one training step is 3 × forward
+Arithmetic rate: the multiply-accumulates (MACs) of the convolutions of one image, counting only the taps
+that read real samples (``spec.NetSpec.macs``: no padding, no inserted zeros); one training step is 3 × forward
 (forward, backward to the inputs, backward to the weights), i.e. FLOP/step = 2 · 3 · MACs · B. It is
 shown as a fraction of this machine's fp32 ``torch.mm`` rate measured in the same run.
 
@@ -35,7 +34,8 @@ from torch import nn
 
 from . import train as T
 from .data import DiskData
-from .models import Autoencoder, ModelConfig, build_model
+from .models import Autoencoder, ModelConfig, build_model, upsample_kernel
+from .spec import network_spec
 from .train import REGULARISERS, BatchSource, TrainConfig, train
 
 __all__ = ["PlainAutoencoder", "plain_train", "conv_macs", "matmul_flops", "bench_single", "bench_sweep", "main"]
@@ -45,32 +45,38 @@ SWEEP_WEIGHTS = {"none": 0.0, "locality": 1e-4, "l2_all": 1e-3, "l2_encoder": 1e
 
 
 class PlainAutoencoder(nn.Module):
-    """The textbook version of a geoae ``paper64`` model (leaky output), with its weights copied."""
+    """The textbook version of a geoae model, built from its ``spec`` with torch's own layers (NCHW tensors):
+    ``nn.Conv2d`` for a strided conv, ``nn.ConvTranspose2d(stride 2, padding 1, output_padding 1)`` for
+    "zero insertion then conv" (kernel ``models.upsample_kernel``), ``nn.Upsample`` + ``nn.Conv2d`` for the
+    nearest mode, ``nn.ConvTranspose2d`` for a transposed conv; weights copied from ``model``."""
 
     def __init__(self, model: Autoencoder):
         super().__init__()
-        cfg = model.config
-        if cfg.arch != "paper64" or cfg.upsample != "zeros" or cfg.output_activation != "leaky":
-            raise ValueError("PlainAutoencoder mirrors paper64 with zero insertion and a leaky output only")
-        alpha, chans = cfg.negative_slope, cfg.layer_channels
-        enc = []
-        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
-            enc += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=cfg.bias), nn.LeakyReLU(alpha)]
-        dec = []
-        rev = chans[::-1]
-        for cin, cout in zip(rev[:-1], rev[1:], strict=True):
-            dec += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=cfg.bias),
-                    nn.LeakyReLU(alpha)]
-        self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+        spec = model.spec
+        if {"coord", "frozen"} & spec.features():
+            raise ValueError("PlainAutoencoder mirrors networks without coordinate channels or frozen layers")
+        modules = []
         with torch.no_grad():
-            for mine, theirs in zip(self.encoder[::2], model.encoder_weights(), strict=True):
-                mine.weight.copy_(theirs)
-            for mine, theirs in zip(self.decoder[::2], model.decoder_weights(), strict=True):
-                mine.weight.copy_(theirs.transpose(0, 1).flip(2, 3))
-            if cfg.bias:
-                layers = [m for m in (*model.encoder, *model.decoder) if hasattr(m, "weight")]
-                for mine, theirs in zip([*self.encoder[::2], *self.decoder[::2]], layers, strict=True):
-                    mine.bias.copy_(theirs.bias)
+            for ly, theirs in zip(spec.layers, model.conv_layers(), strict=True):
+                conv = {1: nn.Conv1d, 2: nn.Conv2d}[ly.ndim]
+                if ly.op == "conv" or (ly.op == "upconv" and ly.upsample == "nearest"):
+                    mine = conv(ly.cin, ly.cout, ly.kernel, stride=ly.stride, padding=ly.padding, bias=ly.bias)
+                    mine.weight.copy_(theirs.weight)
+                    if ly.op == "upconv":
+                        mine = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), mine)
+                else:
+                    up = ly.op == "upconv"
+                    mine = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}[ly.ndim](
+                        ly.cin, ly.cout, ly.kernel, stride=2, padding=1 if up else 0, output_padding=1 if up else 0,
+                        bias=ly.bias)
+                    mine.weight.copy_(upsample_kernel(theirs.weight, "zeros") if up else theirs.weight)
+                if ly.bias:
+                    (mine[1] if isinstance(mine, nn.Sequential) else mine).bias.copy_(theirs.bias)
+                act = {"leaky": nn.LeakyReLU(ly.alpha), "identity": nn.Identity(), "sigmoid": nn.Sigmoid()}
+                modules.append((ly.stage, mine, act[ly.activation]))
+        self.encoder = nn.Sequential(*(m for stage, conv, act in modules if stage == "encoder" for m in (conv, act)))
+        self.decoder = nn.Sequential(*(m for stage, conv, act in modules if stage == "decoder" for m in (conv, act)))
+        self.ndim = spec.ndim
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, m, m) → (B, d)."""
@@ -78,13 +84,16 @@ class PlainAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, d) → (B, 1, m, m)."""
-        return self.decoder(z[:, :, None, None])
+        return self.decoder(z.view(*z.shape, *(1,) * self.ndim))
+
+    def _weights(self, stage: nn.Sequential) -> list[torch.Tensor]:
+        return [m.weight for m in stage.modules() if isinstance(m, nn.modules.conv._ConvNd)]
 
     def encoder_weights(self) -> list[torch.Tensor]:
-        return [m.weight for m in self.encoder[::2]]
+        return self._weights(self.encoder)
 
     def decoder_weights(self) -> list[torch.Tensor]:
-        return [m.weight for m in self.decoder[::2]]
+        return self._weights(self.decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -110,12 +119,8 @@ def plain_train(model: nn.Module, batches: list[torch.Tensor], lr: float = 1e-3,
 
 
 def conv_macs(config: ModelConfig) -> int:
-    """Convolution multiply-accumulates of one forward pass of one image (see the module docstring)."""
-    chans, total, side = config.layer_channels, 0, config.size
-    for cin, cout in zip(chans[:-1], chans[1:], strict=True):
-        side //= 2
-        total += 2 * side * side * cin * cout * 9  # encoder layer at side, and its mirror decoder layer
-    return total
+    """Convolution multiply-accumulates of one forward pass of one image (``spec.NetSpec.macs``)."""
+    return network_spec(config).macs
 
 
 def matmul_flops(n: int = 1024, repeats: int = 5) -> float:
@@ -205,7 +210,7 @@ def bench_sweep(base: TrainConfig, k: int, repeats: int, workers: int | None = N
                              c.betas, c.regulariser, c.reg_weight)
         ours = [h["loss"] for h in train(dataclasses.replace(c, iterations=n, log_every=1)).history]
         loss_diff = max(loss_diff, *(abs(x - y) / max(abs(x), 1e-30) for x, y in zip(ref, ours, strict=True)))
-    kind = "threads" if all(T._fused_run(c) for c in configs) else "processes"
+    kind = "threads" if all(T.runs_on_fused(c) for c in configs) else "processes"
     return {"k": k, "workers": workers, "worker_kind": kind, "plain_images_per_second": a,
             "parallel_images_per_second": b,
             "ratio": b / a, "parallel_weights_max_rel_diff": par_diff, "loss_max_rel_diff": loss_diff,
@@ -221,9 +226,13 @@ def main(args) -> int:
     flop_step = 2 * 3 * conv_macs(config.model) * config.batch_size
     peak = matmul_flops()
     from . import fused
+    from .settings import read_settings
+    from .training.rundir import cpu_description
 
-    out = {"threads": torch.get_num_threads(), "geoae_threads": T.kernel_threads(),
-           "backend": T.backend_setting(), "fused_available": fused.available(),
+    settings = read_settings()
+    out = {"cpu": cpu_description(), "kernel": fused.kernel_info(settings), "settings": settings.to_dict(),
+           "threads": torch.get_num_threads(), "geoae_threads": settings.threads,
+           "backend": settings.backend, "fused_available": fused.available(settings),
            "batch_size": config.batch_size, "bias": config.model.bias,
            "size": config.model.size, "steps": args.steps, "repeats": args.repeats,
            "flop_per_step": flop_step, "flop_count": "conv MACs x 2 x 3 (fwd + 2 bwd), per image x batch",
@@ -245,7 +254,11 @@ def main(args) -> int:
 
 def _text(out: dict) -> str:
     s = out["single"]
+    k, cpu = out["kernel"], out["cpu"]
+    kernel = (f"lanes {k['lanes']}, weight-gradient accumulators {k['wg_accumulators']}, chunk {k['chunk']} "
+              f"({k['choice']}; {k['flags']})" if "lanes" in k else f"unavailable: {k['unavailable']}")
     lines = [
+        f"CPU: {cpu['model']}, {cpu['isa']}, {cpu['cores']} cores; fused kernel: {kernel}",
         f"geoae bench: paper{out['size']}, batch {out['batch_size']}, bias={out['bias']}, "
         f"torch threads: {out['threads']} for (a) and torch.mm; geoae backend {out['backend']} "
         f"(fused kernels {'available' if out['fused_available'] else 'UNAVAILABLE'}), {out['geoae_threads']} "

@@ -1,69 +1,84 @@
-"""Fused CPU kernels for training the paper's autoencoders: the same mathematics, several times faster.
+"""The fused CPU executor: an autoencoder's training step in a few calls of a small C kernel.
 
-Why: the paper's network (``paper64``: 1 → 8 → 4 → 4 → 3 → 2 → d channels, 3 × 3 kernels) does
-317 k multiply-accumulates per image, yet PyTorch's convolutions spend ~15 ms per batch of 64 on it: with
-1 to 8 channels, every library kernel is bound by memory traffic, layout reorders and per-call overhead
-(docs/performance.md). Here each stage (``encode``, ``decode``) is one call into a small C kernel that
+Why: the paper's network (``paper64``: 1 → 8 → 4 → 4 → 3 → 2 → d channels, 3 × 3 kernels) does about
+0.3 M multiply-accumulates per image, yet PyTorch's convolutions spend ~15 ms per batch of 64 on it: with
+1 to 16 channels every library kernel is bound by memory traffic, layout reorders and per-call overhead
+(docs/performance.md). ``_fused.c`` instead
 
-* stores activations as [H][W][C][lane] with ``lanes`` (16) images side by side, so every multiply-add of
-  every layer is one vector instruction over 16 images, whatever the channel count;
-* runs all layers of a stage on one block of 16 images before the next block (the block's activations
-  stay in the core's cache), forward and backward, with bias and activation fused into the convolution;
-* expresses the encoder's stride-2 convolution and the decoder's "upsample ×2 (U), then convolve" by
-  index tables, so the taps that read U's inserted zeros are never computed;
-* splits the blocks over ``threads`` POSIX threads. Weight gradients are kept per block and per lane and
-  summed in a fixed order afterwards, so results do not depend on the number of threads.
+* stores activations as [H][W][C][lane] with ``lanes`` images side by side, so every multiply-add of every
+  layer is one vector instruction over the images, whatever the channel count;
+* runs all layers on one block of images before the next block (the block's activations stay in cache),
+  forward and backward, with bias, coordinate-channel term and activation fused into the convolution;
+* writes every layer of a ``spec.NetSpec`` (strided conv, upsample-then-conv, transposed conv) as index
+  tables (``spec.tap_table``), so taps that read padding or inserted zeros are never computed;
+* splits the blocks over threads; gradients are kept per block and per image and summed in a fixed order,
+  so results depend neither on the number of threads nor on the kernel configuration (lanes, blocking).
 
-Mathematically a stage computes exactly what ``Autoencoder.encode`` / ``decode`` compute (Eq. of Sec. 3:
-E^{l+1} = φ_α(E^l ∗ w^l + b^l), D^{l+1} = φ_α(U(D^l) ∗ w^l + b^l)); only the order of floating-point
-additions differs (tests compare values and gradients with the torch path to 1e-5).
+It computes the same mathematics as ``models.Autoencoder`` (E^{l+1} = φ_α(E^l ∗ w^l + b^l),
+D^{l+1} = φ_α(U(D^l) ∗ w^l + b^l), Sec. 3), the per-pixel MSE and the contractive penalty; only the order of
+floating-point additions differs from torch's (tests: losses and gradients to 1e-4 for every model the
+experiments train). Which networks it runs is decided from the spec's features (``supports``).
 
-The C source (``_fused.c``) is compiled on first use with the system's C compiler (``CC``, else ``cc``)
-into a cache directory (``GEOAE_CACHE``, else ``~/.cache/geoae``), under a name that hashes the source, the
-flags and the machine, so concurrent processes and later runs reuse it. Where no compiler works,
-``available()`` is False with the reason in ``unavailable_reason()``, and training uses the torch path.
-
-Covered: ``paper64`` and ``paper1d``, learned encoder, no coordinate channels, float32, with or without
-biases, both upsampling modes, every output activation. ``supports(model)`` says why a model is not.
-Second derivatives are not provided (the ``contractive`` regulariser trains on the torch path).
+Build: ``_fused.c`` (contract: ``_fused.h``) is compiled on first use with the system's C compiler (``CC``,
+which may carry flags, else cc / gcc / clang), ``-march`` from ``GEOAE_MARCH`` (native by default, plain
+flags where refused), into ``GEOAE_CACHE``. The kernel configuration (lanes 8 | 16 × weight-gradient
+accumulators 8 | 16) is then chosen by measuring each candidate on a paper64 training step (a few seconds,
+once per CPU, compiler and source; cached in ``tuning-*.json``), unless ``GEOAE_KERNEL`` forces one. A cached
+library is loaded only if it belongs to the user, is not writable by others and matches the checksum
+recorded when it was built; its ABI (version, struct size) is checked at load. Where nothing works,
+``available()`` is False with the reason, and training falls back to torch (announced on stderr).
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
+import shlex
 import shutil
+import stat
 import subprocess
+import sys
 import tempfile
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from .models import Autoencoder, UpsampleConv, _check_input
+from .settings import LANES, WG_ACCUMULATORS, Settings, read_settings
+from .spec import LayerSpec, NetSpec, tap_table
 
-__all__ = ["available", "unavailable_reason", "supports", "FusedAutoencoder", "library_path"]
+__all__ = ["Kernel", "FusedAutoencoder", "available", "unavailable_reason", "supports", "kernel", "kernel_info",
+           "SUPPORTED_FEATURES"]
 
 SOURCE = Path(__file__).with_name("_fused.c")
-CFLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-pthread")
-ARCH_FLAGS = ("-march=native",)  # dropped if the compiler refuses it
+HEADER = Path(__file__).with_name("_fused.h")
+ABI_VERSION = 2
+BASE_FLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-pthread")
 ACTIVATIONS = {"leaky": 0, "identity": 1, "sigmoid": 2}
+ERRORS = {1: "bad arguments (null pointer, size or activation)", 2: "a kernel's taps exceed the kernel's limit",
+          3: "layers do not fit together"}
+# what the kernel computes: every op of spec.OPS, both upsampling modes, every activation, biases, coordinate
+# channels, a frozen encoder, kernels of 1 to 16 taps per axis, 1-D and 2-D
+SUPPORTED_FEATURES = frozenset({"conv", "upconv:zeros", "upconv:nearest", "convT", "act:leaky", "act:identity",
+                                "act:sigmoid", "bias", "coord", "frozen", "ndim:1", "ndim:2",
+                                *(f"kernel:{k}" for k in range(1, 17))})
+CANDIDATES = tuple((lanes, wg) for lanes in LANES for wg in WG_ACCUMULATORS)
 
-_lib: ctypes.CDLL | None = None
-_load_lock = threading.Lock()
-_error: str | None = None
 
-
-class _Layer(ctypes.Structure):
+class _Layer(ctypes.Structure):  # _fused.h: Layer
     _fields_ = [(name, ctypes.c_int) for name in ("hin", "win", "cin", "hout", "wout", "cout", "kh", "kw", "act")] + [
         ("alpha", ctypes.c_float),
         ("rows", ctypes.POINTER(ctypes.c_int)),
         ("cols", ctypes.POINTER(ctypes.c_int)),
         ("w", ctypes.c_void_p),
         ("b", ctypes.c_void_p),
+        ("bm", ctypes.c_void_p),
         ("mr", ctypes.c_int),
         ("mc", ctypes.c_int),
         ("irows", ctypes.POINTER(ctypes.c_int)),
@@ -71,143 +86,299 @@ class _Layer(ctypes.Structure):
     ]
 
 
-# ------------------------------------------------------------------------------------- the library
+class KernelError(RuntimeError):
+    """The C kernel refused its arguments (a defect of geoae: the message says which check failed)."""
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("GEOAE_CACHE") or Path.home() / ".cache" / "geoae")
+def _check(code: int, call: str) -> None:
+    if code != 0:
+        raise KernelError(f"fused kernel {call} returned error {code}: {ERRORS.get(code, 'unknown')}")
 
 
-def _compiler() -> str | None:
-    return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
+# ----------------------------------------------------------------------------------------- building
 
 
-def library_path(flags: tuple[str, ...]) -> Path:
-    """Where the compiled kernel for ``flags`` lives: the name hashes source, flags, compiler and machine."""
-    cc = _compiler() or "none"
-    key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(flags).encode(), cc.encode(), platform.machine().encode(),
-                 _cpu_signature().encode()):
-        key.update(part)
-        key.update(b"\0")
-    return cache_dir() / f"fused-{key.hexdigest()[:16]}.so"
+def _compiler() -> list[str] | None:
+    """The C compiler command: ``CC`` (which may carry flags, e.g. ``gcc -O1``), else cc, gcc or clang."""
+    cc = shlex.split(os.environ.get("CC", "")) or ["cc"]
+    found = shutil.which(cc[0])
+    if found:
+        return [found, *cc[1:]]
+    for name in ("gcc", "clang"):
+        if shutil.which(name):
+            return [shutil.which(name)]
+    return None
 
 
 def _cpu_signature() -> str:
     """The CPU model and flags (``-march=native`` depends on them), or the platform where unknown."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "|".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
+        return "|".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags", "Features"))}))
     except OSError:
-        return platform.processor()
+        return platform.processor() or platform.machine()
 
 
-def _build(flags: tuple[str, ...]) -> Path:
-    path = library_path(flags)
-    if path.exists():
+def flags_for(lanes: int, wg: int, march: str) -> tuple[str, ...]:
+    """Compiler flags of one kernel configuration (``march`` '' for none)."""
+    arch = (f"-march={march}",) if march else ()
+    return (*BASE_FLAGS, *arch, f"-DGEOAE_LANES={lanes}", f"-DGEOAE_WG={wg}")
+
+
+def _key(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def library_path(flags: tuple[str, ...], cache: Path) -> Path:
+    """Where the kernel built with ``flags`` lives: the name hashes source, header, flags, compiler, CPU."""
+    cc = " ".join(_compiler() or ["none"])
+    name = _key(SOURCE.read_bytes(), HEADER.read_bytes(), " ".join(flags), cc, platform.machine(), _cpu_signature())
+    return cache / f"fused-{name}.so"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _trusted(path: Path) -> str | None:
+    """None if the cached file may be loaded, else why not (another owner, writable by others)."""
+    st = path.stat()
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"{path} belongs to another user (uid {st.st_uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by other users"
+    return None
+
+
+def _verified(path: Path) -> bool:
+    """The library exists, is trusted and matches the checksum written beside it when it was built."""
+    sidecar = path.with_suffix(".sha256")
+    try:
+        return _trusted(path) is None and sidecar.read_text().strip() == _digest(path)
+    except OSError:
+        return False
+
+
+def _private_dir(cache: Path) -> Path:
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    why = _trusted(cache)
+    if why is not None:
+        raise OSError(f"refusing the kernel cache: {why}; set GEOAE_CACHE to a directory of your own")
+    return cache
+
+
+def _build(flags: tuple[str, ...], cache: Path) -> Path:
+    """The verified library for ``flags``: reused from the cache, else (re)compiled. Raises OSError."""
+    path = library_path(flags, _private_dir(cache))
+    if _verified(path):
         return path
     cc = _compiler()
     if cc is None:
         raise OSError("no C compiler found (set CC, or install cc / gcc / clang)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".so.tmp")
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=path.stem, suffix=".so.tmp")
     os.close(fd)
     try:
-        proc = subprocess.run([cc, *flags, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run([*cc, *flags, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True,
+                              timeout=300)
         if proc.returncode != 0:
-            raise OSError(f"{cc} failed: {proc.stderr.strip()[-500:]}")
+            raise OSError(f"{' '.join(cc)} failed: {proc.stderr.strip()[-500:]}")
+        os.chmod(tmp, 0o755)
+        _write_text(path.with_suffix(".sha256"), _digest(Path(tmp)) + "\n")
         os.replace(tmp, path)  # atomic: concurrent processes build the same file and one wins
+    except subprocess.SubprocessError as err:
+        raise OSError(f"{' '.join(cc)} failed: {err}") from err
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
 
 
-def _load() -> ctypes.CDLL | None:
-    with _load_lock:  # train_many's threads may ask at once
-        return _load_locked()
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
-def _load_locked() -> ctypes.CDLL | None:
-    global _lib, _error
-    if _lib is not None or _error is not None:
-        return _lib
-    if os.environ.get("GEOAE_FUSED", "1") == "0":
-        _error = "disabled by GEOAE_FUSED=0"
-        return None
-    errors = []
-    for flags in (CFLAGS + ARCH_FLAGS, CFLAGS):
-        try:
-            lib = ctypes.CDLL(str(_build(flags)))
-            break
-        except (OSError, subprocess.SubprocessError) as err:
-            errors.append(str(err))
-    else:
-        _error = "; ".join(errors)
-        return None
-    lib.geoae_lanes.restype = ctypes.c_int
-    ptr, ptrs, c_int = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int
+def _open(path: Path) -> ctypes.CDLL:
+    """Load a verified library and check its ABI against this module's (raises OSError on mismatch)."""
+    lib = ctypes.CDLL(str(path))
+    for name in ("geoae_abi_version", "geoae_layer_size", "geoae_lanes", "geoae_chunk", "geoae_wg_accumulators",
+                 "geoae_image_slots"):
+        getattr(lib, name).restype = ctypes.c_int if name != "geoae_image_slots" else ctypes.c_long
+    if lib.geoae_abi_version() != ABI_VERSION or lib.geoae_layer_size() != ctypes.sizeof(_Layer):
+        raise OSError(f"{path}: ABI {lib.geoae_abi_version()} with a {lib.geoae_layer_size()}-byte Layer, expected "
+                      f"ABI {ABI_VERSION} with {ctypes.sizeof(_Layer)} bytes; delete it to rebuild")
+    ptr, ptrs, c_int, c_float, c_long = (ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
+                                         ctypes.c_float, ctypes.c_long)
     layers = ctypes.POINTER(_Layer)
-    lib.geoae_forward.argtypes = [layers, c_int, c_int, ptr, ptr, ptrs, c_int]
-    lib.geoae_backward.argtypes = [layers, c_int, c_int, ptrs, ptr, ptr, ptr, ptr, ptr, c_int]
-    lib.geoae_ae_forward.restype = ctypes.c_double
-    c_float = ctypes.c_float
+    lib.geoae_scratch_floats.restype = lib.geoae_activation_floats.restype = lib.geoae_coef_floats.restype = c_long
+    lib.geoae_scratch_floats.argtypes = [layers, c_int, layers, c_int, c_int]
+    lib.geoae_activation_floats.argtypes = [layers, c_int, c_int]
+    lib.geoae_coef_floats.argtypes = [layers, c_int, c_int]
+    lib.geoae_image_slots.argtypes = [c_int]
+    lib.geoae_ae_forward.restype = lib.geoae_ae_backward.restype = c_int
     lib.geoae_ae_forward.argtypes = [layers, c_int, layers, c_int, c_int, ptr, ptr, ptrs, ptrs, ptr, ptrs, ptr, ptr,
-                                     ptr, c_int]
+                                     ptr, c_int, ptr, ptr]
     lib.geoae_ae_backward.argtypes = [layers, c_int, layers, c_int, c_int, ptrs, ptrs, ptr, c_float, ptrs, ptr,
-                                      c_float, ptr, ptr, ptr, ptr, ptr, c_int]
-    _lib = lib
-    return _lib
+                                      c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int]
+    return lib
 
 
-def available() -> bool:
+@dataclass
+class Kernel:
+    """A loaded kernel library and its configuration."""
+
+    lib: ctypes.CDLL
+    lanes: int
+    wg: int
+    flags: tuple[str, ...]
+    path: Path
+    choice: str  # "measured", "cached measurement", "GEOAE_KERNEL", "only candidate"
+    timings: dict[str, float]  # seconds per tuning step of each candidate ("lanes=8,wg=16": s)
+
+    def info(self) -> dict:
+        return {"lanes": self.lanes, "wg_accumulators": self.wg, "chunk": self.lib.geoae_chunk(),
+                "flags": " ".join(self.flags), "choice": self.choice, "library": self.path.name,
+                "tuning_seconds_per_step": self.timings}
+
+
+_kernels: dict[tuple, Kernel | str] = {}
+_lock = threading.Lock()
+
+
+def _load_candidate(lanes: int, wg: int, march: str, cache: Path) -> tuple[ctypes.CDLL, tuple[str, ...], Path]:
+    """Build (or reuse) and load one configuration; without ``-march`` support, plain flags are used."""
+    errors = []
+    for arch in ((march, "") if march else ("",)):
+        flags = flags_for(lanes, wg, arch)
+        try:
+            path = _build(flags, cache)
+            return _open(path), flags, path
+        except OSError as err:
+            errors.append(str(err))
+    raise OSError("; ".join(errors))
+
+
+def kernel(settings: Settings | None = None) -> Kernel | None:
+    """The kernel for these settings (built, tuned and loaded once per process), or None where unavailable."""
+    settings = read_settings() if settings is None else settings
+    key = (settings.cache, settings.march, settings.kernel, settings.fused, os.environ.get("CC", ""))
+    with _lock:  # train_many's threads may ask at once
+        if key not in _kernels:
+            try:
+                _kernels[key] = _make_kernel(settings)
+            except (OSError, KernelError) as err:
+                _kernels[key] = str(err)
+        found = _kernels[key]
+    return found if isinstance(found, Kernel) else None
+
+
+def _make_kernel(settings: Settings) -> Kernel:
+    if not settings.fused:
+        raise OSError("disabled by GEOAE_FUSED=0")
+    cache = Path(settings.cache).expanduser()
+    forced = settings.kernel_choice()
+    if forced is not None:
+        lib, flags, path = _load_candidate(*forced, settings.march, cache)
+        return Kernel(lib, *forced, flags, path, "GEOAE_KERNEL", {})
+    cc = " ".join(_compiler() or ["none"])
+    key = _key(SOURCE.read_bytes(), HEADER.read_bytes(), settings.march, _cpu_signature(), cc)
+    tuning = cache / f"tuning-{key}.json"
+    try:
+        saved = json.loads(tuning.read_text())
+        lanes, wg = saved["lanes"], saved["wg"]
+        if (lanes, wg) in CANDIDATES:
+            lib, flags, path = _load_candidate(lanes, wg, settings.march, cache)
+            return Kernel(lib, lanes, wg, flags, path, "cached measurement", saved.get("timings", {}))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return _tune(settings, cache, tuning)
+
+
+def _tune(settings: Settings, cache: Path, tuning: Path) -> Kernel:
+    """Build every candidate (two compilers at a time), time a paper64 training step with each, keep the fastest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = {c: pool.submit(_load_candidate, *c, settings.march, cache) for c in CANDIDATES}
+        loaded = {}
+        for c, f in futures.items():
+            try:
+                loaded[c] = f.result()
+            except OSError as err:
+                last_error = err
+    if not loaded:
+        raise last_error
+    timings = {f"lanes={c[0]},wg={c[1]}": _time_step(Kernel(lib, *c, flags, path, "", {}))
+               for c, (lib, flags, path) in loaded.items()}
+    best = min(loaded, key=lambda c: timings[f"lanes={c[0]},wg={c[1]}"])
+    lib, flags, path = loaded[best]
+    _write_text(tuning, json.dumps({"lanes": best[0], "wg": best[1], "timings": timings}, indent=1) + "\n")
+    return Kernel(lib, *best, flags, path, "measured" if len(loaded) > 1 else "only candidate", timings)
+
+
+def _time_step(k: Kernel, repeats: int = 5) -> float:
+    """Seconds of one training step (forward and backward, batch 64, one thread) of the paper's network: the
+    best of ``repeats`` after a warm-up."""
+    from .models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(), seed=0)
+    ex = FusedAutoencoder(model, threads=1, kernel=k)
+    x = torch.rand(64, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    best = float("inf")
+    for r in range(repeats + 1):
+        t0 = time.perf_counter()
+        for _ in range(3):
+            z, mse, _ = ex.loss(x)
+            mse.backward()
+        if r:
+            best = min(best, (time.perf_counter() - t0) / 3)
+    return best
+
+
+def available(settings: Settings | None = None) -> bool:
     """True when the kernel is compiled (or compiles now) and loads."""
-    return _load() is not None
+    return kernel(settings) is not None
 
 
-def unavailable_reason() -> str | None:
+def unavailable_reason(settings: Settings | None = None) -> str | None:
     """Why ``available()`` is False (None when it is True)."""
-    _load()
-    return _error
+    settings = read_settings() if settings is None else settings
+    if kernel(settings) is not None:
+        return None
+    key = (settings.cache, settings.march, settings.kernel, settings.fused, os.environ.get("CC", ""))
+    return _kernels[key]
 
 
-def supports(model: Autoencoder) -> str | None:
-    """None if the fused kernels compute ``model``, else the reason they do not."""
-    c = model.config
-    if c.arch not in ("paper64", "paper1d"):
-        return f"arch {c.arch!r} (fused kernels cover 'paper64' and 'paper1d')"
-    if c.coord:
-        return "coordinate channels (coord=True)"
-    if c.encoder != "learned":
-        return f"encoder={c.encoder!r} (fused kernels cover the learned encoder)"
-    if any(p.dtype != torch.float32 for p in model.parameters()):
-        return "parameters are not float32"
+def kernel_info(settings: Settings | None = None) -> dict:
+    """The kernel configuration in force (for bench output and run metrics), or why there is none."""
+    k = kernel(settings)
+    return k.info() if k is not None else {"unavailable": unavailable_reason(settings)}
+
+
+def supports(spec: NetSpec) -> str | None:
+    """None if the fused kernel computes the network ``spec``, else which of its features it lacks."""
+    missing = sorted(spec.features() - SUPPORTED_FEATURES)
+    if missing:
+        return f"features {', '.join(missing)} (the fused kernel has: {', '.join(sorted(SUPPORTED_FEATURES))})"
+    frozen = {ly.frozen for ly in spec.encoder}
+    if len(frozen) > 1 or any(ly.frozen for ly in spec.decoder):
+        return "a partly frozen network (the fused kernel trains the decoder, and the encoder or none of it)"
     return None
 
 
-# ---------------------------------------------------------------------------------------------- stages
-
-
-def _taps(n_out: int, n_in: int, k: int, kind: str) -> list[int]:
-    """Index table (n_out × k): input index read by tap a of output i, -1 for padding / inserted zeros."""
-    table = []
-    for i in range(n_out):
-        for a in range(k):
-            if k == 1:
-                table.append(i)
-            elif kind == "down":  # stride-2 conv, padding 1
-                r = 2 * i + a - 1
-                table.append(r if 0 <= r < n_in else -1)
-            else:  # upsample ×2 then conv with padding 1, on the 2·n_in grid
-                s = i + a - 1
-                ok = 0 <= s < 2 * n_in and (kind == "nearest" or s % 2 == 0)
-                table.append(s // 2 if ok else -1)
-    return table
+# ------------------------------------------------------------------------------------------ executor
 
 
 def _inverse(table: list[int], n_out: int, n_in: int, k: int) -> tuple[int, list[int]]:
     """For each input index r and tap a, the outputs i with table[i * k + a] == r: (multiplicity M, the
-    n_in × k × M table, -1 padded)."""
+    n_in × k × M table, −1 padded)."""
     hits: list[list[int]] = [[] for _ in range(n_in * k)]
     for i in range(n_out):
         for a in range(k):
@@ -218,234 +389,206 @@ def _inverse(table: list[int], n_out: int, n_in: int, k: int) -> tuple[int, list
     return m, [h[q] if q < len(h) else -1 for h in hits for q in range(m)]
 
 
-class _Stage:
-    """One stack of layers (the encoder or the decoder) as C layer descriptors."""
+def _ints(values: list[int]) -> ctypes.Array:
+    return (ctypes.c_int * len(values))(*values)
 
-    def __init__(self, layers: list[tuple[torch.nn.Module, str]], ndim: int, side: int, alpha: float,
-                 last_act: str):
-        self.modules = [m for m, _ in layers]
-        self.params: list[torch.nn.Parameter] = []
+
+class _Stack:
+    """The encoder or the decoder as C layer descriptors (index tables from ``spec.tap_table``)."""
+
+    def __init__(self, layers: tuple[LayerSpec, ...], modules: list[torch.nn.Module]):
+        self.specs, self.modules = layers, modules
         descs, self._keep = [], []
-        h, w = (1, side) if ndim == 1 else (side, side)
-        self.shapes = [(h, w, self.modules[0].weight.shape[1])]  # (H, W, C) of the input, then of each output
-        for k, (m, kind) in enumerate(layers):
-            cout, cin = m.weight.shape[:2]
-            hout, wout = (h // 2, w // 2) if kind == "down" else (2 * h, 2 * w)
-            kh = 1 if ndim == 1 else 3
-            if ndim == 1:
-                hout = 1
-            row_taps, col_taps = _taps(hout, h, kh, kind), _taps(wout, w, 3, kind)
-            mr, inv_rows = _inverse(row_taps, hout, h, kh)
-            mc, inv_cols = _inverse(col_taps, wout, w, 3)
-            tables = [(ctypes.c_int * len(t))(*t) for t in (row_taps, col_taps, inv_rows, inv_cols)]
+        for ly in layers:
+            one_d = ly.ndim == 1
+            cols = tap_table(ly)
+            rows = [0] if one_d else cols
+            hin, hout, kh = (1, 1, 1) if one_d else (ly.n_in, ly.n_out, ly.kernel)
+            mr, irows = _inverse(rows, hout, hin, kh)
+            mc, icols = _inverse(cols, ly.n_out, ly.n_in, ly.kernel)
+            tables = [_ints(t) for t in (rows, cols, irows, icols)]
             self._keep += tables
-            act = ACTIVATIONS[last_act] if k == len(layers) - 1 else ACTIVATIONS["leaky"]
-            descs.append(_Layer(h, w, cin, hout, wout, cout, kh, 3, act, alpha, tables[0], tables[1], None, None,
-                                mr, mc, tables[2], tables[3]))
-            self.params += [m.weight] + ([m.bias] if m.bias is not None else [])
-            h, w = hout, wout
-            self.shapes.append((h, w, cout))
+            act = ACTIVATIONS[ly.activation]
+            descs.append(_Layer(hin, ly.n_in, ly.cin, hout, ly.n_out, ly.cout, kh, ly.kernel, act, ly.alpha,
+                                tables[0], tables[1], None, None, None, mr, mc, tables[2], tables[3]))
         self.layers = (_Layer * len(descs))(*descs)
         self.n = len(descs)
-        self.coefs = sum(p.numel() for p in self.params)
-        self.in_shape = self.shapes[0][2:] + ((self.shapes[0][1],) if ndim == 1 else self.shapes[0][:2])
-        last = self.shapes[-1]
-        self.out_shape = (last[2], last[1]) if ndim == 1 else (last[2], last[0], last[1])
+        self.frozen = all(ly.frozen for ly in layers)
 
-    def largest(self, lanes: int) -> int:
-        """Floats of the largest activation of one block."""
-        return max(h * w * c for h, w, c in self.shapes) * lanes
+    def coefficients(self) -> list[torch.Tensor]:
+        """Per layer, in the kernel's order: w in convolution layout (cout, cin, *k), then b, then the bias map
+        (*S_out, cout) of the coordinate channels, each a differentiable function of the module's parameters."""
+        from .models import conv_weight, coordinate_bias
 
-    def _bind(self) -> None:
-        """Point the C descriptors at the parameters' current storage (rewritten only when it moved)."""
-        ptrs = tuple(p.data_ptr() for p in self.params)
-        if ptrs == getattr(self, "_bound", None):
-            return
-        for desc, m in zip(self.layers, self.modules, strict=True):
-            desc.w = m.weight.data_ptr()
-            desc.b = m.bias.data_ptr() if m.bias is not None else None
-        self._bound = ptrs
+        out = []
+        for ly, m in zip(self.specs, self.modules, strict=True):
+            out.append(conv_weight(ly, m.weight).contiguous())
+            if ly.bias:
+                out.append(m.bias)
+            if ly.coord:
+                bm = coordinate_bias(ly, m.weight)  # (cout, *S_out)
+                out.append(bm.permute(*range(1, ly.ndim + 1), 0).contiguous())
+        return out
 
-    def forward(self, x: torch.Tensor, threads: int, lanes: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x (B, C, *S) contiguous float32 → (y (B, C', *S'), the activations in block layout)."""
-        batch = x.shape[0]
-        nb = -(-batch // lanes)
-        acts = [x.new_empty(nb * h * w * c * lanes) for h, w, c in self.shapes]
-        y = x.new_empty(batch, *self.out_shape)
-        self._bind()
-        ptrs = (ctypes.c_void_p * len(acts))(*[a.data_ptr() for a in acts])
-        _lib.geoae_forward(self.layers, self.n, batch, x.data_ptr(), y.data_ptr(), ptrs, threads)
-        return y, acts
-
-    def backward(self, acts: list[torch.Tensor], gy: torch.Tensor, need_input: bool, threads: int,
-                 lanes: int) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-        batch = gy.shape[0]
-        nb = -(-batch // lanes)
-        gx = gy.new_empty(batch, *self.in_shape) if need_input else None
-        grads = gy.new_empty(self.coefs)
-        threads = max(1, min(threads, nb))
-        scratch = gy.new_empty(threads * 4 * self.largest(lanes))
-        gacc = gy.new_empty(nb * self.coefs * lanes)
-        self._bind()
-        ptrs = (ctypes.c_void_p * len(acts))(*[a.data_ptr() for a in acts])
-        _lib.geoae_backward(self.layers, self.n, batch, ptrs, gy.data_ptr(), gx.data_ptr() if gx is not None else None,
-                            grads.data_ptr(), scratch.data_ptr(), gacc.data_ptr(), threads)
-        return gx, self.split(grads)
-
-    def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """The flat coefficient vector (w_0, b_0, w_1, …) as tensors shaped like the parameters."""
-        return [g.view_as(p) for g, p in zip(flat.split([p.numel() for p in self.params]), self.params, strict=True)]
-
-
-class _StageFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, stage: _Stage, threads: int, lanes: int, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        y, acts = stage.forward(x, threads, lanes)
-        ctx.stage, ctx.threads, ctx.lanes, ctx.acts = stage, threads, lanes, acts
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, gy: torch.Tensor):
-        gx, grads = ctx.stage.backward(ctx.acts, gy.contiguous(), ctx.needs_input_grad[3], ctx.threads, ctx.lanes)
-        ctx.acts = None
-        return (None, None, None, gx, *grads)
+    def bind(self, coefs: list[torch.Tensor]) -> None:
+        """Point the C descriptors at this step's coefficient tensors."""
+        it = iter(coefs)
+        for desc, ly in zip(self.layers, self.specs, strict=True):
+            desc.w = next(it).data_ptr()
+            desc.b = next(it).data_ptr() if ly.bias else None
+            desc.bm = next(it).data_ptr() if ly.coord else None
 
 
 def _pointers(tensors) -> ctypes.Array:
     return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
 
 
-class _AutoencoderLossFunction(torch.autograd.Function):
+class _LossFunction(torch.autograd.Function):
     """(x, encoder and decoder coefficients) → (z, mean over batch and pixels of (D(E(x)) − x)², contractive
     penalty (0 unless asked for))."""
 
     @staticmethod
-    def forward(ctx, fused: FusedAutoencoder, contractive: bool, x: torch.Tensor, *params: torch.Tensor):
-        enc, dec = fused.encoder, fused.decoder
-        batch, d = x.shape[0], fused.config.latent_dim
-        nb = -(-batch // fused.lanes)
-        buffers = fused._activations(batch, contractive)
-        acts_e, acts_d, vbuf, u0, ptrs = buffers
+    def forward(ctx, ex: FusedAutoencoder, contractive: bool, x: torch.Tensor, n_enc: int, *coefs: torch.Tensor):
+        lib, enc, dec = ex.kernel.lib, ex.encoder, ex.decoder
+        batch, d = x.shape[0], ex.spec.latent_dim
+        buffers = ex._buffers(batch, contractive)
+        acts_e, acts_d, vbuf, u0, ptrs, sse, pen = buffers
         z = x.new_empty(batch, d)
-        sse = torch.empty(nb + 1, dtype=torch.float64)
-        pen = torch.zeros(nb + 1, dtype=torch.float64)
-        scratch = fused._workspace(batch, fused.threads)[0]
-        enc._bind()
-        dec._bind()
-        total = _lib.geoae_ae_forward(
+        total, pen_total = ctypes.c_double(0.0), ctypes.c_double(0.0)
+        enc.bind(coefs[:n_enc])
+        dec.bind(coefs[n_enc:])
+        _check(lib.geoae_ae_forward(
             enc.layers, enc.n, dec.layers, dec.n, batch, x.data_ptr(), z.data_ptr(), ptrs[0], ptrs[1],
-            sse.data_ptr(), ptrs[2] if contractive else None,
-            u0.data_ptr() if contractive else None, pen.data_ptr(), scratch.data_ptr(), fused.threads)
+            sse.data_ptr(), ptrs[2] if contractive else None, u0.data_ptr() if contractive else None,
+            pen.data_ptr() if contractive else None, ex._scratch().data_ptr(), ex.threads,
+            ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_forward")
         n = x.numel()
-        ctx.fused, ctx.buffers, ctx.batch, ctx.n, ctx.contractive = fused, buffers, batch, n, contractive
+        ctx.ex, ctx.buffers, ctx.batch, ctx.n, ctx.contractive, ctx.n_enc = ex, buffers, batch, n, contractive, n_enc
+        ctx.coefs = coefs
         ctx.set_materialize_grads(False)
-        penalty = float(pen[nb]) / (n * d) if contractive else 0.0
-        return z, torch.tensor(total / n, dtype=torch.float32), torch.tensor(penalty, dtype=torch.float32)
+        penalty = pen_total.value / (n * d) if contractive else 0.0
+        return z, torch.tensor(total.value / n, dtype=torch.float32), torch.tensor(penalty, dtype=torch.float32)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gz: torch.Tensor | None, gmse: torch.Tensor | None, gpen: torch.Tensor | None):
-        fused, batch, n = ctx.fused, ctx.batch, ctx.n
-        enc, dec, threads = fused.encoder, fused.decoder, fused.threads
-        buffers = ctx.buffers
-        u0, ptrs = buffers[3], buffers[4]
+        ex, batch, n = ctx.ex, ctx.batch, ctx.n
+        lib, enc, dec = ex.kernel.lib, ex.encoder, ex.decoder
+        acts_e, acts_d, vbuf, u0, ptrs, sse, pen = ctx.buffers
         gscale = 0.0 if gmse is None else 2.0 * float(gmse) / n
         contractive = ctx.contractive and gpen is not None and float(gpen) != 0.0
-        cscale = 2.0 * float(gpen) / (n * fused.config.latent_dim) if contractive else 0.0
+        cscale = 2.0 * float(gpen) / (n * ex.spec.latent_dim) if contractive else 0.0
         gz = gz.to(torch.float32).contiguous() if gz is not None else None
-        grads_e, grads_d = torch.empty(enc.coefs), torch.empty(dec.coefs)
-        scratch, gacc_e, gacc_d = fused._workspace(batch, threads)
-        enc._bind()
-        dec._bind()
-        _lib.geoae_ae_backward(
-            enc.layers, enc.n, dec.layers, dec.n, batch, ptrs[0], ptrs[1],
-            gz.data_ptr() if gz is not None else None, gscale, ptrs[2] if contractive else None,
-            u0.data_ptr() if contractive else None, cscale, grads_e.data_ptr(), grads_d.data_ptr(),
-            scratch.data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), threads)
-        ctx.buffers = None
-        fused._release(batch, ctx.contractive, buffers)
-        return (None, None, None, *enc.split(grads_e), *dec.split(grads_d))
+        train_enc = not enc.frozen
+        coefs = ctx.coefs
+        n_enc = ctx.n_enc
+        flat_e = torch.empty(sum(c.numel() for c in coefs[:n_enc]))
+        flat_d = torch.empty(sum(c.numel() for c in coefs[n_enc:]))
+        gacc_e, gacc_d = ex._gradient_accumulators(batch)
+        enc.bind(coefs[:n_enc])
+        dec.bind(coefs[n_enc:])
+        _check(lib.geoae_ae_backward(
+            enc.layers, enc.n, dec.layers, dec.n, batch, ptrs[0], ptrs[1], gz.data_ptr() if gz is not None else None,
+            gscale, ptrs[2] if contractive else None, u0.data_ptr() if contractive else None, cscale, int(train_enc),
+            flat_e.data_ptr(), flat_d.data_ptr(), ex._scratch().data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(),
+            ex.threads), "geoae_ae_backward")
+        ctx.buffers = ctx.coefs = None
+        ex._release(batch, ctx.contractive, (acts_e, acts_d, vbuf, u0, ptrs, sse, pen))
+        grads_e = _split(flat_e, coefs[:n_enc]) if train_enc else [None] * n_enc
+        return (None, None, None, None, *grads_e, *_split(flat_d, coefs[n_enc:]))
+
+
+def _split(flat: torch.Tensor, like: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    return [g.view_as(c) for g, c in zip(flat.split([c.numel() for c in like]), like, strict=True)]
 
 
 class FusedAutoencoder:
-    """``encode`` / ``decode`` of an ``Autoencoder`` through the fused kernels, sharing its parameters.
+    """The training loss of a ``models.Autoencoder`` on the fused kernel, sharing the model's parameters.
 
-    Gradients flow to the model's own parameters, so an optimizer of ``model.parameters()`` trains it.
-    Raises ``ValueError`` (with the reason) if the model is not supported or the kernel is unavailable.
+    ``loss(x)`` returns what ``training.TorchExecutor.loss`` returns, with gradients flowing to the model's
+    own parameters, so an optimizer of ``model.parameters()`` trains it. Raises ``ValueError`` with the
+    reason if the network is not supported or no kernel is available.
     """
 
-    def __init__(self, model: Autoencoder, threads: int = 1):
-        reason = supports(model)
-        if reason is None and not available():
-            reason = f"the fused kernel is unavailable: {unavailable_reason()}"
-        if reason is not None:
-            raise ValueError(f"FusedAutoencoder: not supported: {reason}")
+    def __init__(self, model, threads: int = 1, kernel: Kernel | None = None):
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
-        c = model.config
-        self.model, self.threads, self.lanes, self.config = model, threads, _lib.geoae_lanes(), c
-        enc = [(m, "down") for m in model.encoder if hasattr(m, "weight")]
-        dec = [(m, c.upsample) for m in model.decoder if isinstance(m, UpsampleConv)]
-        self.encoder = _Stage(enc, c.ndim, c.size, c.negative_slope, "leaky")
-        self.decoder = _Stage(dec, c.ndim, 1, c.negative_slope, c.output_activation)
-        self._pool: dict[int, list] = {}
-        self._work: dict[tuple[int, int], tuple] = {}
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 1, m, m) or (B, 1, n) → z (B, d)."""
-        x = x.to(torch.float32).contiguous()
-        _check_input(x, self.encoder.in_shape)
-        z = _StageFunction.apply(self.encoder, self.threads, self.lanes, x, *self.encoder.params)
-        return z.reshape(len(x), self.config.latent_dim)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, d) → x̂ (B, 1, m, m) or (B, 1, n)."""
-        zz = z.to(torch.float32).reshape(len(z), *self.decoder.in_shape).contiguous()
-        return _StageFunction.apply(self.decoder, self.threads, self.lanes, zz, *self.decoder.params)
+        spec = model.spec
+        reason = supports(spec)
+        if reason is None and kernel is None:
+            kernel = globals()["kernel"]()
+            if kernel is None:
+                reason = f"the fused kernel is unavailable: {unavailable_reason()}"
+        if reason is not None:
+            raise ValueError(f"FusedAutoencoder: not supported: {reason}")
+        self.model, self.spec, self.threads, self.kernel = model, spec, threads, kernel
+        self.lanes = kernel.lanes
+        layers = model.conv_layers()
+        n_enc = len(spec.encoder)
+        self.encoder = _Stack(spec.encoder, layers[:n_enc])
+        self.decoder = _Stack(spec.decoder, layers[n_enc:])
+        self._pool: dict[tuple[int, bool], list] = {}
+        self._work: dict = {}
 
     # Buffers are reused from step to step: fresh multi-MB allocations cost page faults (~1 ms a step).
-    # A forward takes an activation set from the pool and its backward gives it back; a forward whose
-    # backward never runs (evaluation, an abandoned graph) just lets its set be garbage-collected.
+    # A forward takes a buffer set from the pool and its backward gives it back; a forward whose backward
+    # never runs (evaluation, an abandoned graph) just lets its set be garbage-collected.
 
-    def _activations(self, batch: int, contractive: bool = False):
+    def _buffers(self, batch: int, contractive: bool):
         free = self._pool.get((batch, contractive))
         if free:
             return free.pop()
-        nb, lanes = -(-batch // self.lanes), self.lanes
-        acts_e = [torch.empty(nb * h * w * c * lanes) for h, w, c in self.encoder.shapes]
-        acts_d = [acts_e[-1]] + [torch.empty(nb * h * w * c * lanes) for h, w, c in self.decoder.shapes[1:]]
+        lib, enc, dec = self.kernel.lib, self.encoder, self.decoder
+        size = lib.geoae_activation_floats
+        acts_e = [torch.empty(size(enc.layers[k], 0, batch)) for k in range(enc.n)]
+        acts_e.append(torch.empty(size(enc.layers[enc.n - 1], 1, batch)))
+        acts_d = [acts_e[-1]] + [torch.empty(size(dec.layers[k], 1, batch)) for k in range(dec.n)]
         vbuf, u0 = [], None
         if contractive:  # per block and code dimension: the gradient of z_k at every encoder layer, and dz_k/dx
-            d = self.config.latent_dim
-            vbuf = [torch.empty(nb * d * h * w * c * lanes) for h, w, c in self.encoder.shapes[1:]]
+            d = self.spec.latent_dim
+            vbuf = [torch.empty(d * size(enc.layers[k], 1, batch)) for k in range(enc.n)]
             u0 = torch.empty(d * acts_e[0].numel())
-        return acts_e, acts_d, vbuf, u0, (_pointers(acts_e), _pointers(acts_d), _pointers(vbuf))
+        slots = lib.geoae_image_slots(batch)
+        sse, pen = torch.empty(slots, dtype=torch.float64), torch.empty(slots, dtype=torch.float64)
+        return acts_e, acts_d, vbuf, u0, (_pointers(acts_e), _pointers(acts_d), _pointers(vbuf)), sse, pen
 
     def _release(self, batch: int, contractive: bool, buffers) -> None:
         free = self._pool.setdefault((batch, contractive), [])
         if len(free) < 2:
             free.append(buffers)
 
-    def _workspace(self, batch: int, threads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        key = (batch, threads)
-        if key not in self._work:
-            nb, lanes = -(-batch // self.lanes), self.lanes
-            big = max(self.encoder.largest(lanes), self.decoder.largest(lanes))
-            self._work = {key: (torch.empty(threads * 4 * big), torch.empty(nb * self.encoder.coefs * lanes),
-                                torch.empty(nb * self.decoder.coefs * lanes))}
-        return self._work[key]
+    def _scratch(self) -> torch.Tensor:
+        if "scratch" not in self._work:
+            e, d = self.encoder, self.decoder
+            self._work["scratch"] = torch.empty(self.kernel.lib.geoae_scratch_floats(e.layers, e.n, d.layers, d.n,
+                                                                                     self.threads))
+        return self._work["scratch"]
+
+    def _gradient_accumulators(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._work.get("gacc_batch") != batch:
+            floats = self.kernel.lib.geoae_coef_floats
+            e, d = self.encoder, self.decoder
+            self._work["gacc"] = (torch.empty(floats(e.layers, e.n, batch)), torch.empty(floats(d.layers, d.n, batch)))
+            self._work["gacc_batch"] = batch
+        return self._work["gacc"]
 
     def loss(self, x: torch.Tensor, contractive: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, 1, m, m) or (B, 1, n) → (z (B, d), per-pixel MSE of D(E(x)) against x, contractive penalty
-        mean over batch, pixels and k of (∂z_k/∂x)² (``train.contractive_penalty``; 0 unless ``contractive``)),
-        in one pass: the reconstruction never leaves the kernel's block layout (the training step's fast path).
-        """
-        x = x.to(torch.float32).contiguous()
-        _check_input(x, self.encoder.in_shape)
-        return _AutoencoderLossFunction.apply(self, bool(contractive), x, *self.encoder.params, *self.decoder.params)
+        """x (B, 1, m, m) or (B, 1, n) → (z (B, d), per-pixel MSE of D(E(x)) against x, contractive penalty:
+        mean over batch, pixels and k of (∂z_k/∂x)², 0 unless ``contractive``), in one pass: the reconstruction
+        never leaves the kernel's block layout."""
+        from .models import check_input
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x → (z, x̂), as ``Autoencoder.forward``."""
-        z = self.encode(x)
-        return z, self.decode(z)
+        x = x.to(torch.float32).contiguous()
+        check_input(x, self.spec.input_shape)
+        coefs_e, coefs_d = self.encoder.coefficients(), self.decoder.coefficients()
+        return _LossFunction.apply(self, bool(contractive), x, len(coefs_e), *coefs_e, *coefs_d)
+
+
+def announce_fallback(reason: str) -> None:
+    """Say once per reason on stderr that training runs on the (slower) torch path, and why."""
+    if reason not in _announced:
+        _announced.add(reason)
+        print(f"geoae: training on the torch path (several times slower): {reason}", file=sys.stderr, flush=True)
+
+
+_announced: set[str] = set()

@@ -55,6 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .spec import LayerSpec, NetSpec, network_spec
+
 __all__ = [
     "ARCHS",
     "UPSAMPLES",
@@ -66,7 +68,11 @@ __all__ = [
     "UpsampleConv",
     "CoordConv",
     "coordinate_maps",
+    "coordinate_bias",
+    "conv_weight",
+    "check_input",
     "upsample_zeros",
+    "upsample_kernel",
     "build_model",
     "count_parameters",
     "official_model_path",
@@ -256,7 +262,7 @@ def upsample_zeros(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _upsample_kernel(weight: torch.Tensor, mode: str) -> torch.Tensor:
+def upsample_kernel(weight: torch.Tensor, mode: str) -> torch.Tensor:
     """Transposed-conv kernel (in, out, *k) equal to "upsample ×2 (mode), then conv(weight, padding=1)"."""
     ndim = weight.dim() - 2
     k = weight.transpose(0, 1).flip(list(range(2, 2 + ndim)))
@@ -289,6 +295,23 @@ def _coordinate_term(weight: torch.Tensor, shape, stride: int) -> torch.Tensor:
     return _CONV[ndim](maps, weight, None, stride=stride, padding=1)
 
 
+def coordinate_bias(layer: LayerSpec, weight: torch.Tensor) -> torch.Tensor:
+    """The coordinate channels' contribution to a ``coord`` layer's output, (cout, *S_out): a learned,
+    position-dependent bias map. ``weight`` is the layer's stored weight (cout, cin + ndim, *3)."""
+    w_c = weight[:, layer.cin :]
+    if layer.op == "conv":  # read at the input grid with the layer's stride
+        return _coordinate_term(w_c, (layer.n_in,) * layer.ndim, layer.stride)[0]
+    return _coordinate_term(w_c, (layer.n_out,) * layer.ndim, 1)[0]  # upconv: on the upsampled grid
+
+
+def conv_weight(layer: LayerSpec, weight: torch.Tensor) -> torch.Tensor:
+    """The layer's kernel in the convolution layout of ``spec`` (cout, cin, *k), from its stored weight:
+    the image channels of a ``coord`` layer, the (cin, cout, *k) weight of a ``convT`` layer transposed."""
+    if layer.op == "convT":
+        return weight.transpose(0, 1)
+    return weight[:, : layer.cin] if layer.coord else weight
+
+
 class UpsampleConv(nn.Module):
     """One decoder step U(x) ∗ w + b: upsample ×2 (``zeros`` or ``nearest``), then 3-tap conv with padding 1.
 
@@ -311,7 +334,7 @@ class UpsampleConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight[:, : self.in_channels] if self.coord else self.weight
-        kernel = _upsample_kernel(weight, self.mode)
+        kernel = upsample_kernel(weight, self.mode)
         extra = 1 if self.mode == "zeros" else 0  # 3-tap kernel needs output_padding, the 4-tap one not
         out = _CONV_T[self.ndim](x, kernel, self.bias, stride=2, padding=1, output_padding=extra)
         if self.coord:
@@ -358,13 +381,33 @@ class CoordConv(nn.Module):
         return f"{self.in_channels}, {self.weight.shape[0]}, ndim={self.ndim}, coord=True"
 
 
-def _check_input(x: torch.Tensor, shape: tuple[int, ...]) -> None:
+def check_input(x: torch.Tensor, shape: tuple[int, ...]) -> None:
+    """Refuse anything but a float tensor of shape (B, *shape), naming what was given."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor of shape (B, {', '.join(map(str, shape))}), got {type(x).__name__}")
     if x.shape[1:] != shape:
         raise ValueError(f"expected input of shape (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected a floating-point input, got dtype {x.dtype}")
+
+
+_check_input = check_input
 
 
 def _activation(kind: str, alpha: float) -> nn.Module:
     return {"leaky": lambda: nn.LeakyReLU(alpha), "identity": nn.Identity, "sigmoid": nn.Sigmoid}[kind]()
+
+
+def _layer_module(ly: LayerSpec) -> nn.Module:
+    """The torch module of one layer of the spec (weights initialised later)."""
+    if ly.op == "upconv":
+        return UpsampleConv(ly.ndim, ly.cin, ly.cout, ly.upsample, bias=ly.bias, coord=ly.coord)
+    if ly.op == "convT":
+        return nn.ConvTranspose2d(ly.cin, ly.cout, ly.kernel, stride=ly.stride, bias=ly.bias)
+    if ly.coord:
+        return CoordConv(ly.ndim, ly.cin, ly.cout, bias=ly.bias)
+    conv = nn.Conv1d if ly.ndim == 1 else nn.Conv2d
+    return conv(ly.cin, ly.cout, ly.kernel, stride=ly.stride, padding=ly.padding, bias=ly.bias)
 
 
 class Autoencoder(nn.Module):
@@ -372,34 +415,18 @@ class Autoencoder(nn.Module):
 
     def __init__(self, config: ModelConfig, *, seed: int | torch.Generator | None = 0):
         super().__init__()
-        config.validate()
         self.config = config
-        ndim, alpha, chans = config.ndim, config.negative_slope, config.layer_channels
-        conv = nn.Conv1d if ndim == 1 else nn.Conv2d
-        padding = 0 if config.arch == "keras63" else 1
-        self.input_shape = (1, *(config.size,) * ndim)
-
+        self.spec: NetSpec = network_spec(config)  # validates config
+        self.input_shape = self.spec.input_shape
+        frozen = None  # the hand-crafted layers of a frozen encoder (requires_grad False)
+        if config.encoder == "position":
+            frozen = iter([m for m in PositionEncoder(config.size, ndim=config.ndim).encoder if hasattr(m, "weight")])
         enc: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
-            if config.coord:
-                layer = CoordConv(ndim, cin, cout, bias=config.bias)
-            else:
-                layer = conv(cin, cout, 3, stride=2, padding=padding, bias=config.bias)
-            enc += [layer, nn.LeakyReLU(alpha)]
-        if config.encoder == "position":  # frozen hand-crafted encoder: weights fixed, requires_grad False
-            enc = list(PositionEncoder(config.size, ndim=ndim, alpha=alpha).encoder)
+        for ly in self.spec.encoder:
+            enc += [next(frozen) if ly.frozen else _layer_module(ly), _activation(ly.activation, ly.alpha)]
         self.encoder = nn.Sequential(*enc)
-
-        dec: list[nn.Module] = []
-        rev = chans[::-1]
-        for i, (cin, cout) in enumerate(zip(rev[:-1], rev[1:], strict=True)):
-            if config.arch == "keras63":
-                dec.append(nn.ConvTranspose2d(cin, cout, 3, stride=2, bias=config.bias))
-            else:
-                dec.append(UpsampleConv(ndim, cin, cout, config.upsample, bias=config.bias, coord=config.coord))
-            last = i == len(rev) - 2
-            dec.append(_activation(config.output_activation if last else "leaky", alpha))
-        self.decoder = nn.Sequential(*dec)
+        self.decoder = nn.Sequential(*(m for ly in self.spec.decoder
+                                       for m in (_layer_module(ly), _activation(ly.activation, ly.alpha))))
         self.reset_parameters(seed)
 
     def reset_parameters(self, seed: int | torch.Generator | None = 0) -> None:

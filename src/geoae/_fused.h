@@ -1,0 +1,61 @@
+/* geoae fused kernels: the C/Python contract (the only declarations fused.py relies on).
+ *
+ * fused.py mirrors `Layer` with a ctypes structure and refuses a library whose geoae_abi_version() or
+ * geoae_layer_size() differs from what it expects. Every entry point checks its layers first and returns
+ * one of the GEOAE_E* codes (0: success); nothing is computed when a check fails.
+ */
+#ifndef GEOAE_FUSED_H
+#define GEOAE_FUSED_H
+
+#ifndef GEOAE_ABI_VERSION /* overridable only to test the refusal of a mismatched library */
+#define GEOAE_ABI_VERSION 2
+#endif
+
+enum {
+    GEOAE_OK = 0,
+    GEOAE_EARGS = 1,    /* a null pointer, a non-positive size or batch, an unknown activation */
+    GEOAE_ETAPS = 2,    /* a kernel, or the taps reading one input sample, beyond GEOAE_MAX_TAPS */
+    GEOAE_ESHAPE = 3,   /* consecutive layers do not fit (channels, grid), or the code is not 1 x 1 */
+};
+
+#define GEOAE_MAX_TAPS 16
+
+enum { ACT_LEAKY = 0, ACT_IDENTITY = 1, ACT_SIGMOID = 2 };
+
+/* One layer: out = act(conv(in, w) + b + bm) with a kh x kw kernel in convolution layout (cout, cin, kh, kw)
+ * whose tap (a, c) of output (i, j) reads input row rows[i * kh + a], column cols[j * kw + c] (-1: nothing).
+ * irows / icols are the inverse tables (for each input row r and tap a, the mr output rows reading it). */
+typedef struct {
+    int hin, win, cin, hout, wout, cout, kh, kw;
+    int act;
+    float alpha;
+    const int *rows;  /* hout * kh */
+    const int *cols;  /* wout * kw */
+    const float *w;   /* (cout, cin, kh, kw) */
+    const float *b;   /* (cout) or NULL */
+    const float *bm;  /* per-pixel bias map (hout, wout, cout) or NULL: the coordinate-channel term */
+    int mr, mc;
+    const int *irows; /* hin * kh * mr, -1 padded */
+    const int *icols; /* win * kw * mc */
+} Layer;
+
+int geoae_abi_version(void);
+int geoae_layer_size(void);
+int geoae_lanes(void);
+int geoae_chunk(void);
+int geoae_wg_accumulators(void);
+
+/* Workspace sizes in floats, computed here only: per thread scratch, and per-lane coefficient gradients. */
+long geoae_scratch_floats(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int threads);
+long geoae_activation_floats(const Layer *ly, int output, int batch);
+long geoae_coef_floats(const Layer *layers, int n, int batch);
+long geoae_image_slots(int batch);
+
+int geoae_ae_forward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *x,
+                     float *z, float *const *acts_e, float *const *acts_d, double *sse, float *const *vbuf,
+                     float *u0, double *pen, float *scratch, int threads, double *total, double *pen_total);
+int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, float *const *acts_e,
+                      float *const *acts_d, const float *gz, float gscale, float *const *vbuf, float *u0,
+                      float cscale, int train_encoder, float *grads_e, float *grads_d, float *scratch,
+                      float *gacc_e, float *gacc_d, int threads);
+#endif

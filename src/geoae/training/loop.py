@@ -1,0 +1,227 @@
+"""The training loop: Adam on MSE + λ·ψ, reproducible, resumable, observable.
+
+``train(config, out_dir)`` builds the model from its config and seed, picks the executor (the fused C
+kernels wherever the network's features allow, else torch: ``make_executor``), and runs ``iterations`` Adam
+steps on batches drawn from a fixed training set (or fresh disks). Every ``log_every`` steps a record
+``{iteration, loss, mse, penalty}`` is appended to ``history.jsonl`` and handed to the callbacks; every
+``checkpoint_every`` steps the full state is saved, so a run killed at any moment resumes to the same final
+weights as an uninterrupted one. Executors give identical results whatever their thread count.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from .. import fused
+from ..data import DiskData, render_disks, sample_radii
+from ..models import Autoencoder, build_model
+from ..settings import Settings, read_settings
+from .config import TrainConfig
+from .objectives import TorchExecutor, compute_loss, mse_per_pixel
+from .rundir import CheckpointError, RunDirectory, TrainResult, is_finished, load_run, run_name, write_config
+
+__all__ = ["train", "BatchSource", "TrainingDiverged", "make_executor", "make_optimizer", "final_metrics",
+           "training_threads", "Callback"]
+
+# a callback gets the record just logged and the model being trained (it must not modify the model)
+Callback = Callable[[dict, Autoencoder], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept on disk."""
+
+
+@contextmanager
+def training_threads(settings: Settings):
+    """Run the enclosed training with ``GEOAE_TORCH_THREADS`` torch threads (0: unchanged), then restore.
+    The paper's networks have 1 to 16 channels: torch's kernels are too small to share between cores."""
+    old = torch.get_num_threads()
+    if settings.torch_threads > 0 and settings.torch_threads != old:
+        torch.set_num_threads(settings.torch_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
+@functools.lru_cache(maxsize=4)
+def _training_set(data, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A run's fixed training set, kept for the next runs of the same process (seeds × regularisers share
+    data sets; rendering 1000 disks costs as much as 50 training steps)."""
+    return data.make(data.n, seed=seed) if isinstance(data, DiskData) else data.make(seed=seed)
+
+
+class BatchSource:
+    """Yields training batches (B, 1, m, m) or (B, 1, n): indices into a fixed training set, or fresh disks."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.fresh = isinstance(config.data, DiskData) and config.data.fresh
+        self.generator = torch.Generator().manual_seed(config.effective_data_seed + 1_000_003)
+        images, params = _training_set(config.data, config.effective_data_seed)
+        self.images, self.params = images.clone(), params.clone()  # the cache keeps its own copy
+
+    def next(self) -> torch.Tensor:
+        b = self.config.batch_size
+        if self.fresh:
+            d = self.config.data
+            radii = sample_radii(b, size=d.size, r_min=d.r_min, r_max=d.r_max, exclude=d.exclude, seed=self.generator)
+            return render_disks(radii, size=d.size, rendering=d.rendering, sigma=d.sigma)
+        idx = torch.randint(len(self.images), (b,), generator=self.generator)
+        return torch.index_select(self.images, 0, idx)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    """Adam over the trainable parameters; torch's fused CPU implementation (one kernel per parameter)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=config.lr, betas=config.betas, fused=True)
+
+
+def make_executor(model: Autoencoder, settings: Settings, threads: int | None = None):
+    """(executor, description) for training ``model``: the fused kernels where the spec's features allow and
+    ``GEOAE_BACKEND`` is not ``torch``, else the torch modules (announced on stderr under ``auto``).
+    ``GEOAE_BACKEND=fused`` raises ValueError where the fused kernels cannot train the run."""
+    reason = "GEOAE_BACKEND=torch" if settings.backend == "torch" else fused.supports(model.spec)
+    kernel = None
+    if reason is None:
+        kernel = fused.kernel(settings)
+        if kernel is None:
+            reason = f"the fused kernel is unavailable: {fused.unavailable_reason(settings)}"
+    if reason is not None:
+        if settings.backend == "fused":
+            raise ValueError(f"GEOAE_BACKEND=fused cannot train this run: {reason}")
+        if settings.backend == "auto":
+            fused.announce_fallback(reason)
+        return TorchExecutor(model), {"name": "torch", "reason": reason}
+    threads = settings.threads if threads is None else threads
+    executor = fused.FusedAutoencoder(model, threads=threads, kernel=kernel)
+    return executor, {"name": "fused", "threads": threads} | kernel.info()
+
+
+def _executor_identity(info: dict) -> dict:
+    """What must not change when a run resumes: the executor and, for the fused kernels, their build."""
+    return {k: info[k] for k in ("name", "flags", "lanes", "wg_accumulators") if k in info}
+
+
+def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = False, resume: bool = True,
+          threads: int | None = None, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train an autoencoder; with ``out_dir`` the run is recorded there and can resume.
+
+    A finished run in ``out_dir`` (with the same config) is loaded, not retrained. ``threads``: threads of
+    the fused kernels (default ``GEOAE_THREADS``); the trained weights do not depend on it. ``callbacks``
+    are called with each logged record and the model. Raises ``TrainingDiverged`` if the loss stops being
+    finite (the last good checkpoint stays), ``RunLockedError`` if another process trains in ``out_dir``.
+    """
+    config.validate()
+    settings = read_settings()
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64):
+        raise ValueError(f"threads must be an integer from 1 to 64 or None, got {threads!r}")
+    if out_dir is None:
+        return _run(config, None, settings, threads, progress, resume, callbacks)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir {out_dir} exists and is not a directory")
+    if resume and is_finished(out_dir):
+        return _load_finished(out_dir, config)
+    with RunDirectory(out_dir) as rundir:
+        if resume and is_finished(out_dir):  # finished by another process while we waited for nothing
+            return _load_finished(out_dir, config)
+        return _run(config, rundir, settings, threads, progress, resume, callbacks)
+
+
+def _load_finished(out_dir: Path, config: TrainConfig) -> TrainResult:
+    done = load_run(out_dir)
+    if done.config.digest() != config.digest():
+        raise CheckpointError(f"{out_dir} holds a finished run of another configuration")
+    return done
+
+
+def _run(config: TrainConfig, rundir: RunDirectory | None, settings: Settings, threads: int | None,
+         progress: bool, resume: bool, callbacks: Sequence[Callback]) -> TrainResult:
+    model = build_model(config.model, seed=config.seed)
+    optimizer = make_optimizer(model, config)
+    batches = BatchSource(config)
+    executor, info = make_executor(model, settings, threads)
+    start, history = 0, []
+    if rundir is not None:
+        if resume and rundir.checkpoint.exists():
+            start, history, previous = rundir.load_checkpoint(config, model, optimizer, batches.generator)
+            if previous and _executor_identity(previous) != _executor_identity(info):
+                raise CheckpointError(
+                    f"checkpoint {rundir.checkpoint} was written by executor {_executor_identity(previous)}, this "
+                    f"process would resume on {_executor_identity(info)}: the run would mix two computations. "
+                    "Resume with the same GEOAE_BACKEND / GEOAE_KERNEL / GEOAE_MARCH, or delete the checkpoint")
+        write_config(rundir.path, config, info | {"settings": settings.to_dict()})
+        rundir.start_history(history)
+    with training_threads(settings):
+        return _loop(config, model, optimizer, batches, executor, info, settings, start, history, rundir, progress,
+                     callbacks)
+
+
+def _loop(config, model, optimizer, batches, executor, info, settings, start, history, rundir, progress, callbacks):
+    bar = _progress(config.iterations, start, progress, run_name(config))
+    t0 = time.perf_counter()
+    for it in range(start, config.iterations):
+        x = batches.next()
+        loss = compute_loss(model, x, config.regulariser, config.reg_weight, executor)
+        if not torch.isfinite(loss.total):
+            bar.close()
+            kept = (f"; the last good checkpoint is {rundir.checkpoint}"
+                    if rundir is not None and rundir.checkpoint.exists() else "")
+            raise TrainingDiverged(f"loss became {loss.total.item()} at iteration {it + 1} (lr={config.lr}); try a "
+                                   f"lower learning rate, e.g. --lr {config.lr / 10:g}{kept}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        optimizer.step()
+        step = it + 1
+        if step % config.log_every == 0 or step == config.iterations:
+            record = {"iteration": step, "loss": loss.total.item(), "mse": loss.mse.item(),
+                      "penalty": loss.penalty.item()}
+            history.append(record)
+            if rundir is not None:
+                rundir.append_history(record)
+            for callback in callbacks:
+                callback(record, model)
+            bar.set_postfix(loss=f"{record['loss']:.3e}")
+        bar.update(1)
+        if rundir is not None and step % config.checkpoint_every == 0 and step < config.iterations:
+            rundir.save_checkpoint(config, model, optimizer, batches.generator, step, history,
+                                   _executor_identity(info))
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    metrics = final_metrics(model, batches, config, executor) | {
+        "iterations": config.iterations, "train_seconds": elapsed,
+        "images_per_second": (config.iterations - start) * config.batch_size / max(elapsed, 1e-9),
+        "backend": info["name"], "executor": info, "settings": settings.to_dict()}
+    if info["name"] == "fused":
+        metrics["kernel_threads"] = info["threads"]
+    else:
+        metrics["torch_backend_reason"] = info["reason"]
+    if rundir is not None:
+        rundir.finish(config, model, history, metrics)
+    return TrainResult(config, model, history, metrics, rundir.path if rundir is not None else None)
+
+
+@torch.no_grad()
+def final_metrics(model: Autoencoder, batches: BatchSource, config: TrainConfig, executor=None) -> dict:
+    """MSE of the final model on the whole training set (a fixed set, or 1000 samples of the fresh stream)."""
+    images = config.data.make(1000, seed=config.effective_data_seed + 7)[0] if batches.fresh else batches.images
+    if executor is not None and not isinstance(executor, TorchExecutor):
+        mse = sum(executor.loss(chunk)[1].item() * len(chunk) for chunk in images.split(256))
+    else:
+        mse = sum(mse_per_pixel(model(chunk).x_hat, chunk).item() * len(chunk) for chunk in images.split(1024))
+    return {"train_mse": mse / len(images)}
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, leave=False, mininterval=0.5,
+                dynamic_ncols=True)

@@ -1,0 +1,112 @@
+"""The training objective and its executors: L = MSE + λ·ψ (Newson et al., JMIV 2020, Sec. 3 and 4.3).
+
+    L(θ) = 1/(B·#pix) Σ_b ‖D(E(x_b)) − x_b‖²  +  λ · ψ(θ, x)
+
+One registry (``REGULARISERS``) of the penalties ψ serves every executor. An executor computes, for one
+batch, the code z, the MSE and (when asked) the contractive penalty, with gradients to the model's
+parameters: ``TorchExecutor`` with the model's torch modules, ``fused.FusedAutoencoder`` with the fused C
+kernel. ``compute_loss`` adds λ·ψ; the other penalties read only (model, x, z), so they are the same
+functions on both executors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Loss", "Regulariser", "REGISTRY", "REGULARISERS", "TorchExecutor", "compute_loss", "mse_per_pixel",
+           "locality_penalty", "weight_penalty", "contractive_penalty"]
+
+
+class Loss(NamedTuple):
+    total: torch.Tensor
+    mse: torch.Tensor
+    penalty: torch.Tensor
+
+
+def mse_per_pixel(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean over batch and pixels of (x̂ − x)²: the paper's reconstruction loss."""
+    return F.mse_loss(x_hat, x)
+
+
+def locality_penalty(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Paper's "type 1": mean over the batch of (‖x − x′‖² − ‖E(x) − E(x′)‖²)², x′ the nearest other image."""
+    flat = x.flatten(1)
+    dist = torch.cdist(flat, flat).square()
+    dist.fill_diagonal_(float("inf"))
+    nn_index = dist.argmin(dim=1)
+    dx = (flat - flat[nn_index]).square().sum(1)
+    dz = (z - z[nn_index]).square().sum(1)
+    return (dx - dz).square().mean()
+
+
+def weight_penalty(weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Σ‖w‖² over convolution kernels (paper's "type 2" with all kernels, "type 3" with the encoder's)."""
+    return torch.stack([w.square().sum() for w in weights]).sum()
+
+
+def contractive_penalty(model, x: torch.Tensor) -> torch.Tensor:
+    """Released code's penalty: mean over batch, pixels and code dimensions of (∂z_k/∂x)² (double backward)."""
+    x = x.detach().requires_grad_(True)
+    z = model.encode(x)
+    total = x.new_zeros(())
+    for k in range(z.shape[1]):
+        (g,) = torch.autograd.grad(z[:, k].sum(), x, create_graph=True)
+        total = total + g.square().mean()
+    return total / z.shape[1]
+
+
+@dataclass(frozen=True)
+class Regulariser:
+    """A penalty ψ: ``penalty(model, x, z)``; None for ``contractive``, which the executor computes."""
+
+    name: str
+    paper: str  # its name in the paper or the released code
+    penalty: Callable | None
+
+
+REGISTRY: dict[str, Regulariser] = {r.name: r for r in (
+    Regulariser("none", "no regulariser", lambda model, x, z: z.new_zeros(())),
+    Regulariser("locality", 'paper "type 1"', lambda model, x, z: locality_penalty(x, z)),
+    Regulariser("l2_all", 'paper "type 2"',
+                lambda model, x, z: weight_penalty(model.encoder_weights() + model.decoder_weights())),
+    Regulariser("l2_encoder", 'paper "type 3"', lambda model, x, z: weight_penalty(model.encoder_weights())),
+    Regulariser("contractive", "released code", None),
+)}
+REGULARISERS = tuple(REGISTRY)
+
+
+class TorchExecutor:
+    """The loss of one batch through the model's own torch modules (every architecture)."""
+
+    name = "torch"
+
+    def __init__(self, model):
+        self.model = model
+
+    def loss(self, x: torch.Tensor, contractive: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, 1, m, m) or (B, 1, n) → (z (B, d), per-pixel MSE, contractive penalty or 0)."""
+        z = self.model.encode(x)
+        mse = mse_per_pixel(self.model.decode(z), x)
+        return z, mse, contractive_penalty(self.model, x) if contractive else mse.new_zeros(())
+
+
+def compute_loss(model, x: torch.Tensor, regulariser: str, weight: float, executor=None) -> Loss:
+    """Loss of one batch x (B, 1, H, W) or (B, 1, n): MSE + weight · ψ, through ``executor`` (default: the
+    model's torch modules)."""
+    if regulariser not in REGISTRY:
+        raise ValueError(f"regulariser must be one of {', '.join(REGULARISERS)}, got {regulariser!r}")
+    executor = TorchExecutor(model) if executor is None else executor
+    active = weight != 0 and regulariser != "none"
+    z, mse, contractive = executor.loss(x, contractive=active and regulariser == "contractive")
+    if not active:
+        penalty = mse.new_zeros(())
+    elif regulariser == "contractive":
+        penalty = contractive
+    else:
+        penalty = REGISTRY[regulariser].penalty(model, x, z)
+    return Loss(mse + weight * penalty, mse, penalty)

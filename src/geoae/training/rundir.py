@@ -1,0 +1,333 @@
+"""A run directory: what a run writes, how it is written (durably, atomically), and how it is read back.
+
+::
+
+    config.json             the TrainConfig and the provenance (geoae and torch versions, CPU, executor,
+                            settings, git commit when geoae runs from its own checkout, else null)
+    history.jsonl           one JSON record per logging step, appended as training goes (a reader can follow it)
+    checkpoint.safetensors  weights + Adam state + RNG state + iteration (no pickle), replaced atomically
+    model.safetensors       the final weights, with the config digest and a checksum of the tensors
+    metrics.json            final numbers (written last: its presence marks a finished run)
+    .lock                   held (flock) by the one process training in the directory
+
+Every file goes through ``write_bytes_atomic``: a unique temporary file in the same directory, fsync, rename,
+so no reader ever sees a partial file, and files get the permissions the user's umask gives (as ``open``).
+A full disk stops with a one-line ``OSError`` naming the file, and the previous version stays intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
+
+from .. import __version__
+from ..models import Autoencoder, build_model
+from .config import TrainConfig
+
+__all__ = ["TrainResult", "CheckpointError", "RunLockedError", "write_json", "write_bytes_atomic", "git_commit",
+           "provenance", "run_name", "is_finished", "load_run", "save_tensors", "load_tensors", "write_config",
+           "RunDirectory", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "geoae-checkpoint-1"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model file is corrupted, or belongs to another configuration."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is training in this run directory."""
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` durably and atomically, with the umask's permissions; on failure nothing
+    is left behind and the old file (if any) is intact. ENOSPC and permission errors become one-line OSErrors."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        what = "the disk is full" if err.errno == errno.ENOSPC else err.strerror
+        raise OSError(err.errno, f"cannot write {path}: {what}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON (sorted keys, indented) durably and atomically."""
+    write_bytes_atomic(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().contiguous()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """A safetensors file with a checksum of its tensors in the metadata, written atomically."""
+    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+    write_bytes_atomic(Path(path), save(tensors, metadata=metadata | {"sha256": _checksum(tensors)}))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, refusing a file whose tensors fail their checksum."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is corrupted or unreadable ({err}); delete it to start again") from err
+    if "sha256" in metadata and metadata["sha256"] != _checksum(tensors):
+        raise CheckpointError(f"{path} is corrupted (its tensors do not match their checksum); delete it to "
+                              "start again")
+    return tensors, metadata
+
+
+# ---------------------------------------------------------------------------------------- provenance
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of geoae's own checkout when geoae runs from one (``-dirty`` if modified), else None: an
+    installed copy inside some other repository records None, not that repository's commit."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=PACKAGE_DIR)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() / "src" / "geoae" != PACKAGE_DIR:
+        return None
+    sha = git("rev-parse", "HEAD")
+    if not sha:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src")
+    return sha + ("-dirty" if dirty else "")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_description() -> dict:
+    """The CPU model and its vector ISA level (x86-64-v2/v3/v4, aarch64), for provenance and ``geoae bench``."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+    if {"avx512f", "avx512bw", "avx512vl"} <= flags:
+        isa = "x86-64-v4 (AVX-512)"
+    elif {"avx2", "fma"} <= flags:
+        isa = "x86-64-v3 (AVX2)"
+    elif "sse4_2" in flags:
+        isa = "x86-64-v2 (SSE4.2)"
+    elif platform.machine() in ("aarch64", "arm64"):
+        isa = "aarch64 (" + ("SVE" if "sve" in flags else "NEON") + ")"
+    else:
+        isa = platform.machine()
+    return {"model": model, "isa": isa, "machine": platform.machine(), "cores": os.cpu_count()}
+
+
+def provenance() -> dict:
+    """What produced a result: versions, commit (or None), CPU."""
+    return {"geoae_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "git_commit": git_commit(), "cpu": cpu_description()}
+
+
+# -------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class TrainResult:
+    """A finished run: the trained model, its logged history and final metrics."""
+
+    config: TrainConfig
+    model: Autoencoder
+    history: list[dict]
+    metrics: dict
+    out_dir: Path | None = None
+
+
+def run_name(config: TrainConfig) -> str:
+    return f"{config.model.arch}-{config.regulariser}-s{config.seed}-{config.digest()}"
+
+
+def is_finished(out_dir: Path) -> bool:
+    return (Path(out_dir) / "metrics.json").exists() and (Path(out_dir) / "model.safetensors").exists()
+
+
+def write_config(out_dir: Path, config: TrainConfig, executor: dict | None = None) -> None:
+    """Record the full config and its provenance (and the executor with its settings, when known)."""
+    write_json(Path(out_dir) / "config.json", {"config": config.to_dict(), "digest": config.digest()}
+               | provenance() | ({"executor": executor} if executor else {}))
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is unreadable or not JSON ({err})") from err
+
+
+def read_history(out_dir: Path) -> list[dict]:
+    """The logged records of a run (``history.jsonl``; ``history.json`` of runs written by geoae < 0.2)."""
+    lines = Path(out_dir) / "history.jsonl"
+    if lines.exists():
+        records = []
+        for line in lines.read_text().splitlines():
+            with contextlib.suppress(ValueError):  # a line cut by a crash mid-write is skipped
+                records.append(json.loads(line))
+        return records
+    old = Path(out_dir) / "history.json"
+    return _read_json(old) if old.exists() else []
+
+
+def load_run(out_dir: Path) -> TrainResult:
+    """Load a finished run directory (config, final model, history, metrics); refuses a model file that
+    fails its checksum or belongs to another configuration."""
+    out_dir = Path(out_dir)
+    try:
+        config = TrainConfig.from_dict(_read_json(out_dir / "config.json")["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{out_dir / 'config.json'} does not hold a valid run config ({err})") from err
+    model = build_model(config.model, seed=config.seed)
+    tensors, metadata = load_tensors(out_dir / "model.safetensors")
+    if metadata.get("config_digest") not in (None, config.digest()):
+        raise CheckpointError(f"{out_dir / 'model.safetensors'} belongs to another configuration (digest "
+                              f"{metadata.get('config_digest')}, config.json has {config.digest()})")
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise CheckpointError(f"{out_dir / 'model.safetensors'} does not fit the model: {err}") from err
+    return TrainResult(config, model, read_history(out_dir), _read_json(out_dir / "metrics.json"), out_dir)
+
+
+class RunDirectory:
+    """The run directory of one training process: holds its lock (``with RunDirectory(...)``), writes its
+    files. A second process on the same directory gets ``RunLockedError`` at once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = None
+
+    def __enter__(self) -> RunDirectory:
+        import fcntl
+
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot use {self.path} as a run directory: {err.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLockedError(f"another process is training in {self.path}; wait for it, or use another "
+                                 "--out") from None
+        self._lock = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.safetensors"
+
+    def start_history(self, records: list[dict]) -> None:
+        """history.jsonl holds exactly ``records`` (those of the checkpoint resumed from, or none)."""
+        write_bytes_atomic(self.path / "history.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+
+    def append_history(self, record: dict) -> None:
+        """Append one record (a whole line, flushed: a reader following the file sees complete lines)."""
+        with open(self.path / "history.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def save_checkpoint(self, config: TrainConfig, model, optimizer, generator: torch.Generator, iteration: int,
+                        history: list[dict], executor: dict) -> None:
+        tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+        for i, p in enumerate(model.parameters()):
+            for key, value in optimizer.state.get(p, {}).items():
+                tensors[f"adam.{i}.{key}"] = (torch.as_tensor(value).detach().clone().reshape(-1) if key == "step"
+                                              else value.detach().clone())
+        tensors["rng.batches"] = generator.get_state()
+        metadata = {"format": CHECKPOINT_FORMAT, "config_digest": config.digest(), "iteration": str(iteration),
+                    "history": json.dumps(history), "executor": json.dumps(executor, sort_keys=True)}
+        save_tensors(self.checkpoint, tensors, metadata)
+
+    def load_checkpoint(self, config: TrainConfig, model, optimizer, generator: torch.Generator
+                        ) -> tuple[int, list[dict], dict]:
+        """Restore model, Adam and RNG state: (iteration, history, the executor that wrote it)."""
+        path = self.checkpoint
+        tensors, metadata = load_tensors(path)
+        if metadata.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
+        if metadata.get("config_digest") != config.digest():
+            raise CheckpointError(
+                f"checkpoint {path} belongs to another configuration (digest {metadata.get('config_digest')}, "
+                f"expected {config.digest()}); use another output directory or delete it")
+        try:
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            for i, p in enumerate(model.parameters()):
+                keys = [k for k in tensors if k.startswith(f"adam.{i}.")]
+                if keys:
+                    state = {k.split(".", 2)[2]: tensors[k] for k in keys}
+                    state["step"] = state["step"].reshape(())
+                    optimizer.state[p] = state
+            generator.set_state(tensors["rng.batches"])
+            return int(metadata["iteration"]), json.loads(metadata["history"]), json.loads(
+                metadata.get("executor", "{}"))
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {path} does not match the model: {err}") from err
+
+    def finish(self, config: TrainConfig, model, history: list[dict], metrics: dict) -> None:
+        """Model, full history, then metrics (last: the run is done); the checkpoint is removed."""
+        save_tensors(self.path / "model.safetensors", dict(model.state_dict()), {"config_digest": config.digest()})
+        self.start_history(history)
+        write_json(self.path / "metrics.json", metrics)
+        self.checkpoint.unlink(missing_ok=True)
