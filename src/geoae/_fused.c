@@ -53,9 +53,16 @@ static size_t act_size(const Layer *ly, int output) {
 /* NL floats as one vector value (GCC / Clang vector extension); no alignment is assumed. */
 typedef float vf __attribute__((vector_size(NL * sizeof(float)), aligned(sizeof(float)), may_alias));
 typedef double vd __attribute__((vector_size(NL * sizeof(double))));
-#define V(p) (*(vf *)(p))
-#define CHUNK GEOAE_CHUNK /* output channels kept in registers at once */
 #define INLINE static inline __attribute__((always_inline))
+typedef int vi __attribute__((vector_size(NL * sizeof(int)), aligned(sizeof(int)), may_alias));
+#define V(p) (*(vf *)(p))
+
+/* Lane-wise (positive ? a : b) for the sign of `test` (a bit select: vectorised whatever the compiler). */
+INLINE vf select_positive(vf test, vf a, vf b) {
+    const vi m = test > (vf){0};
+    return (vf)((m & (vi)a) | (~m & (vi)b));
+}
+#define CHUNK GEOAE_CHUNK /* output channels kept in registers at once */
 
 /* The valid taps of one row (or column) position: n pairs (tap index, input or output index). */
 #define MAX_TAPS GEOAE_MAX_TAPS
@@ -255,7 +262,7 @@ static void layer_forward(const Layer *ly, const float *restrict in, float *rest
         for (size_t k = 0; k < n / NL; k++) V(out + k * NL) += ly->bm[k];
     if (ly->act == ACT_LEAKY) {
         const float alpha = ly->alpha;
-        for (size_t k = 0; k < n; k++) out[k] = out[k] > 0.0f ? out[k] : alpha * out[k];
+        for (size_t k = 0; k < n; k += NL) V(out + k) = select_positive(V(out + k), V(out + k), alpha * V(out + k));
     } else if (ly->act == ACT_SIGMOID) {
         for (size_t k = 0; k < n; k++) out[k] = 1.0f / (1.0f + expf(-out[k]));
     }
@@ -265,8 +272,8 @@ static void layer_forward(const Layer *ly, const float *restrict in, float *rest
 static void act_backward(const Layer *ly, const float *restrict out, float *restrict g) {
     const size_t n = act_size(ly, 1);
     if (ly->act == ACT_LEAKY) {
-        const float alpha = ly->alpha;
-        for (size_t k = 0; k < n; k++) g[k] *= out[k] > 0.0f ? 1.0f : alpha;
+        const vf one = (vf){0} + 1.0f, alpha = (vf){0} + ly->alpha;
+        for (size_t k = 0; k < n; k += NL) V(g + k) *= select_positive(V(out + k), one, alpha);
     } else if (ly->act == ACT_SIGMOID) {
         for (size_t k = 0; k < n; k++) g[k] *= out[k] * (1.0f - out[k]);
     }
