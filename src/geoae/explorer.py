@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import json
 import os
 from dataclasses import dataclass
@@ -44,12 +45,12 @@ import torch
 from torch import nn
 
 from . import theory
-from .data import DiskData, all_dirac_positions, render_diracs, render_disks, test_radii
+from .data import DiracData, DiskData, all_dirac_positions, render_diracs, render_disks, test_radii
 from .models import UpsampleConv
 from .train import BatchSource, TrainConfig, TrainResult, is_finished, load_run, run_name
 
-__all__ = ["write_explorer", "explorer_html", "page_data", "run_data", "decoder_layers",
-           "explorers_for_results", "links_html", "MAX_RUNS_PER_PAGE"]
+__all__ = ["write_explorer", "explorer_html", "page_data", "page_inputs", "run_data", "decoder_layers",
+           "default_labels", "explorers_for_results", "links_html", "PageLink", "MAX_RUNS_PER_PAGE"]
 
 DATA_MARK = "/*GEOAE_DATA*/"  # where the page's JSON goes in the template
 MAX_RUNS_PER_PAGE = 8  # reproduce's pages: a group with more runs keeps the first seed's
@@ -165,19 +166,25 @@ def _airy(config: TrainConfig) -> dict | None:
     return {"R": R, "f_pix": _b64(theory.f_hat_image(size, R)), "rho": rho.tolist(), "f": f.tolist()}
 
 
+def page_inputs(data: DiskData | DiracData) -> torch.Tensor:
+    """The inputs of the page's input control: radii (N,) every 1/4 px over [0, m/2], or every Dirac position
+    (n,) or (m·m, 2)."""
+    if isinstance(data, DiskData):
+        return test_radii(RADII_PER_PIXEL * data.size // 2 + 1, size=data.size)
+    return all_dirac_positions(data.size, data.ndim)
+
+
 def run_data(run: TrainResult, label: str) -> dict:
     """Everything the page needs about one finished run: its decoder, its encoder's codes, its training inputs."""
     config, model = run.config, run.model
     layers, shape = decoder_layers(model)
     batches = BatchSource(config)  # exactly the run's training set
     z_train, params = _codes(model, batches.images), batches.params
-    data = config.data
+    data, inputs = config.data, page_inputs(config.data)
     if isinstance(data, DiskData):
-        inputs = test_radii(RADII_PER_PIXEL * data.size // 2 + 1, size=data.size)
         images = render_disks(inputs, size=data.size, rendering=data.rendering, sigma=data.sigma)
         seen = {"intervals": _training_radii(data)}
     else:
-        inputs = all_dirac_positions(data.size, data.ndim)
         images = render_diracs(inputs, size=data.size, ndim=data.ndim)
         flat = params.reshape(len(params), -1).long()
         index = flat[:, 0] if data.ndim == 1 else flat[:, 0] * data.size + flat[:, 1]
@@ -186,8 +193,8 @@ def run_data(run: TrainResult, label: str) -> dict:
         seen = {"mask": mask.int().tolist()}
     lo, hi = z_train.min(0), z_train.max(0)
     return {
-        "label": label, "run": run_name(config), "arch": config.model.arch, "bias": config.model.bias,
-        "latent_dim": config.model.latent_dim, "shape": list(shape), "layers": layers,
+        "label": label, "run": run_name(config), "latent_dim": config.model.latent_dim, "shape": list(shape),
+        "layers": layers,
         "z_train_range": [[float(a), float(b)] for a, b in zip(lo, hi, strict=True)],
         "z_train_points": _b64(_thin(np.unique(z_train, axis=0), PAD_POINTS)) if config.model.latent_dim > 1 else None,
         "input_codes": _b64(_codes(model, images)),
@@ -237,13 +244,11 @@ def page_data(runs: list[TrainResult], *, title: str, labels: list[str] | None =
     labels = default_labels([r.config for r in runs]) if labels is None else list(labels)
     if len(labels) != len(runs):
         raise ValueError(f"labels must give one name per run: {len(runs)} runs, {len(labels)} labels")
-    size = first.data.size
-    if kind == "disks":
-        inputs = test_radii(RADII_PER_PIXEL * size // 2 + 1, size=size).tolist()
-    else:
-        inputs = all_dirac_positions(size, first.data.ndim).tolist()
-    return {"title": title, "kind": kind, "ndim": ndim, "size": size, "latent_dim": first.model.latent_dim,
-            "inputs": inputs, "runs": [run_data(r, label) for r, label in zip(runs, labels, strict=True)]}
+    for r in runs:  # refuse a decoder the page cannot run before any work
+        decoder_layers(r.model)
+    return {"title": title, "kind": kind, "ndim": ndim, "size": first.data.size, "latent_dim": first.model.latent_dim,
+            "inputs": page_inputs(first.data).tolist(),
+            "runs": [run_data(r, label) for r, label in zip(runs, labels, strict=True)]}
 
 
 def explorer_html(runs: list[TrainResult], *, title: str = "geoae latent-space explorer",
@@ -253,13 +258,7 @@ def explorer_html(runs: list[TrainResult], *, title: str = "geoae latent-space e
     template = resources.files("geoae").joinpath("explorer.html").read_text(encoding="utf-8")
     if template.count(DATA_MARK) != 1:
         raise RuntimeError(f"explorer.html must contain {DATA_MARK} exactly once")
-    return template.replace("{{title}}", _escape(title)).replace(DATA_MARK, data.replace("</", "<\\/"))
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
+    return template.replace("{{title}}", html.escape(title)).replace(DATA_MARK, data.replace("</", "<\\/"))
 
 
 def _load(run_dir) -> TrainResult:
@@ -368,7 +367,7 @@ def links_html(links: list[PageLink]) -> str:
     """The report's list of explorer pages (empty when there is none)."""
     if not links:
         return ""
-    e = _escape
+    e = html.escape
     items = "".join(f'<li><a href="{e(p.file)}">{e(p.title)}</a></li>' if p.file else
                     f"<li>{e(p.title)}: <em>not written ({e(p.error)})</em></li>" for p in links)
     return ("<section id='explorers'><h2>Explore the decoders</h2><p>Interactive pages (open from disk, no "
