@@ -18,6 +18,7 @@ available) or without selenium the browser tests skip with the reason; the expor
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import shutil
@@ -26,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from geoae import cli, explorer, theory
 from geoae.data import DiracData, DiskData, render_diracs, render_disks
 from geoae.models import ModelConfig, build_model, official_model_path
-from geoae.train import TrainConfig, TrainResult, load_run, run_name, train
+from geoae.spec import network_spec
+from geoae.training import TrainConfig, TrainResult, load_run, run_name, train
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "explorer"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -360,19 +361,26 @@ def test_export_is_self_contained_and_inlines_the_weights(run_root, tmp_path):
     assert data["runs"][1]["airy"]["R"] == 32.0 and data["runs"][0]["airy"] is None
 
 
-def test_unsupported_decoder_layers_are_refused():
+@pytest.mark.parametrize("config", [ModelConfig(size=16), ModelConfig(arch="paper1d", size=16, coord=True),
+                                    ModelConfig(arch="keras63", size=63), ModelConfig(size=8, latent_dim=3,
+                                                                                      encoder="position")])
+def test_every_architecture_is_supported(config):
+    assert explorer.supports(network_spec(config)) is None
+
+
+@pytest.mark.parametrize("change, feature", [
+    ({"op": "conv", "upsample": None}, "conv "), ({"activation": "tanh"}, "act:tanh"),
+    ({"upsample": "bilinear"}, "upconv:bilinear"), ({"kernel": 17}, "kernel:17")])
+def test_unsupported_decoders_are_refused_before_any_work(change, feature):
     model = build_model(ModelConfig(size=16))
-    model.decoder[1] = nn.Tanh()
-    with pytest.raises(ValueError, match=r"decoder module 0 \(UpsampleConv\) is followed by Tanh"):
+    spec = model.spec
+    model.spec = dataclasses.replace(spec, layers=(*spec.encoder, dataclasses.replace(spec.decoder[0], **change),
+                                                   *spec.decoder[1:]))
+    with pytest.raises(ValueError, match=f"the explorer cannot draw this decoder: it has features {feature}"):
         explorer.decoder_layers(model)
-    model = build_model(ModelConfig(size=16))
-    model.decoder[2] = nn.Conv2d(2, 3, 3, padding=1)
-    with pytest.raises(ValueError, match=r"decoder module 2 \(Conv2d\).*implements UpsampleConv"):
-        explorer.decoder_layers(model)
-    model = build_model(ModelConfig(arch="keras63", size=63))
-    model.decoder[0] = nn.ConvTranspose2d(1, 2, 3, stride=2, padding=1)
-    with pytest.raises(ValueError, match="padding 0"):
-        explorer.decoder_layers(model)
+    run = TrainResult(_config(ModelConfig(size=16), DiskData(n=8, size=16)), model, [], {})
+    with pytest.raises(ValueError, match="cannot draw"):
+        explorer.page_data([run], title="refused")
 
 
 def test_runs_that_cannot_share_controls_are_refused(run_root, tmp_path):

@@ -4,16 +4,18 @@ why a bias-free decoder can only scale one Airy-shaped profile f̂, how a code b
 
 ``write_explorer(run_dirs, out_path)`` (CLI: ``geoae explore RUN_DIR ... --out explorer.html``) writes the
 page: no server and no network, the decoders' weights are inlined (base64 float32) and the page's own
-script runs the decoder's forward pass, the same mathematics as ``Autoencoder.decode``:
+script runs the decoder's forward pass, an executor of the network's ``spec.NetSpec`` like the torch
+modules and the fused kernels, with the same mathematics (``spec`` module docstring):
 
-- ``paper64`` / ``paper1d``: every layer is D^{l+1} = φ(U(D^l) ∗ w + b), U the ×2 upsampling (zero
-  insertion or nearest), ∗ the 3-tap convolution with padding 1 (``UpsampleConv.forward_explicit``), φ the
-  leaky ReLU (the output layer: leaky, identity or sigmoid). A 1-D signal is a 1 × n image whose kernels
-  have height 1 and whose upsampling leaves the height alone. With coordinate channels the constant term
-  conv(C, w_C) + b of each layer is exported as a bias *map* (the layer applied to a zero input);
-- ``keras63``: stride-2 transposed convolutions without padding, out[o, 2i + a, 2j + b] += x[c, i, j]·w[c, o, a, b].
+- ``upconv`` (``paper64``, ``paper1d``): D^{l+1} = φ(U(D^l) ∗ w + b), U the ×2 upsampling (zero insertion
+  or nearest), ∗ the 3-tap convolution with padding 1, φ the leaky ReLU (the output layer: leaky, identity
+  or sigmoid). A 1-D signal is a 1 × n image whose kernels have height 1 and whose rows are not upsampled.
+  With coordinate channels the constant term conv(C, w_C) of each layer is inlined as a bias map
+  (``models.coordinate_bias``);
+- ``convT`` (``keras63``): out[o, 2i + a, 2j + b] += w[o, c, a, b]·x[c, i, j] (stride 2, no padding).
 
-A decoder layer of any other kind is refused at export (``ValueError`` naming the layer).
+What the page computes is decided from the spec's features (``supports``, ``SUPPORTED_FEATURES``); a
+decoder with any other feature is refused at export with a ``ValueError`` naming it.
 
 What the page shows, per run side by side on one shared control: the decoded image at native resolution
 and enlarged, the radius it implies r̂ = √(Σ x̂ / π) (disks) or its argmax (Diracs), the encoder's code
@@ -46,17 +48,18 @@ from torch import nn
 
 from . import theory
 from .data import DiracData, DiskData, all_dirac_positions, render_diracs, render_disks, test_radii
-from .models import UpsampleConv
-from .train import BatchSource, TrainConfig, TrainResult, is_finished, load_run, run_name
+from .models import conv_weight, coordinate_bias
+from .spec import LayerSpec, NetSpec
+from .training import BatchSource, TrainConfig, TrainResult, is_finished, load_run, run_name
 
-__all__ = ["write_explorer", "explorer_html", "page_data", "page_inputs", "run_data", "decoder_layers",
-           "default_labels", "explorers_for_results", "links_html", "PageLink", "MAX_RUNS_PER_PAGE"]
+__all__ = ["write_explorer", "explorer_html", "page_data", "page_inputs", "run_data", "decoder_layers", "supports",
+           "default_labels", "explorers_for_results", "links_html", "PageLink", "MAX_RUNS_PER_PAGE",
+           "SUPPORTED_FEATURES"]
 
 DATA_MARK = "/*GEOAE_DATA*/"  # where the page's JSON goes in the template
 MAX_RUNS_PER_PAGE = 8  # reproduce's pages: a group with more runs keeps the first seed's
 RADII_PER_PIXEL = 4  # the radius control of a disk page: steps of 1/4 px over [0, m/2]
 PAD_POINTS = 4096  # training codes drawn on the 2-D pad, at most (evenly thinned)
-ACTIVATIONS = {nn.LeakyReLU: "leaky", nn.Identity: "identity", nn.Sigmoid: "sigmoid"}
 
 
 def _b64(values) -> str:
@@ -67,71 +70,51 @@ def _b64(values) -> str:
 
 # ------------------------------------------------------------------------------------ the decoder
 
-
-def _activation(module: nn.Module, where: str) -> dict:
-    kind = ACTIVATIONS.get(type(module))
-    if kind is None:
-        raise ValueError(f"the explorer cannot draw this decoder: {where} is followed by {module!r}; "
-                         f"the page implements the activations {sorted(ACTIVATIONS.values())}")
-    return {"act": kind, "alpha": float(module.negative_slope) if kind == "leaky" else 0.0}
+# what the page's script computes (explorer.html: upconv, convT, activate), as features of the decoder's spec
+SUPPORTED_FEATURES = frozenset({"upconv:zeros", "upconv:nearest", "convT", "act:leaky", "act:identity",
+                                "act:sigmoid", "bias", "coord", "frozen", "ndim:1", "ndim:2",
+                                *(f"kernel:{k}" for k in range(1, 17))})
 
 
-def _upconv_layer(layer: UpsampleConv, shape: tuple[int, int]) -> tuple[dict, tuple[int, int]]:
-    """An ``UpsampleConv`` as the page runs it; ``shape`` (H, W) of its input (H = 1 for 1-D)."""
-    ndim = layer.ndim
-    weight = layer.weight[:, : layer.in_channels].detach()
-    if ndim == 1:
-        weight = weight[:, :, None, :]  # (out, in, 1, 3): a 1-D signal is a 1 × n image
-    up = (1, 2) if ndim == 1 else (2, 2)
-    out_shape = (shape[0] * up[0], shape[1] * up[1])
-    spec = {"type": "upconv", "mode": layer.mode, "up": list(up), "cin": layer.in_channels,
-            "cout": int(weight.shape[0]), "k": [int(weight.shape[2]), int(weight.shape[3])], "weight": _b64(weight)}
-    if layer.coord:  # conv(C, w_C) + b is constant: the layer at a zero input, (out, H', W')
+def supports(spec: NetSpec) -> str | None:
+    """None if the page computes the decoder of ``spec``, else which of its features it lacks (the encoder is
+    not in the page: its codes are computed here, at export)."""
+    missing = sorted(dataclasses.replace(spec, layers=spec.decoder).features() - SUPPORTED_FEATURES)
+    if missing:
+        known = sorted(f for f in SUPPORTED_FEATURES if not f.startswith("kernel:"))
+        return f"features {', '.join(missing)} (the page computes: {', '.join(known)}, kernels of 1 to 16 taps)"
+    return None
+
+
+def _layer(ly: LayerSpec, module: nn.Module) -> dict:
+    """One decoder layer as the page runs it, per axis (rows, columns): a 1-D signal is a 1 × n image whose
+    kernels have height 1 and whose rows are neither upsampled nor padded. Weights in the spec's convolution
+    layout (cout, cin, kh, kw); a ``coord`` layer's coordinate term as a bias map (cout, H_out, W_out)."""
+    one = ly.ndim == 1
+    weight = conv_weight(ly, module.weight.detach())
+    out = {"op": ly.op, "upsample": ly.upsample, "cin": ly.cin, "cout": ly.cout,
+           "k": [1 if one else ly.kernel, ly.kernel], "stride": [1 if one else ly.stride, ly.stride],
+           "padding": [0 if one else ly.padding, ly.padding], "up": [1 if one else 2, 2],
+           "act": ly.activation, "alpha": float(ly.alpha), "weight": _b64(weight)}
+    if ly.bias:
+        out["bias"] = _b64(module.bias)
+    if ly.coord:
         with torch.no_grad():
-            zero = torch.zeros(1, layer.in_channels, *(shape if ndim == 2 else shape[1:]))
-            spec["bias_map"] = _b64(layer(zero)[0].reshape(spec["cout"], *out_shape))
-    elif layer.bias is not None:
-        spec["bias"] = _b64(layer.bias)
-    return spec, out_shape
-
-
-def _conv_t_layer(layer: nn.ConvTranspose2d, shape: tuple[int, int], where: str) -> tuple[dict, tuple[int, int]]:
-    """A keras63 ``ConvTranspose2d`` (stride 2, no padding) as the page runs it."""
-    plain = (layer.padding == (0, 0) and layer.output_padding == (0, 0) and layer.dilation == (1, 1)
-             and layer.groups == 1 and layer.stride[0] == layer.stride[1] and layer.padding_mode == "zeros")
-    if not plain:
-        raise ValueError(f"the explorer cannot draw this decoder: {where} is {layer!r}; the page implements "
-                         "transposed convolutions with padding 0, output_padding 0, dilation 1, groups 1 and "
-                         "equal strides only")
-    kh, kw = layer.kernel_size
-    s = layer.stride[0]
-    out_shape = ((shape[0] - 1) * s + kh, (shape[1] - 1) * s + kw)
-    spec = {"type": "convT", "stride": s, "cin": layer.in_channels, "cout": layer.out_channels, "k": [kh, kw],
-            "weight": _b64(layer.weight)}
-    if layer.bias is not None:
-        spec["bias"] = _b64(layer.bias)
-    return spec, out_shape
+            out["bias_map"] = _b64(coordinate_bias(ly, module.weight))
+    return out
 
 
 def decoder_layers(model) -> tuple[list[dict], tuple[int, int]]:
-    """The decoder of ``model`` as the page computes it: one dict per (convolution, activation) pair, and the
-    output shape (H, W) (1 × n for a 1-D signal). Raises ValueError naming any layer the page cannot run."""
-    mods = list(model.decoder)
-    if len(mods) % 2:
-        raise ValueError(f"the explorer cannot draw this decoder: {len(mods)} modules, expected "
-                         "(convolution, activation) pairs")
-    shape, layers = (1, 1), []
-    for i in range(0, len(mods), 2):
-        conv, where = mods[i], f"decoder module {i} ({type(mods[i]).__name__})"
-        if isinstance(conv, UpsampleConv) and conv.ndim in (1, 2):
-            spec, shape = _upconv_layer(conv, shape)
-        elif type(conv) is nn.ConvTranspose2d:
-            spec, shape = _conv_t_layer(conv, shape, where)
-        else:
-            raise ValueError(f"the explorer cannot draw this decoder: {where} is {conv!r}; the page implements "
-                             "UpsampleConv (paper64, paper1d) and ConvTranspose2d (keras63) layers")
-        layers.append(spec | _activation(mods[i + 1], where))
-    return layers, shape
+    """The decoder of ``model`` (built from its ``spec``) as the page computes it: one dict per layer, and the
+    output shape (H, W) (1 × n for a 1-D signal). Raises ValueError naming what the page cannot compute."""
+    spec = model.spec
+    why = supports(spec)
+    if why is not None:
+        raise ValueError(f"the explorer cannot draw this decoder: it has {why}")
+    modules = [m for m in model.decoder if hasattr(m, "weight")]
+    layers = [_layer(ly, m) for ly, m in zip(spec.decoder, modules, strict=True)]
+    n = spec.decoder[-1].n_out
+    return layers, ((1, n) if spec.ndim == 1 else (n, n))
 
 
 # ------------------------------------------------------------------------------------ one run
