@@ -111,6 +111,15 @@ def get_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reproduce-md", type=Path, default=None,
                      help="also write REPRODUCE.md here (e.g. the repository's REPRODUCE.md)")
 
+    ex = sub.add_parser("explore", help="write an interactive latent-space explorer (one self-contained HTML "
+                        "file) for finished runs")
+    ex.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                    help="finished run directories, shown side by side (same data kind, size and code dimension)")
+    ex.add_argument("--out", type=Path, default=Path("explorer.html"), help="output .html file (default explorer.html)")
+    ex.add_argument("--title", default=None, help="page title")
+    ex.add_argument("--label", action="append", default=None,
+                    help="name of each run, in order (repeat; default: the config entries that differ)")
+
     be = sub.add_parser("bench", help="training throughput: geoae's trainer against plain PyTorch")
     be.add_argument("--batch-size", type=int, default=64)
     be.add_argument("--threads", type=int, default=None,
@@ -256,6 +265,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from .explorer import write_explorer
+
+    if args.out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--out must name an .html file, got {str(args.out)!r}")
+    path = write_explorer(args.run_dirs, args.out, title=args.title, labels=args.label)
+    print(f"wrote {path} ({path.stat().st_size} bytes): open it in any browser, no server needed")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import main as bench_main
 
@@ -263,7 +282,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"data": cmd_data, "theory": cmd_theory, "train": cmd_train, "reproduce": cmd_reproduce,
-            "report": cmd_report, "bench": cmd_bench}
+            "report": cmd_report, "bench": cmd_bench, "explore": cmd_explore}
 
 
 def main(argv: list[str] | None = None) -> int:

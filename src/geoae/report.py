@@ -194,7 +194,7 @@ figure{margin:.8em 0}img{max-width:100%}pre{background:#f6f6f6;padding:.6em;whit
 .meta{color:#666;font-size:.85em}section{border-top:1px solid #ddd;margin-top:1.5em}"""
 
 
-def build_html(records: list[dict], out: Path) -> str:
+def build_html(records: list[dict], out: Path, extra: str = "") -> str:
     e = html.escape
     rows = "".join(f'<tr><td><a href="#{e(i)}">{e(i)}</a></td><td>{e(t)}</td><td><span class="badge" '
                    f'style="background:{BADGE[s]}">{e(s)}</span></td><td>{e(h)}</td></tr>'
@@ -204,7 +204,7 @@ def build_html(records: list[dict], out: Path) -> str:
             f"</head><body><h1>geoae report: the paper's claims, measured</h1><p>Paper: {e(PAPER_REF)}.</p>"
             "<p>Every number is read from the experiment's results.json; every verdict follows the rule shown.</p>"
             f"<table><tr><th>claim</th><th>title</th><th>verdict</th><th>headline number</th></tr>{rows}</table>"
-            f"{body}</body></html>\n")
+            f"{extra}{body}</body></html>\n")
 
 
 def _write_text(path: Path, text: str) -> Path:
@@ -218,9 +218,12 @@ def build_report(out: str | Path, *, reproduce_md: str | Path | None = None) -> 
     """Write report.md, report.html and REPRODUCE.md in ``out`` (and REPRODUCE.md at ``reproduce_md``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    from .explorer import explorers_for_results, links_html
+
     records = load_results(out)
+    explorers = links_html(explorers_for_results(out))  # the interactive pages of D1, D4/D5, P3 (explorer.py)
     paths = [_write_text(out / "report.md", build_markdown(records)),
-             _write_text(out / "report.html", build_html(records, out)),
+             _write_text(out / "report.html", build_html(records, out, explorers)),
              _write_text(out / "REPRODUCE.md", build_reproduce_md(records))]
     if reproduce_md is not None:
         paths.append(_write_text(Path(reproduce_md), build_reproduce_md(records)))
