@@ -85,12 +85,11 @@ def installed(tmp_path_factory):
 def test_the_wheel_installs_and_runs_outside_the_checkout(installed):
     bin_dir, run, env, repo = installed
     where = _run([str(bin_dir / "python"), "-c", "import geoae, pathlib; p = pathlib.Path(geoae.__file__).parent; "
-                  "print(p); print((p / 'py.typed').is_file(), (p / '_fused.c').is_file())"],
+                  "print(p); print((p / 'py.typed').is_file(), (p / '_fused.c').is_file()); print(geoae.__version__)"],
                  cwd=repo, env=env).stdout.split("\n")
     assert Path(where[0]).is_relative_to(bin_dir.parent), where  # the installed copy, not the checkout
     assert where[1] == "True True"  # package data: the PEP 561 marker and the fused kernels' source
-    version = _run([str(bin_dir / "python"), "-m", "geoae", "--version"], cwd=repo, env=env).stdout
-    assert version.strip() == f"geoae {geoae.__version__}"
+    assert where[2] == geoae.__version__
     assert {"config.json", "model.safetensors", "metrics.json"} <= {p.name for p in run.iterdir()}
     assert json.loads((run / "config.json").read_text())["config"]["iterations"] == 2
 
