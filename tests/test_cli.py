@@ -144,6 +144,7 @@ def test_every_option_shows_its_help_default_and_choices(parser):
         assert action.help, f"{parser.prog} {action.option_strings[0]} has no help"
         shown = "default" in section or (action.required and "(required)" in section)
         assert shown, f"{parser.prog} {action.option_strings[0]} shows no default: {section!r}"
+        assert "(default: None)" not in section, f"{parser.prog} {action.option_strings[0]}: say what None means"
         for choice in action.choices or ():
             assert str(choice) in section, f"{parser.prog} {action.option_strings[0]} hides choice {choice!r}"
 
