@@ -150,14 +150,14 @@ def test_every_option_shows_its_help_default_and_choices(parser):
 
 
 def test_choices_come_from_the_library_constants():
-    from geoae import data, models, train
+    from geoae import data, models, training
     from geoae.experiments.common import PROFILES
 
     by_option = {a.option_strings[0]: tuple(a.choices) for p in _every_parser() for a in p._actions
                  if a.option_strings and a.choices}
     assert by_option["--arch"] == models.ARCHS and by_option["--upsample"] == models.UPSAMPLES
     assert by_option["--output-activation"] == models.OUTPUT_ACTIVATIONS
-    assert by_option["--regulariser"] == train.REGULARISERS and by_option["--profile"] == PROFILES
+    assert by_option["--regulariser"] == training.REGULARISERS and by_option["--profile"] == PROFILES
     assert by_option["--rendering"] == data.RENDERINGS and by_option["--scheme"] == data.SCHEMES
 
 
@@ -199,14 +199,25 @@ def test_info_prints_versions_cpu_kernels_and_settings(capsys, monkeypatch):
     monkeypatch.setenv("GEOAE_WORKERS", "3")
     assert main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["geoae"] == __version__ and info["torch"] == torch.__version__ and info["cpu"]
+    assert info["geoae"] == __version__ and info["torch"] == torch.__version__ and info["cpu"]["model"]
     assert info["fused_available"] == fused.available()
     assert (info["fused_unavailable_reason"] is None) == info["fused_available"]
     settings = {s["name"]: s for s in info["settings"]}
-    assert settings["GEOAE_WORKERS"]["value"] == "3" and settings["GEOAE_BACKEND"]["meaning"]
+    assert settings["GEOAE_WORKERS"]["value"] == "3" and settings["GEOAE_WORKERS"]["in_force"] == 3
+    assert settings["GEOAE_BACKEND"]["value"] is None and settings["GEOAE_BACKEND"]["in_force"] == "auto"
+    assert all(s["meaning"] and s["in_force"] is not None for s in settings.values())
     assert main(["info"]) == 0
     text = capsys.readouterr().out
-    assert "GEOAE_WORKERS=3" in text and f"torch {torch.__version__}" in text and "isa" in text
+    assert "GEOAE_WORKERS=3  in force: 3" in text and f"torch {torch.__version__}" in text and "isa" in text
+
+
+def test_info_shows_a_bad_setting_instead_of_failing(capsys, monkeypatch):
+    monkeypatch.setenv("GEOAE_BACKEND", "gpu")
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    backend = next(s for s in info["settings"] if s["name"] == "GEOAE_BACKEND")
+    assert backend["value"] == "gpu" and "GEOAE_BACKEND must be one of" in backend["in_force"]
+    assert info["fused_available"] is False and "GEOAE_BACKEND" in info["fused_unavailable_reason"]
 
 
 @pytest.mark.parametrize("where", ["before", "after"])

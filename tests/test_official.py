@@ -7,6 +7,7 @@ GEOAE_OFFICIAL_WEIGHTS, else shared/reference/ searched upward) and skip cleanly
 import json
 import math
 import os
+import stat
 
 import pytest
 import torch
@@ -93,7 +94,7 @@ def test_report_says_when_and_how_the_comparison_was_skipped():
 
 def test_convert_keras_gives_a_run_with_the_authors_codes(tmp_path, capsys):
     from geoae.official import keras63_config
-    from geoae.train import TrainConfig, load_run, train
+    from geoae.training import TrainConfig, load_run, train
 
     weights = _weights()
     out = tmp_path / "authors"
@@ -109,6 +110,10 @@ def test_convert_keras_gives_a_run_with_the_authors_codes(tmp_path, capsys):
     assert TrainConfig.from_dict(saved["config"]) == keras63_config() == run.config
     assert saved["converted_from"]["file"] == weights.name and len(saved["converted_from"]["sha256"]) == 64
     assert run.history == [] and run.metrics["converted_from_keras"] is True
+    assert saved["geoae_version"] and saved["digest"] == keras63_config().digest()  # the trainer's provenance keys
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {stat.S_IMODE(f.stat().st_mode) for f in out.iterdir()} == {0o666 & ~umask}  # written as `train` writes
     # the README's measurement: per-pixel MSE ~1e-3 to 3e-3 for r <= 30, ~1e-2 at r = 31.5
     assert math.isfinite(run.metrics["train_mse"]) and 5e-4 < run.metrics["train_mse"] < 5e-3
     # the trainer takes it as a finished run of the same config: nothing retrained, nothing rewritten

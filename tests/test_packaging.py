@@ -27,7 +27,6 @@ import pytest
 import geoae
 
 ROOT = Path(__file__).resolve().parents[1]
-PROVENANCE = "issue 12 item 1 (provenance) belongs to the trainer rewrite; remove this marker when it lands"
 
 
 def _run(cmd, **kw) -> subprocess.CompletedProcess:
@@ -94,19 +93,16 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(installed):
     assert json.loads((run / "config.json").read_text())["config"]["iterations"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason=PROVENANCE)
 def test_an_installed_run_records_geoaes_version(installed):
     record = json.loads((installed[1] / "config.json").read_text())
     assert record.get("geoae_version") == geoae.__version__
 
 
-@pytest.mark.xfail(strict=True, reason=PROVENANCE)
 def test_an_installed_run_records_no_commit_of_another_repository(installed):
     record = json.loads((installed[1] / "config.json").read_text())
     assert "git_commit" in record and record["git_commit"] is None
 
 
-@pytest.mark.xfail(strict=True, reason=PROVENANCE)
 def test_every_file_of_an_installed_run_has_the_umask_mode(installed):
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in installed[1].rglob("*") if p.is_file()}
     assert modes and set(modes.values()) == {"0o644"}, modes

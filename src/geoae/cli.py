@@ -63,7 +63,7 @@ PROFILE_HELP = ("scale of the experiments: quick = minutes on 2 cores (the defau
 def _train_options(tr: argparse.ArgumentParser) -> None:
     """`geoae train`'s options: each overrides one field of --config (else of TrainConfig's defaults)."""
     from .models import ARCHS, OUTPUT_ACTIVATIONS, UPSAMPLES
-    from .train import REGULARISERS, TrainConfig
+    from .training import REGULARISERS, TrainConfig
 
     d = TrainConfig()
 
@@ -283,7 +283,7 @@ def cmd_theory(args) -> int:
 
     from . import theory
     from .plots import line_plot
-    from .train import write_json
+    from .training import write_json
 
     R = args.radius
     rho = np.linspace(0, 1.2 * R, 601) if R > 0 else None
@@ -306,7 +306,7 @@ def cmd_theory(args) -> int:
 def cmd_train(args) -> int:
     import dataclasses
 
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     base = TrainConfig()
     if args.config is not None:
@@ -423,7 +423,7 @@ def cmd_convert_keras(args) -> int:
     from .official import convert_keras
 
     out = convert_keras(args.h5, args.out)
-    print(f"wrote the run directory {out} (arch keras63); load it with geoae.train.load_run")
+    print(f"wrote the run directory {out} (arch keras63); load it with geoae.training.load_run")
     return 0
 
 
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"geoae {args.command}: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # TrainingDiverged and friends: a clear line, not a traceback
-        from .train import TrainingDiverged
+        from .training import TrainingDiverged
 
         if not isinstance(err, TrainingDiverged):
             raise

@@ -1,13 +1,14 @@
 """The authors' released Keras disk model as an ordinary geoae run directory (``geoae convert-keras``).
 
 ``convert_keras(h5, out_dir)`` reads the weights with ``models.load_official_model`` and writes the run
-directory that ``train`` writes, so ``load_run``, ``geoae train --out`` (a no-op: the run is finished) and
-every command that reads runs accept it:
+directory that ``train`` writes, with the same writers (``training.rundir``: atomic, the umask's
+permissions), so ``load_run``, ``geoae train --out`` (a no-op: the run is finished) and every command that
+reads runs accept it:
 
-    config.json        the TrainConfig below, the git commit, torch's version, and ``converted_from``
-                       (file name, sha256, what the training fields mean)
-    model.safetensors  the weights (metadata ``config_digest`` = TrainConfig.digest())
-    history.json       [] (the authors' training curve is not in the file)
+    config.json        the TrainConfig below, its digest, the provenance (geoae and torch versions, CPU, git
+                       commit), and ``converted_from`` (file name, sha256, what the training fields mean)
+    model.safetensors  the weights (metadata ``config_digest`` = TrainConfig.digest(), and their checksum)
+    history.jsonl      empty (the authors' training curve is not in the file)
     metrics.json       ``train_mse`` on this config's training set, ``converted_from_keras``: true
 
 The TrainConfig (``keras63_config``) is the released code's documented set-up (SPEC 2.2): ``keras63``,
@@ -20,23 +21,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from .data import DiskData
-from .models import load_official_model
-from .train import TrainConfig, git_commit, is_finished, mse_per_pixel, write_json
+from .models import ModelConfig, load_official_model
+from .training import TrainConfig, is_finished, mse_per_pixel, provenance, write_json
+from .training.rundir import save_tensors, write_bytes_atomic
 
 __all__ = ["keras63_config", "convert_keras"]
 
 
 def keras63_config() -> TrainConfig:
     """The authors' training set-up for their disk model (SPEC 2.2; module docstring)."""
-    from .models import ModelConfig
-
     return TrainConfig(
         model=ModelConfig(arch="keras63", size=63, latent_dim=1, bias=True, alpha=0.05),
         data=DiskData(n=1000, size=63, rendering="gaussian", sigma=0.5),
@@ -69,14 +67,10 @@ def convert_keras(h5: str | Path, out_dir: str | Path) -> Path:
         if same:
             return out_dir
         raise ValueError(f"--out {out_dir} is not empty; convert into a new directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "config.json", {"config": config.to_dict(), "git_commit": git_commit(),
-                                         "torch": torch.__version__, "converted_from": source})
-    tmp = out_dir / "model.safetensors.tmp"
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"config_digest": config.digest()})
-    os.replace(tmp, out_dir / "model.safetensors")
-    write_json(out_dir / "history.json", [])
+    write_json(out_dir / "config.json", {"config": config.to_dict(), "digest": config.digest()} | provenance()
+               | {"converted_from": source})
+    save_tensors(out_dir / "model.safetensors", dict(model.state_dict()), {"config_digest": config.digest()})
+    write_bytes_atomic(out_dir / "history.jsonl", b"")
     write_json(out_dir / "metrics.json", {"train_mse": _train_mse(model, config), "iterations": config.iterations,
                                           "converted_from_keras": True})
     return out_dir
