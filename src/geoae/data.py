@@ -467,8 +467,11 @@ class DiskData:
             raise ValueError(f"fresh must be True or False, got {self.fresh!r}")
         return self
 
-    def make(self, n: int | None, seed: Seed) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images (N, 1, m, m), radii (N,)) with N = n, or self.n when n is None."""
+    def make(self, n: int | None = None, seed: Seed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images (N, 1, m, m), radii (N,)) with N = n, or self.n when n is None; ``seed`` is required.
+
+        The signature is that of :meth:`DiracData.make`: ``config.make(n, seed=s)`` for either kind.
+        """
         return make_disks(
             self.n if n is None else n,
             size=self.size,
@@ -507,10 +510,12 @@ class DiracData:
         )
         return self
 
-    def make(self, seed: Seed) -> tuple[torch.Tensor, torch.Tensor]:
-        """(signals, positions) as in :func:`make_diracs`."""
+    def make(self, n: int | None = None, seed: Seed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(signals, positions) as in :func:`make_diracs`, with n draws (n=None: ``self.n``; both None: each
+        position of the scheme once); ``seed`` is required. The signature is that of :meth:`DiskData.make`.
+        """
         return make_diracs(
-            self.n,
+            self.n if n is None else n,
             size=self.size,
             ndim=self.ndim,
             scheme=self.scheme,

@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -90,6 +91,7 @@ PAPER_CHANNELS = (8, 4, 4, 3, 2)  # paper64, m = 64: 1 → 8 → 4 → 4 → 3 �
 KERAS_CHANNELS = (8, 4, 3, 2)  # keras63: 1 → 8 → 4 → 3 → 2 → d
 DEFAULT_ALPHA = {"paper64": 0.2, "paper1d": 0.2, "keras63": 0.05}
 OFFICIAL_WEIGHTS = Path("shared/reference/official_disk_model/disk_example_model_weights.h5")
+OFFICIAL_WEIGHTS_ENV = "GEOAE_OFFICIAL_WEIGHTS"  # a path to the authors' weights, wherever they are
 
 
 def default_channels(n_layers: int) -> tuple[int, ...]:
@@ -482,8 +484,16 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def official_model_path() -> Path | None:
-    """The authors' disk weights ``shared/reference/official_disk_model/…h5``, searched upward from the
-    working directory and from this package's directory; None if absent."""
+    """The authors' disk weights: the file named by ``GEOAE_OFFICIAL_WEIGHTS`` when set (FileNotFoundError if
+    it is not a file), else ``shared/reference/official_disk_model/…h5`` searched upward from the working
+    directory and from this package's directory; None if absent."""
+    env = os.environ.get(OFFICIAL_WEIGHTS_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{OFFICIAL_WEIGHTS_ENV}={env!r} is not a file; it must name the authors' "
+                                    "disk_example_model_weights.h5")
+        return path
     for start in (Path.cwd(), Path(__file__).resolve().parent):
         for folder in (start, *start.parents):
             candidate = folder / OFFICIAL_WEIGHTS
@@ -506,7 +516,7 @@ def load_official_model(path: str | Path | None = None) -> Autoencoder:
     if path is None or not path.is_file():
         raise FileNotFoundError(
             f"official model weights not found ({path or OFFICIAL_WEIGHTS}); pass the path "
-            "to disk_example_model_weights.h5 from the paper's released code"
+            f"to disk_example_model_weights.h5 from the paper's released code (or set {OFFICIAL_WEIGHTS_ENV})"
         )
     model = build_model(ModelConfig(arch="keras63", size=63, latent_dim=1, bias=True, alpha=0.05))
     names = [f"conv2d_{i}" for i in range(1, 6)] + [f"conv2d_transpose_{i}" for i in range(1, 6)]

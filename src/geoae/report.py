@@ -21,6 +21,17 @@ PAPER_REF = ("Newson, Almansa, Gousseau, Ladjal, *Processing Simple Geometric At
              "JMIV 62, 293-312 (2020)")
 
 
+OFFICIAL_HINT = ("The comparison with the authors' released model was skipped. To include it, install h5py "
+                 "(`pip install geoae[keras]`) and run `geoae reproduce --only D1,D2 --official-weights "
+                 "PATH/disk_example_model_weights.h5` (or set GEOAE_OFFICIAL_WEIGHTS).")
+
+
+def lacks_official_comparison(rec: dict) -> bool:
+    """True for a finished D1 / D2 record without the numbers of the authors' model (``official_*``)."""
+    return rec.get("id") in ("D1", "D2") and rec.get("status") == "ok" and \
+        not any(k.startswith("official_") for k in rec.get("numbers", {}))
+
+
 def load_results(out: Path) -> list[dict]:
     """All results files under ``out``, in the order of the paper's claims."""
     records = []
@@ -103,6 +114,8 @@ def _md_section(rec: dict) -> list[str]:
         lines += _md_table(table)
     if rec.get("notes"):
         lines += [f"*Notes.* {rec['notes']}", ""]
+    if lacks_official_comparison(rec):
+        lines += [f"**Authors' model: not compared.** {OFFICIAL_HINT}", ""]
     lines += [f"![{f}]({rec['id']}/{f})" for f in rec.get("figures", [])]
     lines += ["", f"Profile `{rec['profile']}`, seeds {rec['seeds']}, runtime: {runtime_of(rec)}, "
               f"commit `{rec.get('git_commit', 'unknown')}`.", ""]
@@ -181,6 +194,8 @@ def _html_section(rec: dict, out: Path) -> str:
         parts.append(f"<p><em>{e(t.get('title', ''))}</em></p><table><tr>{head}</tr>{body}</table>")
     if rec.get("notes"):
         parts.append(f"<p><em>Notes.</em> {e(rec['notes'])}</p>")
+    if lacks_official_comparison(rec):
+        parts.append(f"<p><strong>Authors' model: not compared.</strong> {e(OFFICIAL_HINT)}</p>")
     parts += [_img_tag(out / rec["id"] / f) for f in rec.get("figures", [])]
     parts.append(f"<p class='meta'>Profile {e(rec['profile'])}, seeds {e(str(rec['seeds']))}, runtime: "
                  f"{e(runtime_of(rec))}, commit {e(rec.get('git_commit', 'unknown'))}.</p></section>")

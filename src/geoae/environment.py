@@ -1,0 +1,149 @@
+"""What geoae runs on and with: versions, the CPU, the fused kernels and the ``GEOAE_*`` settings.
+
+``SETTINGS`` lists the environment variables geoae reads, with their meaning and default, for the command
+line's help epilogs and ``geoae info`` (a test checks that every ``GEOAE_*`` name in the source is listed);
+``geoae.settings`` reads and validates their values. ``describe()`` gathers what ``geoae info`` prints.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import textwrap
+from pathlib import Path
+
+__all__ = ["SETTINGS", "settings_in_force", "settings_epilog", "isa_flags", "describe", "format_description"]
+
+# name -> (meaning, default as the user sees it)
+SETTINGS: dict[str, tuple[str, str]] = {
+    "GEOAE_BACKEND": ("training backend: auto (fused kernels where they apply), fused (refuse runs they "
+                      "cannot train) or torch", "auto"),
+    "GEOAE_THREADS": ("threads of the fused training kernels (results do not depend on it)", "all cores"),
+    "GEOAE_TORCH_THREADS": ("torch intra-op threads while training (0: leave torch's setting)", "1"),
+    "GEOAE_WORKERS": ("parallel runs in train_many / reproduce", "one per core"),
+    "GEOAE_CACHE": ("where the fused kernels are compiled, tuned and cached", "~/.cache/geoae"),
+    "GEOAE_FUSED": ("0 disables the fused kernels (training uses torch)", "1"),
+    "GEOAE_MARCH": ("the compiler's -march for the fused kernels, e.g. x86-64-v3", "native"),
+    "GEOAE_KERNEL": ("fused kernel configuration: auto (measured choice, cached) or lanes=L,wg=W", "auto"),
+    "GEOAE_OFFICIAL_WEIGHTS": ("path to the authors' disk_example_model_weights.h5 (D1/D2 compare with it; "
+                               "reproduce --official-weights sets it)", "searched in shared/reference/"),
+}
+
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "neon", "asimd", "sve")
+
+
+def settings_in_force() -> list[dict]:
+    """Every ``GEOAE_*`` setting: its name, raw value (None when unset), value in force, meaning and default.
+
+    The value in force is ``geoae.settings.read_settings()``'s (defaults resolved), or the error that a bad
+    value raises; for GEOAE_OFFICIAL_WEIGHTS, the weights file found (``models.official_model_path``).
+    """
+    from .models import official_model_path
+    from .settings import SettingsError, read_settings
+
+    try:
+        in_force = read_settings().to_dict()
+    except SettingsError as err:
+        in_force = {"error": str(err)}
+    try:
+        weights = official_model_path()
+        in_force["official_weights"] = str(weights) if weights is not None else "not found"
+    except FileNotFoundError as err:
+        in_force["official_weights"] = f"error: {err}"
+    rows = []
+    for name, (meaning, default) in SETTINGS.items():
+        field = name.removeprefix("GEOAE_").lower()
+        value = in_force.get(field, f"error: {in_force['error']}" if "error" in in_force else None)
+        rows.append({"name": name, "value": os.environ.get(name), "in_force": value, "meaning": meaning,
+                     "default": default})
+    return rows
+
+
+def settings_epilog() -> str:
+    """The settings as a help epilog."""
+    lines = ["environment settings (`geoae info` shows those in force):"]
+    for name, (meaning, default) in SETTINGS.items():
+        lines.append(f"  {name}")
+        lines += textwrap.wrap(f"{meaning} (default: {default})", width=96, initial_indent=" " * 6,
+                               subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def isa_flags() -> list[str]:
+    """The vector instruction sets of ``ISA_FLAGS`` the CPU reports (x86 ``flags``, Arm ``Features``)."""
+    info = _cpuinfo()
+    present = set((info.get("flags", "") + " " + info.get("Features", "")).split())
+    if platform.machine() in ("arm64", "aarch64") and sys.platform == "darwin":
+        present.add("neon")  # Apple silicon: always there, and no /proc/cpuinfo
+    return [f for f in ISA_FLAGS if f in present]
+
+
+def describe() -> dict:
+    """Everything ``geoae info`` prints, as a JSON-friendly dict (compiles the fused kernels if needed)."""
+    import numpy as np
+    import torch
+
+    from . import __version__, fused
+    from .settings import SettingsError, cores
+    from .training.rundir import cpu_description, git_commit
+
+    try:
+        kernel = {"fused_available": fused.available(), "fused_unavailable_reason": fused.unavailable_reason(),
+                  "fused_kernel": fused.kernel_info()}
+    except SettingsError as err:  # a bad GEOAE_* value: shown, not raised (settings_in_force names it too)
+        kernel = {"fused_available": False, "fused_unavailable_reason": str(err), "fused_kernel": {}}
+    return {
+        "geoae": __version__,
+        "geoae_path": str(Path(__file__).resolve().parent),
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu_description(),
+        "cores_available": cores(),
+        "isa": isa_flags(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **kernel,
+        "settings": settings_in_force(),
+    }
+
+
+def format_description(info: dict) -> str:
+    """``describe()`` as the text ``geoae info`` prints."""
+    if info["fused_available"]:
+        shown = ("lanes", "wg_accumulators", "choice", "library")  # --json has the compiler flags and timings
+        fused_line = "available (" + ", ".join(f"{k}={v}" for k, v in info["fused_kernel"].items() if k in shown) + ")"
+    else:
+        fused_line = f"unavailable ({info['fused_unavailable_reason']})"
+    cpu = info["cpu"]
+    lines = [
+        f"geoae    {info['geoae']} ({info['geoae_path']}; commit {info['git_commit'] or 'none: not a geoae checkout'})",
+        f"python   {info['python']}, torch {info['torch']}, numpy {info['numpy']}",
+        f"platform {info['platform']}",
+        f"cpu      {cpu['model']}, {cpu['isa']}, {info['cores_available']} cores available",
+        f"isa      {' '.join(info['isa']) or 'none of ' + ', '.join(ISA_FLAGS)} "
+        f"(torch's CPU capability: {info['torch_cpu_capability']})",
+        f"fused    {fused_line}",
+        "settings (environment variables; unset ones take their default)",
+    ]
+    for s in info["settings"]:
+        raw = f"={s['value']}" if s["value"] is not None else " (unset)"
+        lines.append(f"  {s['name']}{raw}  in force: {s['in_force']}")
+        lines.append(f"      {s['meaning']} (default: {s['default']})")
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""The authors' released Keras disk model as an ordinary geoae run directory (``geoae convert-keras``).
+
+``convert_keras(h5, out_dir)`` reads the weights with ``models.load_official_model`` and writes the run
+directory that ``train`` writes, with the same writers (``training.rundir``: atomic, the umask's
+permissions), so ``load_run``, ``geoae train --out`` (a no-op: the run is finished) and every command that
+reads runs accept it:
+
+    config.json        the TrainConfig below, its digest, the provenance (geoae and torch versions, CPU, git
+                       commit), and ``converted_from`` (file name, sha256, what the training fields mean)
+    model.safetensors  the weights (metadata ``config_digest`` = TrainConfig.digest(), and their checksum)
+    history.jsonl      empty (the authors' training curve is not in the file)
+    metrics.json       ``train_mse`` on this config's training set, ``converted_from_keras``: true
+
+The TrainConfig (``keras63_config``) is the released code's documented set-up (SPEC 2.2): ``keras63``,
+d = 1, α = 0.05, 1,000 fixed 63 × 63 disks with Gaussian-blurred edges (σ = 0.5 px), Adam lr 0.01, batch
+64, 10,000 iterations. Only the weights come from the file; the training fields describe the authors'
+recipe (their regulariser setting is not stored in the weights file, so ``regulariser`` is ``none``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from .data import DiskData
+from .models import ModelConfig, load_official_model
+from .training import TrainConfig, is_finished, mse_per_pixel, provenance, write_json
+from .training.rundir import save_tensors, write_bytes_atomic
+
+__all__ = ["keras63_config", "convert_keras"]
+
+
+def keras63_config() -> TrainConfig:
+    """The authors' training set-up for their disk model (SPEC 2.2; module docstring)."""
+    return TrainConfig(
+        model=ModelConfig(arch="keras63", size=63, latent_dim=1, bias=True, alpha=0.05),
+        data=DiskData(n=1000, size=63, rendering="gaussian", sigma=0.5),
+        iterations=10_000, batch_size=64, lr=0.01,
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def convert_keras(h5: str | Path, out_dir: str | Path) -> Path:
+    """Write the run directory of the Keras weights ``h5`` into ``out_dir``; returns ``out_dir``.
+
+    Converting the same file again into the same directory is a no-op; a directory holding anything else
+    is refused (ValueError), so no run is ever overwritten.
+    """
+    h5, out_dir = Path(h5), Path(out_dir)
+    model = load_official_model(h5)  # FileNotFoundError / ValueError / ImportError (h5py) come first
+    config = keras63_config()
+    if model.config != config.model:
+        raise ValueError(f"{h5}: the weights load as {model.config}, not the keras63 disk model")
+    source = {"file": h5.name, "sha256": _sha256(h5), "format": "keras-h5",
+              "note": "weights from the file; the training fields are the authors' documented set-up, "
+                      "not read from it"}
+    if out_dir.exists() and any(out_dir.iterdir()):
+        done = out_dir / "config.json"
+        same = is_finished(out_dir) and done.is_file() and \
+            json.loads(done.read_text()).get("converted_from", {}).get("sha256") == source["sha256"]
+        if same:
+            return out_dir
+        raise ValueError(f"--out {out_dir} is not empty; convert into a new directory")
+    write_json(out_dir / "config.json", {"config": config.to_dict(), "digest": config.digest()} | provenance()
+               | {"converted_from": source})
+    save_tensors(out_dir / "model.safetensors", dict(model.state_dict()), {"config_digest": config.digest()})
+    write_bytes_atomic(out_dir / "history.jsonl", b"")
+    write_json(out_dir / "metrics.json", {"train_mse": _train_mse(model, config), "iterations": config.iterations,
+                                          "converted_from_keras": True})
+    return out_dir
+
+
+@torch.no_grad()
+def _train_mse(model, config: TrainConfig) -> float:
+    """Per-pixel MSE on the config's fixed training set (the set ``train`` would draw for this seed)."""
+    images, _ = config.data.make(seed=config.seed if config.data_seed is None else config.data_seed)
+    model.eval()
+    total = sum(mse_per_pixel(model(chunk).x_hat, chunk).item() * len(chunk) for chunk in images.split(250))
+    return total / len(images)
