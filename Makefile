@@ -19,8 +19,9 @@ $(VENV)/.stamp-base: pyproject.toml
 	$(PIP) install -q -e . $(TORCH)
 	touch $@
 
+# the dev extras and the optional integrations that the tests exercise (TensorBoard, MLflow)
 $(VENV)/.stamp-dev: $(VENV)/.stamp-base
-	$(PIP) install -q -e '.[dev]' $(TORCH)
+	$(PIP) install -q -e '.[dev,tensorboard,mlflow]' $(TORCH)
 	touch $@
 
 reproduce: $(VENV)/.stamp-base
