@@ -88,3 +88,20 @@ def test_a_killed_run_keeps_its_history_up_to_the_last_logging_step(tmp_path):
     iterations = [r["iteration"] for r in history]
     assert iterations[:3] == logged and iterations == list(range(20, 20 * len(iterations) + 1, 20))
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_cli_train_with_tensorboard_and_export(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from geoae.cli import main
+
+    run = tmp_path / "run"
+    assert main(["--quiet", "train", "--size", "16", "--n-train", "32", "--iterations", "10", "--batch-size", "8",
+                 "--out", str(run), "--tensorboard", str(tmp_path / "live")]) == 0
+    assert main(["--quiet", "export", str(run), "--to", "tensorboard", "--out", str(tmp_path / "tb")]) == 0
+    for folder in (tmp_path / "live", tmp_path / "tb" / "run"):
+        acc = EventAccumulator(str(folder))
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("train/mse")] == [r["iteration"] for r in T.read_history(run)]
+    assert main(["--quiet", "export", str(tmp_path), "--out", str(tmp_path / "x")]) == 2

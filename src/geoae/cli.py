@@ -101,6 +101,12 @@ def _train_options(tr: argparse.ArgumentParser) -> None:
     tr.add_argument("--reg-weight", type=float, help=f"λ, the weight of the regulariser {dflt(d.reg_weight)}")
     tr.add_argument("--seed", type=int, help=f"seed of the weights and the data {dflt(d.seed)}")
     tr.add_argument("--out", type=Path, required=True, help="run directory (re-running resumes it)")
+    tr.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                    help="also write live TensorBoard event files here (needs geoae[tensorboard]) (default: none; "
+                    "the run's history.jsonl is always written as it grows)")
+    tr.add_argument("--mlflow", default=None, metavar="URI",
+                    help="also log the curves to this MLflow tracking store, e.g. file:./mlruns (needs "
+                    "geoae[mlflow]) (default: none)")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -177,6 +183,11 @@ def get_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=Path("results"), help="results directory")
     rep.add_argument("--reproduce-md", type=Path, default=None,
                      help="also write REPRODUCE.md here, e.g. the repository's REPRODUCE.md (default: not written)")
+
+    exp = sub.add_parser("export", help="export finished or interrupted runs' training curves to another tool")
+    exp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories")
+    exp.add_argument("--to", choices=("tensorboard",), default="tensorboard", help="the format")
+    exp.add_argument("--out", type=Path, default=Path("tensorboard"), help="output directory (one folder per run)")
 
     ex = sub.add_parser("explore", help="write an interactive latent-space explorer (one self-contained HTML "
                         "file) for finished runs")
@@ -354,7 +365,18 @@ def cmd_train(args) -> int:
     config = dataclasses.replace(base, model=model, data=data, **tchanges)
     config.validate()
     print(json.dumps(config.to_dict(), indent=None))
-    result = train(config, args.out, progress=not args.quiet)
+    callbacks = []
+    with contextlib.ExitStack() as stack:
+        if args.tensorboard is not None:
+            from .tracking import TensorBoardLogger
+
+            callbacks.append(stack.enter_context(TensorBoardLogger(args.tensorboard)))
+        if args.mlflow is not None:
+            from .tracking import MLflowLogger
+
+            callbacks.append(stack.enter_context(MLflowLogger(args.out.name, tracking_uri=args.mlflow,
+                                                              params={"digest": config.digest()})))
+        result = train(config, args.out, progress=not args.quiet, callbacks=callbacks)
     print(f"finished: train MSE {result.metrics['train_mse']:.4g}, run in {args.out}")
     return 0
 
@@ -414,6 +436,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .tracking import export_tensorboard
+
+    try:
+        written = export_tensorboard(args.run_dirs, args.out)
+    except ImportError as err:
+        raise UsageError(str(err)) from None
+    except ValueError as err:
+        raise UsageError(f"RUN_DIR: {err}") from None
+    print(f"wrote TensorBoard event files for {len(written)} runs under {args.out}/ (tensorboard --logdir {args.out})")
+    return 0
+
+
 def cmd_explore(args) -> int:
     from .explorer import write_explorer
 
@@ -448,7 +483,7 @@ def cmd_convert_keras(args) -> int:
 
 COMMANDS = {"data": cmd_data, "theory": cmd_theory, "train": cmd_train, "reproduce": cmd_reproduce,
             "report": cmd_report, "bench": cmd_bench, "info": cmd_info, "convert-keras": cmd_convert_keras,
-            "explore": cmd_explore}
+            "explore": cmd_explore, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
