@@ -18,8 +18,19 @@ import torch
 
 from ..data import render_disks
 from ..plots import image_rows, line_plot
-from .common import (Context, Number, Result, codes, disk_config, disk_test_set, mean_std, mse_per_image, per_seed,
-                     seed_runs, verdict_from)
+from .common import (
+    Context,
+    Number,
+    Result,
+    codes,
+    disk_config,
+    disk_test_set,
+    mean_std,
+    mse_per_image,
+    per_seed,
+    seed_runs,
+    verdict_from,
+)
 
 ID = "D1"
 TITLE = "A d = 1 autoencoder encodes and decodes centred disks"

@@ -26,8 +26,7 @@ import torch
 
 from ..models import IntegratingEncoder
 from ..plots import image_row, new_figure, save_figure
-from .common import (Context, Number, Result, codes, disk_test_set, r_squared, seed_runs, spearman,
-                     verdict_from)
+from .common import Context, Number, Result, codes, disk_test_set, r_squared, seed_runs, spearman, verdict_from
 from .d1 import official_inputs, official_model
 from .d1 import runs as d1_runs
 
@@ -106,8 +105,8 @@ def integration_measures(model, images, radii) -> dict:
     sign = 1.0 if z[-1] >= z[0] else -1.0
     idx = [int(torch.argmin((radii - w).abs())) for w in UNIFORM_RADII]
     grads = gradient_maps(model, images[idx]) * sign
-    return {"exponent": growth_exponent(z, r),
-            "uniformity": float(np.mean([disk_uniformity(g, float(radii[i])) for g, i in zip(grads, idx, strict=True)]))}
+    uniformity = [disk_uniformity(g, float(radii[i])) for g, i in zip(grads, idx, strict=True)]
+    return {"exponent": growth_exponent(z, r), "uniformity": float(np.mean(uniformity))}
 
 
 class _RadiusCode(torch.nn.Module):

@@ -21,8 +21,19 @@ import numpy as np
 import torch
 
 from ..plots import contact_sheet, new_figure, save_figure
-from .common import (Context, Number, Result, area_radius, disk_config, disk_test_set, mse_per_image, per_seed,
-                     reconstructions, seed_runs, verdict_from)
+from .common import (
+    Context,
+    Number,
+    Result,
+    area_radius,
+    disk_config,
+    disk_test_set,
+    mse_per_image,
+    per_seed,
+    reconstructions,
+    seed_runs,
+    verdict_from,
+)
 
 ID = "D6"
 TITLE = "Generalisation fails: unseen radii (a hole, or beyond the largest) are not reconstructed"

@@ -32,8 +32,22 @@ import numpy as np
 import torch
 
 from ..plots import new_figure, save_figure
-from .common import (Context, Number, Result, codes, disk_config, disk_iterations, disk_test_set, mean_std,
-                     mse_per_image, per_seed, reconstructions, seed_runs, spearman, verdict_from)
+from .common import (
+    Context,
+    Number,
+    Result,
+    codes,
+    disk_config,
+    disk_iterations,
+    disk_test_set,
+    mean_std,
+    mse_per_image,
+    per_seed,
+    reconstructions,
+    seed_runs,
+    spearman,
+    verdict_from,
+)
 from .d6 import HOLE, in_hole
 
 ID = "D7"
@@ -232,9 +246,9 @@ def analyse(ctx: Context, done: dict) -> Result:
     numbers = {"subclaims_holding": Number(int(sum(held)), "how many of the three sub-claims hold (locality fails; "
                                            "l2_all lets z grow and hurts; l2_encoder generalises best)")}
     for reg in regs[1:]:
-        numbers[f"{reg}_gap_closed"] = Number(closed[reg], f"{reg} (λ = {chosen[reg]:g}): fraction of the hole's excess "
-                                              "MSE over the all-radii control that it removes (1: as if the hole had "
-                                              "been seen; 0: no better than no regulariser)")
+        numbers[f"{reg}_gap_closed"] = Number(closed[reg], f"{reg} (λ = {chosen[reg]:g}): fraction of the hole's "
+                                              "excess MSE over the all-radii control that it removes (1: as if the "
+                                              "hole had been seen; 0: no better than no regulariser)")
     for reg in regs:
         numbers[f"{reg}_hole_mse"] = Number(mean(reg, "hole_mse"), f"{reg} (λ = {chosen[reg]:g}): test MSE inside the "
                                             f"hole {HOLE[0]:g} < r < {HOLE[1]:g}, mean over seeds")
@@ -254,9 +268,9 @@ def analyse(ctx: Context, done: dict) -> Result:
                                           f"rescaling (s² = {RESCALE ** 2:g}): the penalty can be made as small as "
                                           "wanted at the same outputs"),
     }
-    rule = (f"three sub-claims, on the means over seeds, each regulariser at its chosen λ; gap closed = (H_none − H_reg)"
-            f" / (H_none − H_control), H the test MSE on the hole radii: (1) locality fails if it closes < "
-            f"{LOCALITY_FAILS:g} of the gap; (2) l2_all lets z grow and hurts if its max |z| is > {Z_GROWTH:g}× that "
+    rule = ("three sub-claims, on the means over seeds, each regulariser at its chosen λ; gap closed = "
+            "(H_none − H_reg) / (H_none − H_control), H the test MSE on the hole radii: (1) locality fails if it "
+            f"closes < {LOCALITY_FAILS:g} of the gap; (2) l2_all lets z grow and hurts if its max |z| is > {Z_GROWTH:g}× that "
             f"of no regulariser and either its hole MSE exceeds no regulariser's or its training MSE is > "
             f"{TRAIN_HURT:g}× it; (3) l2_encoder generalises best if it closes the largest fraction of the gap among "
             f"locality, l2_all and l2_encoder, and at least {ENCODER_CLOSES:g}. Confirmed if all three hold, partly "

@@ -35,7 +35,19 @@ from ..data import DiracData, all_dirac_positions, render_diracs
 from ..models import ModelConfig, PositionEncoder
 from ..plots import image_row, line_plot
 from ..train import TrainConfig
-from .common import Context, Initialised, Number, Result, codes, mean_std, per_seed, reconstructions, spearman, verdict_from
+from .common import (
+    Context,
+    Initialised,
+    Number,
+    Result,
+    codes,
+    mean_std,
+    pearson,
+    per_seed,
+    reconstructions,
+    spearman,
+    verdict_from,
+)
 
 ID = "P2"
 TITLE = "A trained encoder finds the position filter"
@@ -195,20 +207,19 @@ def position_accuracy(model, x: torch.Tensor) -> np.ndarray:
 
 
 def gradient_ramp_cosine(model, x: torch.Tensor, pos: np.ndarray) -> float:
-    """Cosine between the mean encoder gradient ∂z_k/∂x over the inputs ``x`` and the centred ramp of each
-    axis, best code entry k, worst axis (1 for the hand-crafted encoder's q channels)."""
+    """|Pearson correlation| (the cosine of the centred maps) between the encoder's gradient ∂z_k/∂x at the
+    mean input x̄ (its linear filter around the data; a Dirac itself sits on the leaky ReLUs' kinks) and the ramp
+    p_a, best code entry k, worst axis a (1 for the hand-crafted encoder's q channels: an affine filter)."""
     model.eval()
-    xg = x.detach().clone().requires_grad_(True)
+    xg = x.detach().mean(0, keepdim=True).requires_grad_(True)
     z = model.encode(xg)
     best = np.zeros(pos.shape[1])
     grid = all_dirac_positions(x.shape[-1], pos.shape[1]).reshape(-1, pos.shape[1]).double().numpy()
     for k in range(z.shape[1]):
         (g,) = torch.autograd.grad(z[:, k].sum(), xg, retain_graph=k + 1 < z.shape[1])
-        g = g.mean(0).double().flatten().numpy()
+        g = g[0].double().flatten().numpy()
         for a in range(pos.shape[1]):
-            ramp = grid[:, a] - grid[:, a].mean()
-            den = float(np.linalg.norm(g) * np.linalg.norm(ramp))
-            best[a] = max(best[a], abs(float(g @ ramp)) / den if den > 0 else 0.0)
+            best[a] = max(best[a], abs(float(np.nan_to_num(pearson(g, grid[:, a])))))
     return float(best.min())
 
 
@@ -248,7 +259,7 @@ def _figures(ctx: Context, scores: dict) -> list[str]:
     size = dirac_size(ctx, 2)
     hand = PositionEncoder(size, ndim=2).effective_filter().numpy()
     panels = {"hand-crafted q_row": hand[..., 1], "hand-crafted q_col": hand[..., 2]}
-    for coord, kind in KINDS:
+    for _, kind in KINDS:
         z = scores[f"2d/{kind}"][0]["z"].reshape(size, size, 2)
         panels |= {f"{kind} seed {ctx.seeds[0]}: z_1(p)": z[..., 0], f"{kind} seed {ctx.seeds[0]}: z_2(p)": z[..., 1]}
     image_row(ctx.figure("p2_filters_2d.png"), panels, cmap="viridis")
@@ -276,8 +287,9 @@ def analyse(ctx: Context, done: dict) -> Result:
                 f"r2_{base}": Number(mean_std([x["r2"] for x in sc])[0], f"R² of the affine fit z ≈ W p + c; {what}"),
                 f"monotonicity_{base}": Number(mean_std([x["rho"] for x in sc])[0], "|Spearman ρ| of position vs "
                                                f"code (2-D: worst axis of the affine read-out); {what}"),
-                f"gradient_ramp_cosine_{base}": Number(mean_std([x["grad_cos"] for x in sc])[0], "cosine of the mean "
-                                                       f"gradient ∂z/∂x with the centred ramp (best entry); {what}"),
+                f"gradient_ramp_cosine_{base}": Number(mean_std([x["grad_cos"] for x in sc])[0], "cosine of the "
+                                                       "gradient ∂z/∂x at the mean input with the centred ramp (best "
+                                                       f"entry); {what}"),
                 f"accuracy_{base}": Number(float(np.mean([x["acc"] for x in sc])), "position accuracy of the "
                                            f"reconstruction (argmax D(E(δ_p)) = p); {what}"),
             }

@@ -126,8 +126,9 @@ def analyse(ctx: Context, done: dict) -> Result:
         seen_count = f"{int(sc[0]['seen'].sum())}/{len(sc[0]['seen'])}"
         acc_unseen = _nanmean([x["acc_unseen"] for x in sc])
         unseen[name] = acc_unseen
-        rows.append([f"{ndim}-D ({size_text(ctx, ndim)})", label, net, seen_count, _nanmean([x["acc_seen"] for x in sc]),
-                     acc_unseen, mean_std([x["acc_unseen"] for x in sc])[1] if label != "all" else float("nan"),
+        rows.append([f"{ndim}-D ({size_text(ctx, ndim)})", label, net, seen_count,
+                     _nanmean([x["acc_seen"] for x in sc]), acc_unseen,
+                     mean_std([x["acc_unseen"] for x in sc])[1] if label != "all" else float("nan"),
                      _nanmean([x["mse_seen"] for x in sc]), _nanmean([x["mse_unseen"] for x in sc])])
 
     def best(ndim, kind):
@@ -139,10 +140,10 @@ def analyse(ctx: Context, done: dict) -> Result:
     for nd in (1, 2):
         b, lab = best(nd, "autoencoder")
         c, clab = best(nd, "frozen")
-        seen_all = _nanmean([x["acc_seen"] for n, _, _, _, _, sc in groups if n == f"{nd}d/autoencoder/all" for x in sc])
+        seen_all = _nanmean([x["acc_seen"] for g in groups if g[0] == f"{nd}d/autoencoder/all" for x in g[5]])
         numbers |= {
-            f"best_heldout_acc_{nd}d_autoencoder": Number(b, f"best accuracy on held-out positions over the schemes, "
-                                                          f"{nd}-D ({size_text(ctx, nd)}), end-to-end autoencoder, mean "
+            f"best_heldout_acc_{nd}d_autoencoder": Number(b, "best accuracy on held-out positions over the "
+                                                          f"schemes, {nd}-D ({size_text(ctx, nd)}), end-to-end autoencoder, mean "
                                                           f"over {len(ctx.seeds)} seeds (scheme: {lab})"),
             f"best_heldout_acc_{nd}d_frozen": Number(c, f"control: the same for decoders behind the frozen position "
                                                      f"encoder (scheme: {clab})"),
@@ -182,7 +183,7 @@ def _figure(ctx: Context, groups) -> str:
     """1-D: fraction of seeds decoding each position correctly, per scheme (autoencoders)."""
     size = dirac_size(ctx, 1)
     curves, styles = {}, {}
-    for name, ndim, label, encoder, coord, sc in groups:
+    for _, ndim, label, encoder, coord, sc in groups:
         if ndim != 1 or coord:
             continue
         tag = f"{label} ({'autoencoder' if encoder == 'learned' else 'frozen encoder'})"
