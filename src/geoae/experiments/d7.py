@@ -270,7 +270,8 @@ def analyse(ctx: Context, done: dict) -> Result:
     }
     rule = ("three sub-claims, on the means over seeds, each regulariser at its chosen λ; gap closed = "
             "(H_none − H_reg) / (H_none − H_control), H the test MSE on the hole radii: (1) locality fails if it "
-            f"closes < {LOCALITY_FAILS:g} of the gap; (2) l2_all lets z grow and hurts if its max |z| is > {Z_GROWTH:g}× that "
+            f"closes < {LOCALITY_FAILS:g} of the gap; (2) l2_all lets z grow and hurts if its max |z| is > "
+            f"{Z_GROWTH:g}× that "
             f"of no regulariser and either its hole MSE exceeds no regulariser's or its training MSE is > "
             f"{TRAIN_HURT:g}× it; (3) l2_encoder generalises best if it closes the largest fraction of the gap among "
             f"locality, l2_all and l2_encoder, and at least {ENCODER_CLOSES:g}. Confirmed if all three hold, partly "

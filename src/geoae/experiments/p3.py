@@ -143,7 +143,8 @@ def analyse(ctx: Context, done: dict) -> Result:
         seen_all = _nanmean([x["acc_seen"] for g in groups if g[0] == f"{nd}d/autoencoder/all" for x in g[5]])
         numbers |= {
             f"best_heldout_acc_{nd}d_autoencoder": Number(b, "best accuracy on held-out positions over the "
-                                                          f"schemes, {nd}-D ({size_text(ctx, nd)}), end-to-end autoencoder, mean "
+                                                          f"schemes, {nd}-D ({size_text(ctx, nd)}), end-to-end "
+                                                          "autoencoder, mean "
                                                           f"over {len(ctx.seeds)} seeds (scheme: {lab})"),
             f"best_heldout_acc_{nd}d_frozen": Number(c, f"control: the same for decoders behind the frozen position "
                                                      f"encoder (scheme: {clab})"),
