@@ -87,7 +87,7 @@ def dirac_config(ctx: Context, ndim: int, seed: int, *, coord: bool = False, enc
     if iterations is not None:
         pass
     elif encoder == "learned":
-        iterations = ctx.pick(2000, 10000, 10) if ndim == 1 else ctx.pick(1500, 10000, 5)
+        iterations = ctx.pick(2000, 10000, 10) if ndim == 1 else ctx.pick(1500, 5000, 5)
     else:  # a decoder behind the exact code learns fast (> 0.9 accuracy in 1,000 iterations)
         iterations = ctx.pick(1000, 5000, 10 if ndim == 1 else 5)
     d = (ndim if encoder == "learned" else 1 + ndim) if latent_dim is None else latent_dim

@@ -56,6 +56,7 @@ SCHEMES_2D = (("random 50%", {"scheme": "random", "fraction": 0.5}), ("stride 2"
 QUICK_1D = ("random 50%", "hole", "stride 2", "stride 2, blur 2", "hole, blur 2")
 QUICK_2D = ("stride 2", "quadrant", "stride 2, blur 2")
 QUICK_CONTROL = ("stride 2", "stride 2, blur 2")  # frozen-encoder decoders in quick (1-D and 2-D)
+COORD_CONTROL = ("stride 2", "hole", "quadrant")  # coordinate-channel decoders (paper profile)
 TINY_1D, TINY_2D = ("stride 2, blur 2",), ("quadrant",)
 
 
@@ -74,7 +75,7 @@ def plan(ctx: Context) -> list[tuple[str, int, str, dict, str, bool]]:
         for label, args in schemes:
             if ctx.profile == "paper" or label in QUICK_CONTROL or ctx.profile == "tiny":
                 out.append((f"{ndim}d/frozen/{label}", ndim, label, args, "position", False))
-            if ctx.profile == "paper":
+            if ctx.profile == "paper" and label in COORD_CONTROL:
                 out.append((f"{ndim}d/frozen_coord/{label}", ndim, label, args, "position", True))
         out.append((f"{ndim}d/autoencoder/all", ndim, "all", {}, "learned", False))  # P2's runs: reference
     return out
