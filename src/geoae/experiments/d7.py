@@ -31,7 +31,7 @@ import copy
 import numpy as np
 import torch
 
-from ..plots import new_figure, save_figure
+from ..plots import line_plot, new_figure, save_figure
 from .common import (
     Context,
     Number,
@@ -355,13 +355,7 @@ def _plot_search(path, rows: list, h_control: float):
 
 
 def _plot_trajectory(path, traj: dict):
-    fig, axes = new_figure(width=4.4, height=3.2)
-    ax = axes[0, 0]
-    for reg, pts in traj.items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=reg)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("max |z| over the test disks")
-    ax.set_title("|z| over training (first seed)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
+    its = [p[0] for p in next(iter(traj.values()))]
+    line_plot(path, its, {reg: np.array([p[1] for p in pts]) for reg, pts in traj.items()}, xlabel="iteration",
+              ylabel="max |z| over the test disks", title="|z| over training (first seed)",
+              styles=dict.fromkeys(traj, "o-"))
