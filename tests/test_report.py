@@ -105,3 +105,15 @@ def test_mixed_commits_are_named(tmp_path):
     write_json(tmp_path / "D2" / "results.json", _ok("D2", 0.1) | {"git_commit": "def456"})
     rep = build_report(tmp_path)[2].read_text()
     assert "`abc123` (1 claims)" in rep and "`def456` (1 claims)" in rep
+
+
+def test_another_profile_is_compared(tmp_path):
+    quick, paper = tmp_path / "quick", tmp_path / "paper"
+    order = {"number_order": ["spearman_rho", "n_runs"]}
+    write_json(quick / "D1" / "results.json", _ok("D1", 0.1, verdict="partly") | order)
+    write_json(quick / "D2" / "results.json", _ok("D2", 0.2))
+    write_json(paper / "D1" / "results.json", _ok("D1", 0.05) | order | {"profile": "paper"})
+    md, _, rep = (p.read_text() for p in build_report(quick, compare=paper))
+    assert "| D1 | title D1 | partly | spearman_rho = 0.1 | confirmed (spearman_rho = 0.05) |" in md
+    assert "| paper profile |" in md and "not run" in md
+    assert rep.splitlines()[6].endswith("| paper profile |")

@@ -110,6 +110,9 @@ def get_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=Path("results"), help="results directory (default results/)")
     rep.add_argument("--reproduce-md", type=Path, default=None,
                      help="also write REPRODUCE.md here (e.g. the repository's REPRODUCE.md)")
+    rep.add_argument("--compare", type=Path, default=None,
+                     help="results directory of another profile (e.g. the paper profile's): its verdicts and "
+                     "headline numbers are shown next to these")
 
     be = sub.add_parser("bench", help="training throughput: geoae's trainer against plain PyTorch")
     be.add_argument("--batch-size", type=int, default=64)
@@ -251,7 +254,9 @@ def cmd_report(args) -> int:
 
     if not args.out.is_dir():
         raise UsageError(f"--out {args.out} is not a directory of results; run `geoae reproduce` first")
-    for path in build_report(args.out, reproduce_md=args.reproduce_md):
+    if args.compare is not None and not args.compare.is_dir():
+        raise UsageError(f"--compare {args.compare} is not a directory of results")
+    for path in build_report(args.out, reproduce_md=args.reproduce_md, compare=args.compare):
         print(f"wrote {path}")
     return 0
 

@@ -150,18 +150,36 @@ def summary_rows(records: list[dict]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def build_markdown(records: list[dict]) -> str:
+def compared(records: list[dict], others: list[dict] | None) -> dict[str, str]:
+    """{claim id: 'verdict (headline)'} of another profile's results, for the claims of ``records``."""
+    if not others:
+        return {}
+    by_id = {rec["id"]: rec for rec in others}
+    rows = {i: (s, h) for i, _, s, h in summary_rows(list(by_id.values()))}
+    return {rec["id"]: (f"{rows[rec['id']][0]} ({rows[rec['id']][1]})" if rec["id"] in rows else "not run")
+            for rec in records}
+
+
+def _profile_of(records: list[dict]) -> str:
+    return ", ".join(sorted({str(rec.get("profile", "?")) for rec in records})) or "?"
+
+
+def build_markdown(records: list[dict], others: list[dict] | None = None) -> str:
+    other = compared(records, others)
+    extra = f" {_profile_of(others)} profile |" if other else ""
     lines = ["# geoae report: the paper's claims, measured", "", f"Paper: {PAPER_REF}.", "",
              "Every number below is read from the experiment's `results.json`; every verdict follows the rule "
-             "written next to it.", "", "| claim | title | verdict | headline number |", "|---|---|---|---|"]
-    lines += [f"| {i} | {cell(t)} | {s} | {cell(h)} |" for i, t, s, h in summary_rows(records)]
+             "written next to it.", "", f"| claim | title | verdict | headline number |{extra}",
+             "|---|---|---|---|" + ("---|" if other else "")]
+    lines += [f"| {i} | {cell(t)} | {s} | {cell(h)} |" + (f" {cell(other[i])} |" if other else "")
+              for i, t, s, h in summary_rows(records)]
     lines.append("")
     for rec in records:
         lines += _md_section(rec)
     return "\n".join(lines) + "\n"
 
 
-def build_reproduce_md(records: list[dict]) -> str:
+def build_reproduce_md(records: list[dict], others: list[dict] | None = None) -> str:
     profiles = sorted({rec.get("profile", "?") for rec in records})
     seeds = sorted({str(rec.get("seeds")) for rec in records})
     total = sum(rec.get("train_core_s") or 0 for rec in records)
@@ -173,15 +191,18 @@ def build_reproduce_md(records: list[dict]) -> str:
              f"once and counted for each; {total:.0f} core-s summed over claims) plus the analysis time, measured "
              "on the machine that produced the results. *The paper* is what the paper states; *authors' model* "
              "is our measurement of the authors' released model.", "",
-             "| claim | command | runtime | our number | verdict | the paper | authors' model |",
-             "|---|---|---|---|---|---|---|"]
+             "| claim | command | runtime | our number | verdict | the paper | authors' model |"
+             + (f" {_profile_of(others)} profile |" if others else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if others else "")]
+    other = compared(records, others)
     for rec in records:
         ours = ""
         if rec.get("status") == "ok":
             ours = "; ".join(f"{k} = {fmt(v)}" for k, v in numbers_of(rec)[:3])
         paper = cell(rec.get("paper") or rec.get("claim") or "")
         lines.append(f"| {rec['id']} | `{command_for(rec)}` | {runtime_of(rec)} | {cell(ours)} | "
-                     f"{status_of(rec)} | {paper} | {cell(authors_of(rec))} |")
+                     f"{status_of(rec)} | {paper} | {cell(authors_of(rec))} |"
+                     + (f" {cell(other.get(rec['id'], ''))} |" if other else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -257,14 +278,18 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-def build_report(out: str | Path, *, reproduce_md: str | Path | None = None) -> list[Path]:
-    """Write report.md, report.html and REPRODUCE.md in ``out`` (and REPRODUCE.md at ``reproduce_md``)."""
+def build_report(out: str | Path, *, reproduce_md: str | Path | None = None,
+                 compare: str | Path | None = None) -> list[Path]:
+    """Write report.md, report.html and REPRODUCE.md in ``out`` (and REPRODUCE.md at ``reproduce_md``);
+    ``compare``: the results directory of another profile, whose verdicts are shown next to these."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = load_results(out)
-    paths = [_write_text(out / "report.md", build_markdown(records)),
+    others = load_results(Path(compare)) if compare is not None else None
+    reproduce = build_reproduce_md(records, others)
+    paths = [_write_text(out / "report.md", build_markdown(records, others)),
              _write_text(out / "report.html", build_html(records, out)),
-             _write_text(out / "REPRODUCE.md", build_reproduce_md(records))]
+             _write_text(out / "REPRODUCE.md", reproduce)]
     if reproduce_md is not None:
-        paths.append(_write_text(Path(reproduce_md), build_reproduce_md(records)))
+        paths.append(_write_text(Path(reproduce_md), reproduce))
     return paths
