@@ -76,8 +76,9 @@ def regularisers(ctx: Context) -> tuple[str, ...]:
 
 
 def lambda_grid(ctx: Context, reg: str) -> tuple[float, ...]:
-    """The λ tried for ``reg``: half-decades 1e-5 … 1 (1 and 3 × 10^k); ``locality`` extends down to 1e-8 (by
-    decades in quick), ``contractive`` up to 100. The tiny profile keeps three values."""
+    """The λ tried for ``reg``: in the paper profile half-decades 1e-5 … 1 (1 and 3 × 10^k: 11 values),
+    ``locality`` extended down to 1e-8 and ``contractive`` up to 100; the quick profile (a first look) keeps
+    the decades; the tiny profile three values."""
     def half_decades(lo: int, hi: int, step_half: bool = True):
         out = []
         for e in range(lo, hi + 1):
@@ -86,11 +87,12 @@ def lambda_grid(ctx: Context, reg: str) -> tuple[float, ...]:
                 out.append(float(f"3e{e}"))
         return out
 
-    base = half_decades(-5, 0)
+    dense = ctx.profile == "paper"
+    base = half_decades(-5, 0, dense)
     if reg == "locality":
-        base = half_decades(-8, -5, ctx.profile == "paper")[:-1] + base
+        base = half_decades(-8, -5, dense)[:-1] + base
     elif reg == "contractive":
-        base = base[:-1] + half_decades(0, 2)
+        base = base[:-1] + half_decades(0, 2, dense)
     grid = tuple(sorted(set(base)))
     return ctx.pick(grid, grid, tiny=(grid[0], 1e-2, 1.0))
 
