@@ -123,9 +123,14 @@ def ramp_init(model) -> None:
                 layer.bias.zero_()
 
 
+def kinds(ctx: Context) -> tuple:
+    """The networks of the primary runs: plain, and with coordinate channels (CoordConv) except in quick."""
+    return ctx.pick(KINDS[:1], KINDS, KINDS)
+
+
 def primary_runs(ctx: Context, done=None) -> dict:
-    """End-to-end autoencoders on every position, 1-D and 2-D, plain and with coordinate channels."""
-    return {name: cfg for ndim in (1, 2) for coord, kind in KINDS
+    """End-to-end autoencoders on every position, 1-D and 2-D (plain; coordinate channels beyond quick)."""
+    return {name: cfg for ndim in (1, 2) for coord, kind in kinds(ctx)
             for name, cfg in per_seed(ctx, lambda s, n=ndim, c=coord: dirac_config(ctx, n, s, coord=c),
                                       f"{ndim}d/{kind}").items()}
 
@@ -248,7 +253,7 @@ def _figures(ctx: Context, scores: dict) -> list[str]:
     p = np.arange(size, dtype=float)
     curves = {"hand-crafted q(p) (ramp)": p / (size - 1)}
     styles = {"hand-crafted q(p) (ramp)": "k:"}
-    for coord, kind in KINDS:
+    for coord, kind in kinds(ctx):
         for s, sc in zip(ctx.seeds, scores[f"1d/{kind}"], strict=True):
             label = f"{kind} seed {s} (R²={sc['r2']:.2f})"
             curves[label] = _normalised(sc["z"][:, 0], p)
@@ -258,7 +263,7 @@ def _figures(ctx: Context, scores: dict) -> list[str]:
     size = dirac_size(ctx, 2)
     hand = PositionEncoder(size, ndim=2).effective_filter().numpy()
     panels = {"hand-crafted q_row": hand[..., 1], "hand-crafted q_col": hand[..., 2]}
-    for _, kind in KINDS:
+    for _, kind in kinds(ctx):
         z = scores[f"2d/{kind}"][0]["z"].reshape(size, size, 2)
         panels |= {f"{kind} seed {ctx.seeds[0]}: z_1(p)": z[..., 0], f"{kind} seed {ctx.seeds[0]}: z_2(p)": z[..., 1]}
     image_row(ctx.figure("p2_filters_2d.png"), panels, cmap="viridis")
@@ -271,11 +276,11 @@ def _group(done: dict, prefix: str) -> list:
 
 def analyse(ctx: Context, done: dict) -> Result:
     scores = {f"{nd}d/{kind}": [ramp_scores(r) for r in _group(done, f"{nd}d/{kind}")] for nd in (1, 2)
-              for _, kind in KINDS}
+              for _, kind in kinds(ctx)}
     numbers, rows = {}, []
     per_key = len(ctx.seeds)
     for nd in (1, 2):
-        for _, kind in KINDS:
+        for _, kind in kinds(ctx):
             sc = scores[f"{nd}d/{kind}"]
             base = f"{nd}d_{kind}"
             net = "coordinate-channel" if kind == "coord" else "plain (paper family)"

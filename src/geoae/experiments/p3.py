@@ -53,9 +53,9 @@ SCHEMES_2D = (("random 50%", {"scheme": "random", "fraction": 0.5}), ("stride 2"
               ("stride 2, blur 1", {"scheme": "stride", "stride": 2, "blur": 1.0}),
               ("stride 2, blur 2", {"scheme": "stride", "stride": 2, "blur": 2.0}),
               ("quadrant, blur 2", {"scheme": "quadrant", "quadrant": 3, "blur": 2.0}))
-QUICK_1D = ("random 50%", "hole", "stride 2", "stride 2, blur 2", "hole, blur 2")
-QUICK_2D = ("stride 2", "quadrant", "stride 2, blur 2")
-QUICK_CONTROL = ("stride 2", "stride 2, blur 2")  # frozen-encoder decoders in quick (1-D and 2-D)
+QUICK_1D = ("hole", "stride 2", "stride 2, blur 2")
+QUICK_2D = ("stride 2", "quadrant")
+QUICK_CONTROL = ("stride 2, blur 2", "stride 2")  # frozen-encoder decoders in quick
 COORD_CONTROL = ("stride 2", "hole", "quadrant")  # coordinate-channel decoders (paper profile)
 TINY_1D, TINY_2D = ("stride 2, blur 2",), ("quadrant",)
 
@@ -73,7 +73,7 @@ def plan(ctx: Context) -> list[tuple[str, int, str, dict, str, bool]]:
         for label, args in schemes:
             out.append((f"{ndim}d/autoencoder/{label}", ndim, label, args, "learned", False))
         for label, args in schemes:
-            if ctx.profile == "paper" or label in QUICK_CONTROL or ctx.profile == "tiny":
+            if ctx.profile != "quick" or label == QUICK_CONTROL[ndim - 1]:
                 out.append((f"{ndim}d/frozen/{label}", ndim, label, args, "position", False))
             if ctx.profile == "paper" and label in COORD_CONTROL:
                 out.append((f"{ndim}d/frozen_coord/{label}", ndim, label, args, "position", True))
