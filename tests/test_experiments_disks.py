@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from geoae.data import render_disks, test_radii
-from geoae.experiments import d1, d2, d3, d5
+from geoae.experiments import d1, d2, d3, d5, registry
 from geoae.experiments.common import VERDICTS, Context
 from geoae.experiments.runner import reproduce, run_experiment
 from geoae.models import ModelConfig, build_model
+from geoae.theory import pixel_radii
 
 
 @pytest.fixture(scope="module")
@@ -20,19 +21,69 @@ def tiny_root(tmp_path_factory):
     return tmp_path_factory.mktemp("disks")
 
 
+@pytest.fixture(scope="module")
+def tiny_records(tiny_root):
+    """D1, D2, D3, D5 on the tiny profile (one seed; their runs are shared, trained once)."""
+    out = {}
+    for exp_id in ("D1", "D2", "D3", "D5"):
+        ctx = Context(profile="tiny", seeds=(0,), out=tiny_root / exp_id, runs=tiny_root / "runs")
+        out[exp_id] = run_experiment(exp_id, ctx, progress=False)
+    return out
+
+
 @pytest.mark.parametrize("exp_id", ["D1", "D2", "D3", "D5"])
-def test_experiment_runs_end_to_end_on_tiny_profile(tiny_root, exp_id):
-    ctx = Context(profile="tiny", seeds=(0,), out=tiny_root / exp_id, runs=tiny_root / "runs")
-    rec = run_experiment(exp_id, ctx, progress=False)
+def test_experiment_runs_end_to_end_on_tiny_profile(tiny_root, tiny_records, exp_id):
+    rec = tiny_records[exp_id]
     assert rec["status"] == "ok", rec.get("traceback")
-    assert rec["verdict"] in VERDICTS and rec["rule"]
-    assert json.loads((ctx.out / "results.json").read_text())["verdict"] == rec["verdict"]
+    assert rec["verdict"] in VERDICTS and rec["rule"] and rec["control"]
+    assert json.loads((tiny_root / exp_id / "results.json").read_text())["verdict"] == rec["verdict"]
     for name, value in rec["numbers"].items():
         assert name in rec["descriptions"]
         assert math.isfinite(value) or "NaN" in rec["notes"], (name, value)
     assert rec["figures"]
     for fig in rec["figures"]:
-        assert (ctx.out / fig).stat().st_size > 1000
+        assert (tiny_root / exp_id / fig).stat().st_size > 1000
+    assert rec["n_runs"] == {"D1": 1, "D2": 1, "D3": 2, "D5": 2}[exp_id]
+    assert set(rec["configs"]) == {"D1": {"biased/s0"}, "D2": {"biased/s0"}, "D3": {"biased/s0", "bias_free/s0"},
+                                   "D5": {"biased/s0", "bias_free/s0"}}[exp_id]
+
+
+def test_tiny_numbers_of_d1_d2(tiny_records):
+    """Numbers that do not depend on training, recomputed here, and ranges that any run must respect."""
+    d1n, d2n = tiny_records["D1"]["numbers"], tiny_records["D2"]["numbers"]
+    images = render_disks(test_radii(17, size=64), size=64)
+    assert d1n["trivial_mse"] == pytest.approx(float((images - images.mean(0)).square().mean()), rel=1e-6)
+    assert d1n["worst_seed_mse_r_le_30"] == pytest.approx(d1n["mse_r_le_30"])  # one seed
+    assert 0 < d1n["mse_r_le_30"] < 1
+    assert d2n["control_integrator_exponent"] == pytest.approx(2.0, abs=0.05)  # z = Σx grows like r²
+    assert d2n["control_integrator_uniformity"] == pytest.approx(1.0, abs=1e-9)
+    assert d2n["control_radius_code_exponent"] == pytest.approx(1.0, abs=0.02)  # z = r
+    assert 0 <= d2n["abs_spearman_min"] <= 1
+
+
+def test_tiny_numbers_of_d3_d5(tiny_records):
+    d3n, d5n = tiny_records["D3"]["numbers"], tiny_records["D5"]["numbers"]
+    assert d3n["implementation_check_homogeneity"] < 1e-12  # a theorem, float64
+    assert d3n["biased_homogeneity_error"] >= 0
+    assert 0.5 <= d3n["codes_same_sign_min"] <= 1
+    if d3n["codes_same_sign_min"] == 1.0:  # one sign: rank 1 (Prop. 1)
+        assert d3n["bias_free_rank1_residual"] < 1e-6
+    # the trained bias-free network cannot beat the bias-free optimum on its own training set
+    assert d5n["train_mse_bias_free"] >= d5n["train_mse_bias_free_optimum"] * (1 - 1e-4)
+    assert d5n["edge_step_bias_free_optimum"] < 1
+
+
+def test_d2_integration_measures_separate_area_from_radius_codes():
+    radii = test_radii(65, size=64).numpy().astype(float)
+    area = np.pi * radii**2
+    assert d2.growth_exponent(area + 3.0, radii) == pytest.approx(2.0, abs=1e-9)
+    assert d2.growth_exponent(-(radii + 1.0), radii) == pytest.approx(1.0, abs=1e-9)  # sign-free, monotone
+    assert math.isnan(d2.growth_exponent(np.zeros(65), radii))
+    ring = torch.zeros(1, 64, 64)
+    rho = torch.from_numpy(pixel_radii(64))
+    ring[0][(rho > 15) & (rho <= 16)] = 1.0  # an encoder that reads the disk's edge only
+    assert d2.disk_uniformity(ring, 16.0) < 0.5
+    assert d2.disk_uniformity(torch.ones(1, 64, 64), 16.0) == pytest.approx(1.0)
 
 
 def test_official_comparison_is_present_when_the_weights_are():
@@ -104,6 +155,37 @@ def test_edge_step_of_exact_and_flat_disks():
     assert d5.edge_step(render_disks(radii, size=64), radii.numpy()) == pytest.approx(1.0, abs=1e-12)
     assert d5.edge_step(torch.full((3, 1, 64, 64), 0.7), radii.numpy()) == pytest.approx(0.0)
     assert math.isnan(d5.edge_step(render_disks(radii, size=64), radii.numpy(), r_range=(40, 50)))
+
+
+def test_registry_lists_every_experiment_module():
+    ids = [e.id for e in registry.EXPERIMENTS]
+    assert len(set(ids)) == len(ids)
+    for exp in registry.EXPERIMENTS:
+        module = exp.load()
+        assert module.ID == exp.id and exp.kind in ("claim", "theorem")
+        assert isinstance(module.STAGES, tuple) and callable(module.analyse)
+        assert module.PAPER and module.CLAIM
+
+
+def test_stages_see_the_runs_of_earlier_stages(tmp_path, monkeypatch):
+    """A later stage is listed from the finished runs of the earlier ones (D7's λ search, then its main runs)."""
+    from geoae.experiments import common, runner
+
+    seen = []
+
+    def first(ctx, done):
+        return {"a": common.disk_config(ctx, seed=0)}
+
+    def second(ctx, done):
+        seen.append(sorted(done))
+        return {"b": common.disk_config(ctx, seed=int(done["a"].config.seed) + 1)}
+
+    fake = type("M", (), {"STAGES": (first, second)})
+    monkeypatch.setattr(registry.Experiment, "load", lambda self: fake)
+    ctx = Context(profile="tiny", seeds=(0,), out=tmp_path / "X", runs=tmp_path / "runs")
+    done, errors = runner.train_stages(["D1"], {"D1": ctx}, progress=False)
+    assert errors == {} and seen == [["a"]]
+    assert done["D1"]["b"].config.seed == 1 and done["D1"]["a"].metrics["train_mse"] > 0
 
 
 def _mtimes(out):

@@ -10,6 +10,7 @@ import torch
 from geoae.experiments import d4, d6, d7
 from geoae.experiments.common import VERDICTS, Context, pearson, spearman
 from geoae.experiments.runner import run_experiment
+from geoae.models import ModelConfig, build_model
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -26,55 +27,113 @@ def shared_runs(tmp_path_factory):
     return tmp_path_factory.mktemp("disks2")
 
 
+@pytest.fixture(scope="module")
+def records(shared_runs):
+    return {exp_id: run_experiment(exp_id, Context(profile="tiny", seeds=(0,), out=shared_runs / exp_id,
+                                                   runs=shared_runs / "runs"), progress=False)
+            for exp_id in ("D4", "D6", "D7")}
+
+
 @pytest.mark.parametrize("exp_id", ["D4", "D6", "D7"])
-def test_tiny_end_to_end(exp_id, shared_runs):
+def test_tiny_end_to_end(exp_id, shared_runs, records):
     out = shared_runs / exp_id
-    rec = run_experiment(exp_id, Context(profile="tiny", seeds=(0,), out=out, runs=shared_runs / "runs"),
-                         progress=False)
+    rec = records[exp_id]
     assert rec["status"] == "ok", rec.get("traceback")
     assert rec["verdict"] in VERDICTS
     assert rec["numbers"] and set(rec["numbers"]) <= set(rec["descriptions"])
     assert all(isinstance(v, int | float) for v in rec["numbers"].values())
-    assert rec["rule"] and rec["figures"]
+    assert rec["rule"] and rec["control"] and rec["figures"]
     for name in rec["figures"]:
         assert (out / name).stat().st_size > 1000
     saved = json.loads((out / "results.json").read_text())
     assert saved["id"] == exp_id and saved["verdict"] == rec["verdict"]
 
 
-def test_d7_tiny_search_table_and_main_runs(shared_runs):
-    """The λ search table lists every candidate with one chosen λ per regulariser."""
+def test_tiny_numbers_of_d4(records):
+    n = records["D4"]["numbers"]
+    assert n["loss_over_optimum_max"] >= 1 - 1e-4  # the discrete optimum is a lower bound
+    assert 0 <= n["optimum_vs_airy"] < 1 and 0 <= n["profile_vs_airy_max"] <= 1 + 1e-9
+    assert n["iterations"] == 4
+
+
+def test_tiny_numbers_of_d6(records):
+    n = records["D6"]["numbers"]
+    for case in ("hole_binary", "hole_area", "beyond"):
+        assert n[f"{case}_mse_vs_control"] > 0 and n[f"{case}_radius_error"] >= 0
+        assert n[f"{case}_seeds_failing"] in (0, 1)
+    rows = next(t for t in records["D6"]["tables"])["rows"]
+    assert {r[0] for r in rows} == {"hole_binary", "hole_area", "beyond"}
+    for r in rows:  # ratio = MSE / control MSE, and the "fails" column follows the rule
+        assert r[4] == pytest.approx(r[2] / r[3])
+        assert r[7] == (r[4] >= d6.MSE_FAIL and r[5] >= d6.RADIUS_FAIL)
+
+
+def test_tiny_numbers_of_d7(records):
+    rec = records["D7"]
+    n = rec["numbers"]
+    assert n["rescaling_output_change"] < 1e-9  # the rescaled network draws the same outputs …
+    assert n["rescaling_penalty_ratio"] == pytest.approx(d7.RESCALE**2)  # … at s² of the encoder penalty
+    subs = next(t for t in rec["tables"] if t["title"] == "Sub-claims")["rows"]
+    held = [subs[0][1], subs[1][1] and subs[2][1], subs[3][1]]
+    assert n["subclaims_holding"] == sum(held)
+    assert rec["verdict"] == ("confirmed" if all(held) else "partly" if any(held) else "not reproduced")
+
+
+def test_d7_tiny_search_table_and_main_runs(shared_runs, records):
+    """The λ search lists every candidate with one chosen λ per regulariser, at the main runs' budget."""
     ctx = Context(profile="tiny", seeds=(0,), out=shared_runs / "D7", runs=shared_runs / "runs")
-    path = ctx.out / "results.json"  # written by test_tiny_end_to_end[D7] when it ran first
-    rec = json.loads(path.read_text()) if path.exists() else run_experiment("D7", ctx)
-    assert rec["status"] == "ok", rec.get("error")
+    rec = records["D7"]
     search = next(t for t in rec["tables"] if t["title"].startswith("λ search"))
     regs = d7.regularisers(ctx)
-    assert len(search["rows"]) == 1 + (len(regs) - 1) * len(d7.GRID_FACTORS)
+    assert len(search["rows"]) == 1 + sum(len(d7.lambda_grid(ctx, r)) for r in regs[1:])
     for reg in regs:
-        assert sum(row[4] for row in search["rows"] if row[0] == reg) == 1
-    configs = [c for c in (d7.configs(ctx)) if c.seed != d7.SEARCH_SEED]  # all trained: no training here
-    assert [c.regulariser for c in configs] == list(regs)
-    assert configs[0].to_dict() == d6.configs(ctx)[0].to_dict()  # `none` is D6's hole run
+        assert sum(row[5] for row in search["rows"] if row[0] == reg) == 1
+    configs = rec["configs"]
+    search_iters = {c["iterations"] for k, c in configs.items() if k.startswith("search/")}
+    main_iters = {c["iterations"] for k, c in configs.items() if k.split("/")[0] in regs}
+    assert search_iters == main_iters == {4}  # λ chosen at the budget it is used at
+    assert configs["none/s0"] == d6.runs(ctx)["hole/s0"].to_dict()  # `none` is D6's hole run
+    assert configs["l2_all/s0"]["reg_weight"] in d7.lambda_grid(ctx, "l2_all")
 
 
 # ------------------------------------------------------------------------------------------- D7 helpers
 
 
-def test_select_lambda_picks_largest_within_tolerance():
+def test_select_lambda_picks_largest_that_fits():
     lams = [1e-4, 1e-3, 1e-2]
-    assert d7.select_lambda(lams, [1.0, 1.4, 3.0], reference_mse=1.0) == 1e-3
-    assert d7.select_lambda(lams, [1.0, 1.2, 1.5], reference_mse=1.0) == 1e-2  # ≤ 1.5× counts
-    assert d7.select_lambda(lams[::-1], [3.0, 1.4, 1.0], reference_mse=1.0) == 1e-3  # order-free
-    assert d7.select_lambda(lams, [2.0, 5.0, 9.0], reference_mse=1.0) == 1e-4  # none fits: smallest
-    assert d7.select_lambda(lams, [0.5, 0.6, 2.0], reference_mse=0.5, tolerance=1.2) == 1e-3
+    assert d7.select_lambda(lams, [1.0, 1.2, 3.0], [1, 1, 1], 1.0, 1.0) == (1e-3, True)
+    assert d7.select_lambda(lams, [1.0, 1.2, 1.25], [1, 1, 1], 1.0, 1.0) == (1e-2, True)  # ≤ 1.25× counts
+    assert d7.select_lambda(lams, [1.0, 1.0, 1.0], [1, 2, 2], 1.0, 1.0) == (1e-4, True)  # the training fit too
+    assert d7.select_lambda(lams[::-1], [3.0, 1.2, 1.0], [1, 1, 1], 1.0, 1.0) == (1e-3, True)  # order-free
+    assert d7.select_lambda(lams, [2.0, 5.0, 9.0], [1, 1, 1], 1.0, 1.0) == (1e-4, False)  # none fits
 
 
-def test_lambda_grid_and_rounding():
-    assert d7.round_sig(0.0123) == 0.01 and d7.round_sig(4.56e-7) == 5e-7 and d7.round_sig(0.0) == 0.0
-    grid = d7.lambda_grid(1e-3, {"l2_all": 10.0, "locality": 1e4})
-    assert grid["l2_all"] == [1e-5, 1e-4, 1e-3]
-    assert grid["locality"] == [1e-8, 1e-7, 1e-6]
+def test_lambda_grids_are_dense_and_include_one():
+    for profile, dense in (("quick", 6), ("paper", 11)):
+        ctx = Context(profile=profile, seeds=(0,), out=None, runs=None)
+        for reg in d7.regularisers(ctx)[1:]:
+            grid = d7.lambda_grid(ctx, reg)
+            assert 1.0 in grid and sum(1e-5 <= g <= 1 for g in grid) == dense
+            assert list(grid) == sorted(set(grid))
+        assert min(d7.lambda_grid(ctx, "locality")) == 1e-8
+
+
+def test_rescaled_network_draws_the_same_outputs():
+    model = build_model(ModelConfig(size=16), seed=3)
+    with torch.no_grad():
+        for layer in model.conv_layers():
+            layer.bias.uniform_(-0.1, 0.1)
+    x = torch.rand(5, 1, 16, 16, dtype=torch.float64)
+    m = d7.rescaled(model, 0.3)
+    base = model.double()
+    with torch.no_grad():
+        assert torch.allclose(m.decode(m.encode(x)), base.decode(base.encode(x)), atol=1e-12)
+        assert torch.allclose(m.encode(x), 0.3 ** 4 * base.encode(x), atol=1e-12)
+
+
+def test_gap_closed():
+    assert d7.gap_closed(0.5, 1.0, 0.0) == 0.5 and d7.gap_closed(1.0, 1.0, 0.2) == 0.0
+    assert d7.gap_closed(0.2, 1.0, 0.2) == pytest.approx(1.0) and math.isnan(d7.gap_closed(0.1, 0.2, 0.3))
 
 
 def test_spearman_and_pearson_handle_constant_inputs():
@@ -97,13 +156,37 @@ def test_hole_and_beyond_masks():
     r = np.array([0.0, 10.9, 11.0, 11.5, 17.99, 18.0, 24.0, 24.5, 32.0])
     assert d6.in_hole(r).tolist() == [False, False, False, True, True, False, False, False, False]
     assert d6.beyond(r).tolist() == [False] * 7 + [True, True]
-    mse = np.array([1.0, 1.0, 1.0, 8.0, 8.0, 1.0, 1.0, 1.0, 1.0])
-    assert d6.split_ratio(mse, d6.in_hole(r)) == (8.0, 1.0, 8.0)
 
 
 def test_hole_radii_are_never_trained_on():
-    images, radii = d6.configs(Context(profile="tiny", seeds=(0,), out=None, runs=None))[0].data.make(None, 0)
-    assert not d6.in_hole(radii.numpy()).any()
+    runs = d6.runs(Context(profile="tiny", seeds=(0,), out=None, runs=None))
+    for name in ("hole/s0", "hole_binary/s0"):
+        images, radii = runs[name].data.make(None, 0)
+        assert not d6.in_hole(radii.numpy()).any()
+    assert runs["hole_binary/s0"].data.rendering == "binary"
+
+
+def test_unseen_scores_of_a_perfect_and_a_wrong_size_model():
+    from geoae.data import render_disks
+
+    radii = torch.tensor([12.0, 14.0, 16.0])
+    x = render_disks(radii, size=64)
+
+    class Fixed(torch.nn.Module):  # outputs disks of radius r + shift
+        def __init__(self, shift):
+            super().__init__()
+            self.shift = shift
+
+        def encode(self, x):
+            return (x.flatten(1).sum(1, keepdim=True) / math.pi).sqrt()
+
+        def decode(self, z):
+            return render_disks(z[:, 0] + self.shift, size=64)
+
+    mask = np.ones(3, bool)
+    s = d6.unseen_scores(Fixed(2.0), Fixed(0.0), x, mask)
+    assert s["radius_error_control"] < 1e-6 and s["radius_error_model"] == pytest.approx(2.0, abs=1e-4)
+    assert s["mse_control"] < 1e-10 and s["fails"]
 
 
 # ------------------------------------------------------------------------------------------- D4 helpers

@@ -20,7 +20,7 @@ def _ok(exp_id, value, verdict="confirmed"):
         "runtime_s": 12.5, "train_core_s": 240.0,
         "numbers": {"spearman_rho": value, "n_runs": 3}, "descriptions": {"spearman_rho": "rank corr",
                                                                           "n_runs": "runs"},
-        "verdict": verdict, "rule": "confirmed if rho > 0.99", "figures": ["fig.png"],
+        "verdict": verdict, "rule": "confirmed if rho > 0.99", "control": "a shuffled code", "figures": ["fig.png"],
         "tables": [{"title": "per seed", "columns": ["seed", "rho"], "rows": [[0, value], [1, 0.5]]}],
         "notes": "",
     }
@@ -42,7 +42,7 @@ def test_numbers_come_from_the_results_files(results):
     md = md_path.read_text()
     assert fmt(0.987654321) == "0.9877" and "0.9877" in md
     assert "1.500e-05" in md  # the D6 number, formatted, not typed
-    assert "Verdict: not reproduced." in md and "Rule: confirmed if rho > 0.99" in md
+    assert "Verdict: not reproduced." in md and "Rule (written before the results): confirmed if rho > 0.99" in md
     assert md.index("## D2") < md.index("## D4") < md.index("## D6")  # the paper's order
     html = html_path.read_text()
     assert "data:image/png;base64," in html  # self-contained: the figure is embedded
@@ -80,3 +80,40 @@ def test_headline_follows_the_experiments_order_and_pipes_are_escaped(tmp_path):
     md = build_report(tmp_path)[0].read_text()
     assert "| D1 | title D1 | confirmed | n_runs = 3 |" in md
     assert "runs \\| seeds" in md
+
+
+def test_provenance_paper_authors_and_commit(tmp_path):
+    """The paper column holds the paper's statement only; the authors' model has its own column; REPRODUCE.md
+    names the commit of its results."""
+    rec = _ok("D1", 0.004) | {"paper": "the paper says disks are reconstructed",
+                              "authors": {"authors_mse": {"value": 0.002, "description": "their model's MSE"}}}
+    write_json(tmp_path / "D1" / "results.json", rec)
+    write_json(tmp_path / "D2" / "results.json", _ok("D2", 0.9))
+    md, _, rep = (p.read_text() for p in build_report(tmp_path))
+    assert "results of commit `abc123`" in rep
+    row = next(line for line in rep.splitlines() if line.startswith("| D1 |"))
+    cells = [c.strip() for c in row.split(" | ")]
+    assert cells[-2] == "the paper says disks are reconstructed" and cells[-1].rstrip(" |") == "authors_mse = 0.002"
+    assert "spearman_rho = 0.004" in cells[3] and "0.002" not in cells[3]
+    assert "**Control.** a shuffled code" in md and "their model's MSE" in md
+    d2_row = next(line for line in rep.splitlines() if line.startswith("| D2 |"))
+    assert d2_row.endswith("|  |")  # no authors' number for D2 here
+
+
+def test_mixed_commits_are_named(tmp_path):
+    write_json(tmp_path / "D1" / "results.json", _ok("D1", 0.1))
+    write_json(tmp_path / "D2" / "results.json", _ok("D2", 0.1) | {"git_commit": "def456"})
+    rep = build_report(tmp_path)[2].read_text()
+    assert "`abc123` (1 claims)" in rep and "`def456` (1 claims)" in rep
+
+
+def test_another_profile_is_compared(tmp_path):
+    quick, paper = tmp_path / "quick", tmp_path / "paper"
+    order = {"number_order": ["spearman_rho", "n_runs"]}
+    write_json(quick / "D1" / "results.json", _ok("D1", 0.1, verdict="partly") | order)
+    write_json(quick / "D2" / "results.json", _ok("D2", 0.2))
+    write_json(paper / "D1" / "results.json", _ok("D1", 0.05) | order | {"profile": "paper"})
+    md, _, rep = (p.read_text() for p in build_report(quick, compare=paper))
+    assert "| D1 | title D1 | partly | spearman_rho = 0.1 | confirmed (spearman_rho = 0.05) |" in md
+    assert "| paper profile |" in md and "not run" in md
+    assert any(line.startswith("| claim |") and line.endswith("| paper profile |") for line in rep.splitlines())

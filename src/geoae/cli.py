@@ -183,6 +183,9 @@ def get_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=Path("results"), help="results directory")
     rep.add_argument("--reproduce-md", type=Path, default=None,
                      help="also write REPRODUCE.md here, e.g. the repository's REPRODUCE.md (default: not written)")
+    rep.add_argument("--compare", type=Path, default=None,
+                     help="results directory of another profile (e.g. the paper profile's): its verdicts and "
+                     "headline numbers are shown next to these (default: none)")
 
     exp = sub.add_parser("export", help="export finished or interrupted runs' training curves to another tool")
     exp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories")
@@ -431,7 +434,9 @@ def cmd_report(args) -> int:
 
     if not args.out.is_dir():
         raise UsageError(f"--out {args.out} is not a directory of results; run `geoae reproduce` first")
-    for path in build_report(args.out, reproduce_md=args.reproduce_md):
+    if args.compare is not None and not args.compare.is_dir():
+        raise UsageError(f"--compare {args.compare} is not a directory of results")
+    for path in build_report(args.out, reproduce_md=args.reproduce_md, compare=args.compare):
         print(f"wrote {path}")
     return 0
 

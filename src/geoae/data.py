@@ -386,10 +386,15 @@ def all_dirac_positions(size: int = 64, ndim: int = 1) -> torch.Tensor:
     return dirac_positions(size=size, ndim=ndim, scheme="all")
 
 
-def render_diracs(positions, *, size: int = 64, ndim: int = 1) -> torch.Tensor:
-    """One-hot signals: positions (P,) -> (P, 1, n), or (P, 2) (row, col) -> (P, 1, m, m); float32."""
+def render_diracs(positions, *, size: int = 64, ndim: int = 1, blur: float = 0.0) -> torch.Tensor:
+    """One-hot signals: positions (P,) -> (P, 1, n), or (P, 2) (row, col) -> (P, 1, m, m); float32.
+
+    ``blur`` = σ > 0 gives Gaussian-blurred Diracs instead, exp(−|t − p|² / 2σ²) at every sample t (peak 1 at
+    p, separable in 2-D; not renormalised at the borders); σ = 0 is the one-hot signal.
+    """
     size = _check_int("size", size, 2)
     ndim = _check_int("ndim", ndim, 1, 2)
+    blur = _check_blur(blur)
     pos = torch.as_tensor(positions)
     if pos.dim() != ndim or (ndim == 2 and pos.shape[1] != 2):
         raise ValueError(
@@ -403,10 +408,22 @@ def render_diracs(positions, *, size: int = 64, ndim: int = 1) -> torch.Tensor:
             f"positions must lie in [0, size) = [0, {size}), got min {int(pos.min())}, max {int(pos.max())}"
         )
     pos = pos.long()
+    if blur > 0:
+        t = torch.arange(size, dtype=torch.float64)
+        axes = [torch.exp(-(t[None] - c[:, None].double()) ** 2 / (2 * blur * blur))
+                for c in (pos[:, None] if ndim == 1 else pos).T]
+        out = axes[0] if ndim == 1 else axes[0][:, :, None] * axes[1][:, None, :]
+        return out.float().reshape(len(pos), 1, *(size,) * ndim)
     idx = pos if ndim == 1 else pos[:, 0] * size + pos[:, 1]
     out = torch.zeros(len(pos), size**ndim, dtype=torch.float32)
     out[torch.arange(len(pos)), idx] = 1.0
     return out.reshape(len(pos), 1, *(size,) * ndim)
+
+
+def _check_blur(blur) -> float:
+    if isinstance(blur, bool) or not isinstance(blur, numbers.Real) or not (math.isfinite(blur) and blur >= 0):
+        raise ValueError(f"blur must be a finite number >= 0 (the Gaussian σ in samples; 0: one-hot), got {blur!r}")
+    return float(blur)
 
 
 def make_diracs(
@@ -420,13 +437,15 @@ def make_diracs(
     stride: int = 2,
     quadrant: int = 3,
     seed: Seed = 0,
+    blur: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dirac signals and their positions: ((N, 1, n) or (N, 1, m, m) float32, (N,) or (N, 2) int64).
 
     n=None: each of the scheme's P positions once (N = P); n=int: n positions drawn with replacement
     from them. One generator drives both the scheme's subset and the draw, so the positions are
-    those of ``dirac_positions(..., seed=seed)``.
+    those of ``dirac_positions(..., seed=seed)``. ``blur``: see ``render_diracs``.
     """
+    _check_blur(blur)
     if n is not None:
         n = _check_int("n", n, 1)
     size, ndim, hole = _check_dirac_args(size, ndim, scheme, fraction, hole, stride, quadrant)
@@ -434,7 +453,7 @@ def make_diracs(
     pos = _scheme_positions(size, ndim, scheme, fraction, hole, stride, quadrant, gen)
     if n is not None:
         pos = pos[torch.randint(len(pos), (n,), generator=gen)]
-    return render_diracs(pos, size=size, ndim=ndim), pos
+    return render_diracs(pos, size=size, ndim=ndim, blur=blur), pos
 
 
 # --------------------------------------------------------------------------- configs
@@ -496,6 +515,7 @@ class DiracData:
     hole: tuple[int, int] | None = None
     stride: int = 2
     quadrant: int = 3
+    blur: float = 0.0  # σ of Gaussian-blurred Diracs (render_diracs); 0: one-hot
 
     def __post_init__(self):
         if isinstance(self.hole, list):
@@ -508,6 +528,7 @@ class DiracData:
         _check_dirac_args(
             self.size, self.ndim, self.scheme, self.fraction, self.hole, self.stride, self.quadrant
         )
+        _check_blur(self.blur)
         return self
 
     def make(self, n: int | None = None, seed: Seed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -524,4 +545,5 @@ class DiracData:
             stride=self.stride,
             quadrant=self.quadrant,
             seed=seed,
+            blur=self.blur,
         )

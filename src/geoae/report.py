@@ -3,7 +3,11 @@
 Nothing here computes or types a number: each value is read from ``<out>/<ID>/results.json``. Three files
 are written (atomically): ``report.md``, ``report.html`` (self-contained: the PNG figures are embedded,
 so it opens from disk in any browser) and ``REPRODUCE.md`` (per claim: the command, the runtime, our
-number and the paper's statement).
+number, the verdict, what the paper states, and our measurement of the authors' released model).
+
+Provenance: "the paper" is only what the paper states (``PAPER`` of the experiment module); numbers measured
+on the authors' released model are in their own column (``authors`` of the results file); our numbers come
+from our runs. REPRODUCE.md names the commit(s) its results were produced by.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import math
 import os
 from pathlib import Path
 
-EXPERIMENT_ORDER = ("D1", "D2", "D3", "D4", "D5", "D6", "D7", "P1", "P2", "P3")
+from .experiments.registry import IDS as EXPERIMENT_ORDER
+
 BADGE = {"confirmed": "#2e7d32", "partly": "#ef6c00", "not reproduced": "#c62828", "failed": "#555"}
 PAPER_REF = ("Newson, Almansa, Gousseau, Ladjal, *Processing Simple Geometric Attributes with Autoencoders*, "
              "JMIV 62, 293-312 (2020)")
@@ -82,6 +87,21 @@ def runtime_of(rec: dict) -> str:
     return f"training {train_s:.0f} core-s + analysis {run_s}" if train_s else run_s
 
 
+def authors_of(rec: dict) -> str:
+    """Our measurements of the authors' released model, 'name = value; …' ('' when none)."""
+    return "; ".join(f"{k} = {fmt(v['value'])}" for k, v in rec.get("authors", {}).items())
+
+
+def commits_of(records: list[dict]) -> str:
+    """The git commit(s) the results were produced by, most frequent first."""
+    counts: dict[str, int] = {}
+    for rec in records:
+        c = rec.get("git_commit", "unknown")
+        counts[c] = counts.get(c, 0) + 1
+    return ", ".join(f"`{c}`" + (f" ({n} claims)" if len(counts) > 1 else "")
+                     for c, n in sorted(counts.items(), key=lambda t: -t[1]))
+
+
 def command_for(rec: dict) -> str:
     profile = rec.get("profile", "quick")
     return f"geoae reproduce --profile {profile} --only {rec['id']}"
@@ -102,14 +122,24 @@ def _md_section(rec: dict) -> list[str]:
     if rec.get("claim"):
         lines += [f"**Paper's claim.** {rec['claim']}", ""]
     if rec.get("paper"):
-        lines += [f"**Paper's number.** {rec['paper']}", ""]
+        lines += [f"**What the paper states.** {rec['paper']}", ""]
     if rec.get("status") != "ok":
         return lines + ["**Verdict: FAILED.** The experiment raised an error:", "", "```",
                         rec.get("error", "unknown error"), "```", ""]
-    lines += [f"**Verdict: {rec['verdict']}.** Rule: {rec['rule']}", "", "| measured | value | what it is |",
-              "|---|---|---|"]
+    lines += [f"**Verdict: {rec['verdict']}.** Rule (written before the results): {rec['rule']}", ""]
+    if rec.get("control"):
+        lines += [f"**Control.** {rec['control']}", ""]
+    if rec.get("kind") == "theorem":
+        lines += ["*This claim is a theorem: part of what is measured holds by construction (an implementation "
+                  "check).*", ""]
+    lines += ["| measured | value | what it is |", "|---|---|---|"]
     lines += [f"| `{k}` | {fmt(v)} | {cell(rec['descriptions'].get(k, ''))} |" for k, v in numbers_of(rec)]
     lines.append("")
+    if rec.get("authors"):
+        lines += ["*The authors' released model, measured by us:*", "", "| measured | value | what it is |",
+                  "|---|---|---|"]
+        lines += [f"| `{k}` | {fmt(v['value'])} | {cell(v['description'])} |" for k, v in rec["authors"].items()]
+        lines.append("")
     for table in rec.get("tables", []):
         lines += _md_table(table)
     if rec.get("notes"):
@@ -133,32 +163,59 @@ def summary_rows(records: list[dict]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def build_markdown(records: list[dict]) -> str:
+def compared(records: list[dict], others: list[dict] | None) -> dict[str, str]:
+    """{claim id: 'verdict (headline)'} of another profile's results, for the claims of ``records``."""
+    if not others:
+        return {}
+    by_id = {rec["id"]: rec for rec in others}
+    rows = {i: (s, h) for i, _, s, h in summary_rows(list(by_id.values()))}
+    return {rec["id"]: (f"{rows[rec['id']][0]} ({rows[rec['id']][1]})" if rec["id"] in rows else "not run")
+            for rec in records}
+
+
+def _profile_of(records: list[dict]) -> str:
+    return ", ".join(sorted({str(rec.get("profile", "?")) for rec in records})) or "?"
+
+
+def build_markdown(records: list[dict], others: list[dict] | None = None) -> str:
+    other = compared(records, others)
+    extra = f" {_profile_of(others)} profile |" if other else ""
     lines = ["# geoae report: the paper's claims, measured", "", f"Paper: {PAPER_REF}.", "",
              "Every number below is read from the experiment's `results.json`; every verdict follows the rule "
-             "written next to it.", "", "| claim | title | verdict | headline number |", "|---|---|---|---|"]
-    lines += [f"| {i} | {cell(t)} | {s} | {cell(h)} |" for i, t, s, h in summary_rows(records)]
+             "written next to it.", "", f"| claim | title | verdict | headline number |{extra}",
+             "|---|---|---|---|" + ("---|" if other else "")]
+    lines += [f"| {i} | {cell(t)} | {s} | {cell(h)} |" + (f" {cell(other[i])} |" if other else "")
+              for i, t, s, h in summary_rows(records)]
     lines.append("")
     for rec in records:
         lines += _md_section(rec)
     return "\n".join(lines) + "\n"
 
 
-def build_reproduce_md(records: list[dict]) -> str:
+def build_reproduce_md(records: list[dict], others: list[dict] | None = None) -> str:
+    profiles = sorted({rec.get("profile", "?") for rec in records})
+    seeds = sorted({str(rec.get("seeds")) for rec in records})
+    total = sum(rec.get("train_core_s") or 0 for rec in records)
     lines = ["# Reproducing the paper with geoae", "",
-             "Generated by `geoae reproduce` (or `geoae report`) from the results files; do not edit by hand.",
+             f"Generated by `geoae report --reproduce-md` from the results of commit {commits_of(records)}, profile "
+             f"{', '.join(profiles)}, seeds {', '.join(seeds)}; do not edit by hand.",
              "Runtime: the training time of the claim's runs in core-seconds (each run trains on one core; "
              "`reproduce` trains them on one worker per core, and runs shared between claims are trained "
-             "once and counted for each) plus the analysis time, measured on the machine that produced the "
-             "results.", "",
-             "| claim | command | runtime | our number | verdict | the paper |", "|---|---|---|---|---|---|"]
+             f"once and counted for each; {total:.0f} core-s summed over claims) plus the analysis time, measured "
+             "on the machine that produced the results. *The paper* is what the paper states; *authors' model* "
+             "is our measurement of the authors' released model.", "",
+             "| claim | command | runtime | our number | verdict | the paper | authors' model |"
+             + (f" {_profile_of(others)} profile |" if others else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if others else "")]
+    other = compared(records, others)
     for rec in records:
         ours = ""
         if rec.get("status") == "ok":
             ours = "; ".join(f"{k} = {fmt(v)}" for k, v in numbers_of(rec)[:3])
         paper = cell(rec.get("paper") or rec.get("claim") or "")
-        lines.append(f"| {rec['id']} | `{command_for(rec)}` | {runtime_of(rec)} | {ours} | "
-                     f"{status_of(rec)} | {paper} |")
+        lines.append(f"| {rec['id']} | `{command_for(rec)}` | {runtime_of(rec)} | {cell(ours)} | "
+                     f"{status_of(rec)} | {paper} | {cell(authors_of(rec))} |"
+                     + (f" {cell(other.get(rec['id'], ''))} |" if other else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -180,14 +237,21 @@ def _html_section(rec: dict, out: Path) -> str:
     if rec.get("claim"):
         parts.append(f"<p><b>Paper's claim.</b> {e(rec['claim'])}</p>")
     if rec.get("paper"):
-        parts.append(f"<p><b>Paper's number.</b> {e(rec['paper'])}</p>")
+        parts.append(f"<p><b>What the paper states.</b> {e(rec['paper'])}</p>")
     if rec.get("status") != "ok":
         parts.append(f"<pre>{e(rec.get('error', 'unknown error'))}</pre></section>")
         return "\n".join(parts)
-    parts.append(f"<p><b>Verdict rule.</b> {e(rec['rule'])}</p>")
+    parts.append(f"<p><b>Verdict rule</b> (written before the results). {e(rec['rule'])}</p>")
+    if rec.get("control"):
+        parts.append(f"<p><b>Control.</b> {e(rec['control'])}</p>")
     rows = "".join(f"<tr><td><code>{e(k)}</code></td><td>{e(fmt(v))}</td><td>{e(rec['descriptions'].get(k, ''))}"
                    "</td></tr>" for k, v in numbers_of(rec))
     parts.append(f"<table><tr><th>measured</th><th>value</th><th>what it is</th></tr>{rows}</table>")
+    if rec.get("authors"):
+        rows = "".join(f"<tr><td><code>{e(k)}</code></td><td>{e(fmt(v['value']))}</td><td>{e(v['description'])}"
+                       "</td></tr>" for k, v in rec["authors"].items())
+        parts.append("<p><em>The authors' released model, measured by us:</em></p>"
+                     f"<table><tr><th>measured</th><th>value</th><th>what it is</th></tr>{rows}</table>")
     for t in rec.get("tables", []):
         head = "".join(f"<th>{e(c)}</th>" for c in t["columns"])
         body = "".join("<tr>" + "".join(f"<td>{e(fmt(v))}</td>" for v in r) + "</tr>" for r in t["rows"])
@@ -229,17 +293,21 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-def build_report(out: str | Path, *, reproduce_md: str | Path | None = None) -> list[Path]:
-    """Write report.md, report.html and REPRODUCE.md in ``out`` (and REPRODUCE.md at ``reproduce_md``)."""
+def build_report(out: str | Path, *, reproduce_md: str | Path | None = None,
+                 compare: str | Path | None = None) -> list[Path]:
+    """Write report.md, report.html and REPRODUCE.md in ``out`` (and REPRODUCE.md at ``reproduce_md``);
+    ``compare``: the results directory of another profile, whose verdicts are shown next to these."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     from .explorer import explorers_for_results, links_html
 
     records = load_results(out)
+    others = load_results(Path(compare)) if compare is not None else None
+    reproduce = build_reproduce_md(records, others)
     explorers = links_html(explorers_for_results(out))  # the interactive pages of D1, D4/D5, P3 (explorer.py)
-    paths = [_write_text(out / "report.md", build_markdown(records)),
+    paths = [_write_text(out / "report.md", build_markdown(records, others)),
              _write_text(out / "report.html", build_html(records, out, explorers)),
-             _write_text(out / "REPRODUCE.md", build_reproduce_md(records))]
+             _write_text(out / "REPRODUCE.md", reproduce)]
     if reproduce_md is not None:
-        paths.append(_write_text(Path(reproduce_md), build_reproduce_md(records)))
+        paths.append(_write_text(Path(reproduce_md), reproduce))
     return paths

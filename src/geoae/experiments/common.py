@@ -1,15 +1,20 @@
 """What every experiment shares: the context it runs in, its result record, and evaluation helpers.
 
-An experiment module (one per claim of the paper, ``d1.py`` … ``p3.py``) defines
+An experiment module (one per claim of the paper, ``d1.py`` … ``p3.py``, listed in ``registry.py``) defines
 
-    ID, TITLE, CLAIM, PAPER                  the claim id, a title, the paper's statement, the paper's number
-    configs(ctx) -> list[TrainConfig]        the independent training runs it needs (may be empty)
-    analyse(ctx, runs) -> Result             numbers, tables, figures, from the finished runs
-    (runs: list[TrainResult] in the order of configs(ctx))
+    ID, TITLE, CLAIM, PAPER            the claim id, a title, the claim, and what the paper itself states
+                                       (its words or its figure, never our measurement)
+    STAGES                             a tuple of functions stage(ctx, done) -> {name: TrainConfig}: the
+                                       training runs it needs, keyed by name; ``done`` holds the finished
+                                       runs of the earlier stages (D7: a λ search, then the main runs)
+    analyse(ctx, runs) -> Result       numbers, tables, figures, from the finished runs {name: TrainResult}
 
-and the runner (``runner.py``) trains the configs with ``geoae.train.train_many`` (finished runs are
-never redone, identical configs are shared between experiments), calls ``analyse`` and writes
-``<out>/<ID>/results.json``. The report is built from those files alone.
+The runner (``runner.py``) trains stage k of every selected experiment in one ``train_many`` call (finished
+runs are never redone, identical configs are shared between experiments), then stage k + 1, calls
+``analyse`` and writes ``<out>/<ID>/results.json``. The report is built from those files alone.
+
+A measured number is declared once, with what it is: ``Number(value, description)``. Numbers measured on
+the authors' released model go in ``Result.authors`` (the report gives them their own column).
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ VERDICTS = ("confirmed", "partly", "not reproduced")
 class Context:
     """Where and at which scale an experiment runs.
 
-    ``profile``: ``quick`` (minutes on 2 CPU cores), ``paper`` (the paper's scale) or ``tiny`` (seconds;
-    the smoke-test budget used by the test suite: numbers are meaningless, the pipeline is exercised).
+    ``profile``: ``quick`` (a first look in minutes on 2 CPU cores), ``paper`` (the reference result: the
+    paper's scale, full grids and diagnostics) or ``tiny`` (seconds; the smoke-test budget of the test suite:
+    numbers are meaningless, the pipeline and the measures are exercised).
     """
 
     profile: str
@@ -45,28 +51,88 @@ class Context:
         return self.out / name
 
 
+@dataclass(frozen=True)
+class Number:
+    """One measured number and what it is (units, data, seeds): the report prints both."""
+
+    value: float
+    description: str
+
+
 @dataclass
 class Result:
-    """What an experiment measured, with the verdict and the rule that gave it."""
+    """What an experiment measured, with the verdict, the rule that gave it and the rule's control."""
 
-    numbers: dict[str, float]  # name -> value, shown in the report with `descriptions`
-    descriptions: dict[str, str]  # name -> what it is (units, on what data)
+    numbers: dict[str, Number]  # name -> number; the first is the headline
     verdict: str  # one of VERDICTS
-    rule: str  # the verdict rule, in words, with its thresholds
+    rule: str  # the verdict rule, in words, with its thresholds (written before the results)
+    control: str = ""  # what the rule compares against, so that a pass is not a property of the set-up
     figures: list[str] = field(default_factory=list)  # file names inside ctx.out
     tables: list[dict] = field(default_factory=list)  # {"title", "columns", "rows"}
     notes: str = ""  # anything a reader should know (deviations from the paper's protocol)
+    authors: dict[str, Number] = field(default_factory=dict)  # measured on the authors' released model
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict={self.verdict!r} is not one of {VERDICTS}")
-        missing = set(self.numbers) - set(self.descriptions)
-        if missing:
-            raise ValueError(f"numbers without a description: {sorted(missing)}")
+        for name, n in (self.numbers | self.authors).items():
+            if not isinstance(n, Number):
+                raise ValueError(f"number {name!r} must be a Number(value, description), got {n!r}")
+
+    def record(self) -> dict:
+        """The results-file fields: numbers and their descriptions (in the experiment's order), the rest."""
+        return {"numbers": {k: n.value for k, n in self.numbers.items()},
+                "descriptions": {k: n.description for k, n in self.numbers.items()},
+                "number_order": list(self.numbers),
+                "authors": {k: {"value": n.value, "description": n.description} for k, n in self.authors.items()},
+                "verdict": self.verdict, "rule": self.rule, "control": self.control, "figures": self.figures,
+                "tables": self.tables, "notes": self.notes}
+
+
+@dataclass(frozen=True)
+class Initialised:
+    """A run that starts from chosen weights instead of its config's random initialisation.
+
+    ``apply(model)`` sets the starting weights in place; ``name`` names the initialisation. The runner
+    trains these runs under ``<runs>/init-<name>/`` (the config alone does not say how the run starts, so
+    the run must not share a directory with the randomly initialised run of the same config): ``prepare``
+    writes the iteration-0 checkpoint there, from which ``train`` resumes.
+    """
+
+    config: object  # TrainConfig
+    name: str
+    apply: object  # callable(model) -> None
+
+    def prepare(self, root: Path) -> None:
+        from ..models import build_model
+        from ..training import BatchSource, is_finished, make_optimizer, run_name
+        from ..training.rundir import RunDirectory
+
+        out = Path(root) / run_name(self.config)
+        if is_finished(out) or (out / "checkpoint.safetensors").exists():
+            return
+        model = build_model(self.config.model, seed=self.config.seed)
+        self.apply(model)
+        with RunDirectory(out) as rundir:  # any executor may resume it: the checkpoint names none
+            rundir.save_checkpoint(self.config, model, make_optimizer(model, self.config),
+                                   BatchSource(self.config).generator, 0, [], {})
 
 
 def verdict_from(confirmed: bool, partly: bool) -> str:
     return "confirmed" if confirmed else ("partly" if partly else "not reproduced")
+
+
+def per_seed(ctx: Context, make, prefix: str) -> dict:
+    """{f"{prefix}/s{seed}": make(seed)} for every seed of the context: runs keyed by name."""
+    return {f"{prefix}/s{s}": make(s) for s in ctx.seeds}
+
+
+def seed_runs(runs: dict, prefix: str) -> list:
+    """The runs named ``prefix/s<seed>``, in seed order (as ``per_seed`` made them)."""
+    found = [(int(k.rsplit("/s", 1)[1]), r) for k, r in runs.items() if k.rsplit("/s", 1)[0] == prefix]
+    if not found:
+        raise KeyError(f"no runs named {prefix}/s<seed>; have {sorted(runs)}")
+    return [r for _, r in sorted(found, key=lambda t: t[0])]
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -127,32 +193,44 @@ def mean_std(values) -> tuple[float, float]:
 
 
 def disk_config(ctx: Context, *, seed: int = 0, bias: bool = True, exclude=(), r_max: float | None = None,
-                regulariser: str = "none", reg_weight: float = 0.0, iterations: int | None = None):
-    """The paper's disk autoencoder run (paper64, d = 1, 64 × 64 ``area`` disks, Adam 1e-3, batch 64).
+                regulariser: str = "none", reg_weight: float = 0.0, iterations: int | None = None,
+                rendering: str = "area"):
+    """The paper's disk autoencoder run (paper64, d = 1, 64 × 64 disks, Adam 1e-3, batch 64).
 
     Every disk experiment builds its runs here, so identical runs (e.g. the biased baseline used by D1,
-    D2 and D5) have identical configs and are trained once. Scale per profile: ``quick`` 1,000 fixed
-    images and 3,000 iterations for bias-free runs (the budget of D4's claim) but 2,000 for biased runs
-    (they are most of the runs, and the quick profile must finish in minutes on 2 cores); ``paper``
-    10,000 iterations; ``tiny`` 4 iterations on 64 images.
+    D2, D5, D6 and D7) have identical configs and are trained once. Scale per profile: ``quick`` 1,000
+    fixed images and 3,000 iterations (the budget of D4's claim); ``paper`` 1,000 images and 10,000
+    iterations; ``tiny`` 4 iterations on 64 images.
     """
     from ..data import DiskData
     from ..models import ModelConfig
     from ..train import TrainConfig
 
     n_train = ctx.pick(1000, 1000, tiny=64)
-    iters = iterations if iterations is not None else ctx.pick(2000 if bias else 3000, 10000, tiny=4)
+    iters = iterations if iterations is not None else disk_iterations(ctx)
     return TrainConfig(
         model=ModelConfig(arch="paper64", size=64, latent_dim=1, bias=bias),
-        data=DiskData(n=n_train, size=64, rendering="area", r_max=r_max, exclude=tuple(exclude)),
+        data=DiskData(n=n_train, size=64, rendering=rendering, r_max=r_max, exclude=tuple(exclude)),
         iterations=iters, batch_size=64, lr=1e-3, regulariser=regulariser, reg_weight=reg_weight,
         seed=seed, log_every=ctx.pick(50, 100, tiny=1), checkpoint_every=500,
     )
 
 
-def disk_test_set(ctx: Context, *, r_max: float = 32.0):
-    """Evenly spaced test radii over [0, r_max] and their ``area`` images: (N, 1, 64, 64), (N,)."""
+def disk_iterations(ctx: Context) -> int:
+    """Training iterations of every disk run of this profile."""
+    return ctx.pick(3000, 10000, tiny=4)
+
+
+def disk_test_set(ctx: Context, *, r_max: float = 32.0, rendering: str = "area"):
+    """Evenly spaced test radii over [0, r_max] and their images: (N, 1, 64, 64), (N,)."""
     from ..data import render_disks, test_radii
 
     radii = test_radii(ctx.pick(129, 257, tiny=17), size=64, r_max=r_max)
-    return render_disks(radii, size=64, rendering="area"), radii
+    return render_disks(radii, size=64, rendering=rendering), radii
+
+
+def area_radius(images: torch.Tensor) -> np.ndarray:
+    """r̂ = √(Σx / π) per image (N, 1, m, m), negative pixel values clipped: the radius of the disk whose
+    area the image holds (exact for ``area`` disks inside the image)."""
+    mass = images.detach().double().clamp_min(0).flatten(1).sum(1).numpy()
+    return np.sqrt(mass / np.pi)

@@ -9,6 +9,12 @@ biased runs of D1. On the codes z of the test disks we measure
   rank-1 approximation Y₁. With d = 1 the outputs are h(r)·f(t) when all codes share a sign (codes of both
   signs give the two images of Prop. 1, i.e. rank 2).
 
+Homogeneity is a theorem (it holds by construction of a bias-free leaky-ReLU decoder), so measuring it is an
+**implementation check** of our networks, not a finding. The empirical part of the claim is whether the
+trained bias-free encoder gives every disk a code of one sign: only then are all outputs multiples of one
+image, h(r)·f(t) (codes of both signs give two images). The verdict is that part; the rank-1 residual
+confirms it.
+
 Both are computed on a float64 copy of the decoder, so the bias-free numbers sit at float64 round-off and a
 float32 accident cannot be mistaken for a violation (or vice versa).
 """
@@ -21,25 +27,33 @@ import numpy as np
 import torch
 
 from ..plots import image_rows, new_figure, save_figure
-from .common import Context, Result, codes, disk_config, disk_test_set, verdict_from
+from .common import Context, Number, Result, codes, disk_config, disk_test_set, per_seed, seed_runs, verdict_from
 
 ID = "D3"
 TITLE = "A bias-free decoder is homogeneous: outputs are h(r)·f(t)"
 CLAIM = ("Without biases, a decoder of convolutions, zero-insertion upsampling and leaky ReLUs satisfies "
          "D(λz) = λD(z) for λ > 0 (Prop. 1); with d = 1 every output is one fixed image scaled by the code: "
          "y(t, r) = h(r) f(t).")
-PAPER = ("Proposition 1 (exact, a theorem): the bias-free decoder's outputs are h(r) f(t); the paper shows "
-         "bias-free reconstructions as blurry scaled copies of one radial profile.")
+PAPER = ("Proposition 1 (a theorem): a bias-free decoder is positively homogeneous, so with d = 1 its outputs "
+         "are h(r) f(t); the paper shows bias-free reconstructions as scaled copies of one radial profile.")
 
 LAMBDAS = (0.5, 2.0, 10.0)
 HOMOGENEITY_TOL, RANK1_TOL, BROKEN = 1e-5, 1e-6, 1e-3
+ONE_SIGN_PARTLY = 0.95  # partly: at least this fraction of the codes share one sign, for every seed
 SHOW_RADII = (4.0, 10.0, 16.0, 22.0, 28.0)
 
 
-def configs(ctx: Context):
-    """The bias-free runs, then the biased ones (contrast), one per seed; both shared with other claims."""
-    return [disk_config(ctx, seed=s, bias=False) for s in ctx.seeds] + [disk_config(ctx, seed=s)
-                                                                        for s in ctx.seeds]
+def bias_free_runs(ctx: Context, done=None) -> dict:
+    """One bias-free run per seed (shared with D4, D5)."""
+    return per_seed(ctx, lambda s: disk_config(ctx, seed=s, bias=False), "bias_free")
+
+
+def runs(ctx: Context, done=None) -> dict:
+    """The bias-free runs and, for contrast, the biased ones (D1's), one per seed; both shared."""
+    return bias_free_runs(ctx) | per_seed(ctx, lambda s: disk_config(ctx, seed=s), "biased")
+
+
+STAGES = (runs,)
 
 
 @torch.no_grad()
@@ -80,10 +94,9 @@ def float64_decoder(model):
     return m.decode
 
 
-def analyse(ctx: Context, runs) -> Result:
+def analyse(ctx: Context, done: dict) -> Result:
     images, radii = disk_test_set(ctx)
-    n = len(ctx.seeds)
-    free, biased = runs[:n], runs[n:]
+    free, biased = seed_runs(done, "bias_free"), seed_runs(done, "biased")
 
     def measure(run):
         z = codes(run.model, images).double()
@@ -100,29 +113,29 @@ def analyse(ctx: Context, runs) -> Result:
     mb = [measure(run) for run in biased]
     hf = np.array([m["homogeneity"] for m in mf])
     rf = np.array([m["rank1_frob"] for m in mf])
+    sign = np.array([m["same_sign"] for m in mf])
     numbers = {
-        "bias_free_homogeneity_error": float(hf.max()),
-        "bias_free_rank1_residual": float(rf.max()),
-        "bias_free_rank1_energy": float(max(m["rank1_energy"] for m in mf)),
-        "biased_homogeneity_error": float(min(m["homogeneity"] for m in mb)),
-        "biased_rank1_residual": float(min(m["rank1_frob"] for m in mb)),
-        "codes_same_sign_bias_free": float(min(m["same_sign"] for m in mf)),
+        "codes_same_sign_min": Number(float(sign.min()), "smallest fraction, over bias-free seeds, of the test codes "
+                                      "sharing the majority sign (1: every output is a multiple of one image)"),
+        "bias_free_rank1_residual": Number(float(rf.max()), "max over seeds of ‖Y − Y₁‖_F/‖Y‖_F, Y = decoded test "
+                                           "disks (rows), Y₁ its best rank-1 approximation, bias-free (float64)"),
+        "bias_free_rank1_energy": Number(float(max(m["rank1_energy"] for m in mf)), "max over seeds of 1 − σ₁²/Σσ² "
+                                         "for the same Y, bias-free"),
+        "implementation_check_homogeneity": Number(float(hf.max()), "implementation check (a theorem): max over "
+                                                   "seeds, λ ∈ {0.5, 2, 10} and test codes of ‖D(λz) − λD(z)‖/"
+                                                   "‖λD(z)‖, bias-free decoder (float64)"),
+        "biased_homogeneity_error": Number(float(min(m["homogeneity"] for m in mb)), "control: min over seeds of the "
+                                           "homogeneity error of the biased decoder"),
+        "biased_rank1_residual": Number(float(min(m["rank1_frob"] for m in mb)), "control: min over seeds of the "
+                                        "rank-1 residual, biased"),
     }
-    descriptions = {
-        "bias_free_homogeneity_error": "max over seeds, λ ∈ {0.5, 2, 10} and test codes of "
-                                       "‖D(λz) − λD(z)‖/‖λD(z)‖, bias-free decoder (float64)",
-        "bias_free_rank1_residual": "max over seeds of ‖Y − Y₁‖_F/‖Y‖_F, Y = decoded test disks (rows), "
-                                    "Y₁ its best rank-1 approximation, bias-free",
-        "bias_free_rank1_energy": "max over seeds of 1 − σ₁²/Σσ² for the same Y, bias-free",
-        "biased_homogeneity_error": "min over seeds of the homogeneity error of the biased decoder (contrast)",
-        "biased_rank1_residual": "min over seeds of the rank-1 residual ‖Y − Y₁‖_F/‖Y‖_F, biased (contrast)",
-        "codes_same_sign_bias_free": "smallest fraction (over seeds) of test codes sharing the majority sign, "
-                                     "bias-free (1: all outputs are multiples of one image)",
-    }
-    notes = ""
-    if numbers["codes_same_sign_bias_free"] < 1:
-        notes = ("Some bias-free codes have both signs: Prop. 1 then gives two images (one per sign), so the "
-                 "output matrix can be rank 2 although D stays homogeneous.")
+    notes = ("Homogeneity holds by construction: a failure of the implementation check would be a bug in the "
+             "network code, not a result about the paper. ")
+    if not bool(np.all(hf < HOMOGENEITY_TOL)):
+        notes += f"IMPLEMENTATION CHECK FAILED: homogeneity error {float(hf.max()):.3g} ≥ {HOMOGENEITY_TOL:g}. "
+    if sign.min() < 1:
+        notes += ("Some bias-free codes have both signs: Prop. 1 then gives two images (one per sign), so the "
+                  "output matrix can be rank 2 although D stays homogeneous.")
 
     figures = ["d3_normalised_outputs.png", "d3_normalised_profiles.png", "d3_singular_values.png"]
     idx = [int(torch.argmin((radii - w).abs())) for w in SHOW_RADII]
@@ -133,20 +146,20 @@ def analyse(ctx: Context, runs) -> Result:
     _plot_profiles(ctx.figure(figures[1]), normalised, titles)
     _plot_singular_values(ctx.figure(figures[2]), free, biased, mf, mb)
 
-    tables = [{"title": "Per run: homogeneity error and rank-1 residual of the decoded test disks",
-               "columns": ["seed", "biases", "homogeneity error", "rank-1 residual (Frobenius)",
-                           "1 − σ₁²/Σσ²"],
-               "rows": [[run.config.seed, run.config.model.bias, m["homogeneity"], m["rank1_frob"],
-                         m["rank1_energy"]] for run, m in zip(free + biased, mf + mb, strict=True)]}]
-    homogeneous = bool(np.all(hf < HOMOGENEITY_TOL))
-    rank1 = bool(np.all(rf < RANK1_TOL))
-    rule = (f"confirmed if, for every bias-free seed, the homogeneity error is < {HOMOGENEITY_TOL:g} and the "
-            f"rank-1 residual ‖Y − Y₁‖_F/‖Y‖_F is < {RANK1_TOL:g} (float round-off; computed in float64); "
-            "partly if only the homogeneity holds (e.g. codes of both signs make Y rank 2); not reproduced "
-            f"otherwise. The biased runs are a contrast (they are expected to break both, error > {BROKEN:g}) "
-            "and do not enter the verdict.")
-    return Result(numbers, descriptions, verdict_from(homogeneous and rank1, homogeneous), rule, figures,
-                  tables, notes)
+    tables = [{"title": "Per run: code signs, rank-1 residual of the decoded test disks, homogeneity error",
+               "columns": ["seed", "biases", "codes of majority sign", "rank-1 residual (Frobenius)",
+                           "1 − σ₁²/Σσ²", "homogeneity error"],
+               "rows": [[run.config.seed, run.config.model.bias, m["same_sign"], m["rank1_frob"], m["rank1_energy"],
+                         m["homogeneity"]] for run, m in zip(free + biased, mf + mb, strict=True)]}]
+    one_sign = bool(np.all(sign == 1.0)) and bool(np.all(rf < RANK1_TOL))
+    rule = ("the empirical part of the claim decides: confirmed if, for every bias-free seed, all test codes share "
+            f"one sign and the rank-1 residual is < {RANK1_TOL:g} (every output is h(r)·f(t)); partly if at least "
+            f"{ONE_SIGN_PARTLY:g} of the codes share one sign for every seed; not reproduced otherwise. The "
+            f"homogeneity error (< {HOMOGENEITY_TOL:g} expected by construction) is an implementation check.")
+    control = (f"the biased decoders of D1: they break homogeneity and rank 1 (errors > {BROKEN:g} expected), so the "
+               "measures can fail.")
+    verdict = verdict_from(one_sign, bool(np.all(sign >= ONE_SIGN_PARTLY)))
+    return Result(numbers, verdict, rule, control, figures, tables, notes)
 
 
 def normalise_max(y: torch.Tensor) -> torch.Tensor:

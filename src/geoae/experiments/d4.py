@@ -21,25 +21,23 @@ import torch
 from .. import theory
 from ..plots import new_figure, save_figure
 from ..train import BatchSource
-from .common import Context, Result, codes, disk_config, disk_test_set, pearson, verdict_from
+from .common import Context, Number, Result, codes, disk_test_set, pearson, seed_runs, verdict_from
+from .d3 import bias_free_runs
 
 ID = "D4"
 TITLE = "A trained bias-free network finds the optimum: f ≈ Airy f̂, z ∝ ĥ(r)"
 CLAIM = ("A bias-free autoencoder (d = 1) trained on disks of radii up to R converges to the optimum of the "
          "decoding energy (Prop. 2): its decoder draws the Airy profile f̂(ρ) ∝ √3·Ai(−x₁ρ/R) + Bi(−x₁ρ/R) "
          "and its code is proportional to the weighted area ĥ(r).")
-PAPER = ("The paper overlays the learned radial profile of a bias-free network on the numerically optimised "
-         "f̂ and finds them visually indistinguishable; the issue's targets are a training loss within 2 % of "
-         "the discrete optimum (within 3,000 iterations) and a profile within 5 % relative L2.")
+PAPER = ("Sec. 4.2: the bias-free network, during training, indeed finds the closed-form solution (a figure "
+         "overlays the learned profile on the optimal f̂); no number is given.")
 
 R_TRAIN = 32.0  # the largest training radius of disk_config (m/2)
-LOSS_OK, PROFILE_OK, CORR_OK = 1.02, 0.05, 0.99  # confirmed
+# confirmed: the network reaches the discrete optimum of its own data (loss, profile), and that optimum and the
+# learned profile are the Airy f̂ (the continuous theory on the pixel grid)
+LOSS_OK, OPTIMUM_OK, AIRY_OK, CORR_OK = 1.02, 0.03, 0.05, 0.99
 LOSS_PARTLY, PROFILE_PARTLY, CORR_PARTLY = 1.10, 0.15, 0.95  # partly
-
-
-def configs(ctx: Context):
-    """One bias-free run per seed (shared with D3, D5)."""
-    return [disk_config(ctx, seed=s, bias=False) for s in ctx.seeds]
+STAGES = (bias_free_runs,)  # one bias-free run per seed (shared with D3, D5)
 
 
 def scale_to(image: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -85,61 +83,59 @@ def measure(run, images: torch.Tensor, radii: torch.Tensor) -> dict:
     }
 
 
-def analyse(ctx: Context, runs) -> Result:
+def analyse(ctx: Context, done: dict) -> Result:
+    runs = seed_runs(done, "bias_free")
     images, radii = disk_test_set(ctx)
     ms = [measure(run, images, radii) for run in runs]
 
     def col(key):
         return np.array([m[key] for m in ms], dtype=np.float64)
 
-    loss, prof, corr = col("loss_ratio"), col("profile_vs_airy"), col("corr_z_h")
+    loss, prof, opt, corr = col("loss_ratio"), col("profile_vs_airy"), col("profile_vs_svd"), col("corr_z_h")
+    grid_gap = float(col("svd_vs_airy").max())
     numbers = {
-        "loss_over_optimum_max": float(loss.max()),
-        "profile_rel_l2_max": float(prof.max()),
-        "corr_z_h_min": float(corr.min()),
-        "corr_z_svd_coefficient_min": float(col("corr_z_svd").min()),
-        "loss_over_optimum_median": float(np.median(loss)),
-        "profile_rel_l2_median": float(np.median(prof)),
-        "profile_vs_svd_max": float(col("profile_vs_svd").max()),
-        "svd_vs_airy": float(col("svd_vs_airy").max()),
-        "iterations": int(runs[0].config.iterations),
+        "loss_over_optimum_max": Number(float(loss.max()), "worst seed: final training MSE / the discrete optimum's "
+                                        "MSE (rank-1 SVD of the run's own training images; ≥ 1)"),
+        "profile_vs_optimum_max": Number(float(opt.max()), "worst seed: min_a ‖a·D(±1) − f̂_svd‖/‖f̂_svd‖, the learned "
+                                         "profile against the discrete optimum's (top singular vector of the "
+                                         "training images)"),
+        "profile_vs_airy_max": Number(float(prof.max()), "worst seed: min_a ‖a·D(±1) − f̂‖/‖f̂‖ over the 64×64 "
+                                      f"pixels, f̂ the Airy profile of R = {R_TRAIN:g}"),
+        "optimum_vs_airy": Number(grid_gap, "the discrete optimum's profile against Airy f̂ (theory vs the pixel grid "
+                                  "and the finite training set; worst seed)"),
+        "corr_z_h_min": Number(float(corr.min()), "worst seed: Pearson correlation of the code (sign-fixed) with ĥ(r) "
+                               "on the test disks"),
+        "corr_z_svd_coefficient_min": Number(float(col("corr_z_svd").min()), "worst seed: Pearson correlation of the "
+                                             "code with the discrete optimum's coefficient ⟨x, f̂_svd⟩"),
+        "loss_over_optimum_median": Number(float(np.median(loss)), "median over seeds of the loss ratio"),
+        "profile_vs_airy_median": Number(float(np.median(prof)), "median over seeds of the profile distance to Airy"),
+        "iterations": Number(int(runs[0].config.iterations), "training iterations of each run"),
     }
-    descriptions = {
-        "loss_over_optimum_max": "worst seed: final training MSE / the discrete optimum's MSE (rank-1 SVD of the "
-                                 "run's own training images; ≥ 1)",
-        "profile_rel_l2_max": "worst seed: min_a ‖a·D(±1) − f̂‖/‖f̂‖ over the 64×64 pixels, f̂ the Airy profile "
-                              f"of R = {R_TRAIN:g}",
-        "corr_z_h_min": "worst seed: Pearson correlation of the code (sign-fixed) with ĥ(r) on the test disks",
-        "corr_z_svd_coefficient_min": "worst seed: Pearson correlation of the code with the discrete optimum's "
-                                      "coefficient ⟨x, f̂_svd⟩ on the test disks",
-        "loss_over_optimum_median": "median over seeds of the loss ratio",
-        "profile_rel_l2_median": "median over seeds of the profile distance to Airy f̂",
-        "profile_vs_svd_max": "worst seed: relative L2 between the learned profile and the discrete optimum's "
-                              "profile (top singular vector of the training images)",
-        "svd_vs_airy": "relative L2 between the discrete optimum's profile and the Airy f̂ (theory vs pixel grid)",
-        "iterations": "training iterations of each run",
-    }
-    confirmed = bool(np.all(loss < LOSS_OK) and np.all(prof < PROFILE_OK) and np.all(corr > CORR_OK))
+    confirmed = bool(np.all(loss < LOSS_OK) and np.all(opt < OPTIMUM_OK) and np.all(prof < AIRY_OK)
+                     and grid_gap < AIRY_OK and np.all(corr > CORR_OK))
     partly = bool(np.median(loss) < LOSS_PARTLY and np.median(prof) < PROFILE_PARTLY
                   and np.median(corr) > CORR_PARTLY)
-    rule = (f"confirmed if for every seed the loss / discrete optimum is < {LOSS_OK}, the profile's relative L2 "
-            f"to Airy f̂ is < {PROFILE_OK} and Pearson(z, ĥ) > {CORR_OK}; partly if the medians over seeds are "
-            f"< {LOSS_PARTLY}, < {PROFILE_PARTLY} and > {CORR_PARTLY}; not reproduced otherwise.")
+    rule = (f"confirmed if, for every seed, the network reaches the optimum of its data (loss / discrete optimum < "
+            f"{LOSS_OK}, profile vs the discrete optimum's < {OPTIMUM_OK}) and the theory describes it (profile vs "
+            f"Airy f̂ < {AIRY_OK}, the discrete optimum vs Airy < {AIRY_OK}, Pearson(z, ĥ) > {CORR_OK}); partly if "
+            f"the medians over seeds of the loss ratio, the profile vs Airy and Pearson(z, ĥ) are < {LOSS_PARTLY}, "
+            f"< {PROFILE_PARTLY} and > {CORR_PARTLY}; not reproduced otherwise.")
+    control = ("the discrete optimum (rank-1 SVD of each run's own 1,000 training images) is the exact lower bound "
+               "of any bias-free d = 1 network's loss, and its own distance to Airy (optimum_vs_airy) is the part of "
+               "the profile error due to the pixel grid and the finite sample, not to training.")
     tables = [{"title": "Per seed (bias-free runs)",
-               "columns": ["seed", "train MSE", "optimum MSE", "loss / optimum", "profile vs Airy",
-                           "profile vs SVD", "Pearson z–ĥ", "Pearson z–SVD coef.", "codes of majority sign"],
-               "rows": [[m["seed"], m["train_mse"], m["optimum_mse"], m["loss_ratio"], m["profile_vs_airy"],
-                         m["profile_vs_svd"], m["corr_z_h"], m["corr_z_svd"], m["same_sign"]] for m in ms]}]
+               "columns": ["seed", "train MSE", "optimum MSE", "loss / optimum", "profile vs optimum",
+                           "profile vs Airy", "optimum vs Airy", "Pearson z–ĥ", "codes of majority sign"],
+               "rows": [[m["seed"], m["train_mse"], m["optimum_mse"], m["loss_ratio"], m["profile_vs_svd"],
+                         m["profile_vs_airy"], m["svd_vs_airy"], m["corr_z_h"], m["same_sign"]] for m in ms]}]
     notes = ("The discrete optimum is the exact lower bound of the training loss of any bias-free d = 1 "
-             "autoencoder on the same images (Eckart–Young), so the loss ratio measures how far training is "
-             "from the optimum, whereas the profile distance also contains the (small) gap between the pixel "
-             "grid and the continuous Airy solution (`svd_vs_airy`).")
-    if numbers["iterations"] > 3000:
-        notes += f" Runs trained {numbers['iterations']} iterations (the issue's target is stated at 3,000)."
+             "autoencoder on the same images (Eckart–Young), so the loss ratio and the profile against the "
+             "optimum measure training alone; the profile against Airy adds the gap between the pixel grid with a "
+             "finite sample of radii and the continuous solution (`optimum_vs_airy`).")
     figures = ["d4_profiles.png", "d4_codes.png"]
     _plot_profiles(ctx.figure(figures[0]), ms)
     _plot_codes(ctx.figure(figures[1]), ms)
-    return Result(numbers, descriptions, verdict_from(confirmed, partly), rule, figures, tables, notes)
+    return Result(numbers, verdict_from(confirmed, partly), rule, control, figures, tables, notes)
 
 
 def _plot_profiles(path, ms: list[dict]):

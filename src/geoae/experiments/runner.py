@@ -1,75 +1,130 @@
-"""Run the paper's experiments (D1–D7, P1–P3) and build the report.
+"""Run the paper's experiments (``registry.EXPERIMENTS``) and build the report.
 
-``reproduce(profile, only, out, seeds)`` runs each selected experiment in turn:
+``reproduce(profile, only, out, seeds)``:
 
-1. ``configs(ctx)`` lists the training runs; ``geoae.train.train_many`` trains those not yet finished
-   under ``<out>/runs/`` (a run killed midway resumes from its checkpoint);
+1. stage by stage, the runs that every selected experiment declares (``STAGES``: functions returning
+   {name: TrainConfig}) are trained together by one ``geoae.train.train_many`` call, so that all cores are
+   busy and runs shared between experiments are trained once; finished runs under ``<out>/runs/<profile>``
+   are never redone (a run killed midway resumes from its checkpoint). A later stage sees the finished runs
+   of the earlier ones (D7 chooses its λ from its search runs, then declares its main runs);
 2. ``analyse(ctx, runs)`` measures, draws its figures and returns a ``Result``;
-3. ``<out>/<ID>/results.json`` is written atomically, with the config, seeds and git commit.
+3. ``<out>/<ID>/results.json`` is written atomically, with the configs, seeds and git commit.
 
 An experiment whose results file already exists for the same profile and seeds is not redone, so an
-interrupted ``reproduce`` resumes where it stopped. An experiment that raises is recorded as failed
-(with the error) and the others still run. The report (``report.md``, ``report.html``) and
-``REPRODUCE.md`` are then generated from the results files alone.
+interrupted ``reproduce`` resumes where it stopped. An experiment that raises is recorded as failed (with
+the error) and the others still run. The report (``report.md``, ``report.html``) and ``REPRODUCE.md`` are
+then generated from the results files alone.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 import traceback
-from dataclasses import asdict
 from pathlib import Path
 
 from ..train import git_commit, train_many, write_json
-from .common import PROFILES, Context
+from .common import PROFILES, Context, Initialised
+from .registry import BY_ID, IDS
 
-EXPERIMENTS = ("D1", "D2", "D3", "D4", "D5", "D6", "D7", "P1", "P2", "P3")
 DEFAULT_SEEDS = {"quick": 3, "paper": 5, "tiny": 1}
-
-
-def load_experiment(exp_id: str):
-    """The module implementing claim ``exp_id`` (e.g. ``geoae.experiments.d4``)."""
-    return importlib.import_module(f"geoae.experiments.{exp_id.lower()}")
 
 
 def check_args(profile: str, only, seeds) -> list[str]:
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not one of {', '.join(map(repr, PROFILES))}")
-    ids = list(EXPERIMENTS) if not only else [s.upper() for s in only]
-    unknown = [i for i in ids if i not in EXPERIMENTS]
+    ids = list(IDS) if not only else [s.upper() for s in only]
+    unknown = [i for i in ids if i not in IDS]
     if unknown:
-        raise ValueError(f"--only: unknown experiment ids {unknown}; allowed: {', '.join(EXPERIMENTS)}")
+        raise ValueError(f"--only: unknown experiment ids {unknown}; allowed: {', '.join(IDS)}")
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
     return ids
 
 
-def run_experiment(exp_id: str, ctx: Context, *, progress: bool = True) -> dict:
-    """Run one experiment and write its results file; a failure is recorded, not raised."""
-    record = {"id": exp_id, "profile": ctx.profile, "seeds": list(ctx.seeds), "git_commit": git_commit()}
-    t0 = time.perf_counter()
+def _train(planned: dict, root: Path, progress: bool) -> dict:
+    """Train {name: TrainConfig | Initialised}; runs with a given initialisation live under
+    ``root/init-<name>/`` (their configs alone do not say how they start), the others under ``root``."""
+    plain = {k: v for k, v in planned.items() if not isinstance(v, Initialised)}
+    out = dict(zip(plain, train_many(list(plain.values()), root, progress=progress), strict=True))
+    seeded = {k: v for k, v in planned.items() if isinstance(v, Initialised)}
+    for init in sorted({v.name for v in seeded.values()}):
+        group = {k: v for k, v in seeded.items() if v.name == init}
+        for v in group.values():
+            v.prepare(root / f"init-{init}")
+        runs = train_many([v.config for v in group.values()], root / f"init-{init}", progress=progress)
+        out |= dict(zip(group, runs, strict=True))
+    return out
+
+
+def train_stages(ids: list[str], contexts: dict[str, Context], *, progress: bool = True) -> tuple[dict, dict]:
+    """Train every stage of the experiments ``ids``, stage k of all of them at once.
+
+    Returns ({id: {name: TrainResult}}, {id: error text}) for the experiments whose stages failed to be
+    listed or trained (one failing experiment does not stop the others: after a joint failure each
+    experiment is retried alone).
+    """
+    done = {i: {} for i in ids}
+    errors: dict[str, str] = {}
+    stages = {i: BY_ID[i].load().STAGES for i in ids}
+    for k in range(max((len(s) for s in stages.values()), default=0)):
+        planned = {}
+        for i in ids:
+            if i in errors or k >= len(stages[i]):
+                continue
+            try:
+                planned[i] = stages[i][k](contexts[i], dict(done[i]))
+            except Exception as err:  # noqa: BLE001 - reported by the experiment's record
+                errors[i] = f"listing its runs (stage {k + 1}) failed: {type(err).__name__}: {err}"
+        if not planned:
+            continue
+        flat = {(i, name): cfg for i, p in planned.items() for name, cfg in p.items()}
+        if progress:
+            print(f"stage {k + 1}: {len(flat)} runs for {', '.join(planned)} (finished runs are kept)", flush=True)
+        root = next(iter(contexts.values())).runs
+        try:
+            trained = _train(flat, root, progress)
+            for (i, name), run in trained.items():
+                done[i][name] = run
+        except Exception:  # noqa: BLE001 - retried experiment by experiment, each with its own error
+            for i, p in planned.items():
+                try:
+                    done[i] |= _train(p, root, progress)
+                except Exception as err:  # noqa: BLE001
+                    errors[i] = f"training stage {k + 1} failed: {type(err).__name__}: {err}"
+    return done, errors
+
+
+def _record(exp_id: str, ctx: Context, runs: dict, error: str | None, t0: float) -> dict:
+    """Analyse the finished runs of one experiment and write its results file; failures are recorded."""
+    exp = BY_ID[exp_id]
+    record = {"id": exp_id, "kind": exp.kind, "paper_claim": exp.paper_claim, "profile": ctx.profile,
+              "seeds": list(ctx.seeds), "git_commit": git_commit()}
     try:
-        module = load_experiment(exp_id)
+        module = exp.load()
         record |= {"title": module.TITLE, "claim": module.CLAIM, "paper": module.PAPER}
-        ctx.out.mkdir(parents=True, exist_ok=True)
-        configs = module.configs(ctx)
-        record["configs"] = [c.to_dict() for c in configs]
-        runs = train_many(configs, ctx.runs, progress=progress)
-        # training time of this experiment's own runs (trained here, in the prefetch, or earlier: from their
-        # metrics), in core-seconds: each run trains on one core
-        unique = {r.config.digest(): r for r in runs}
+        if error is not None:
+            raise RuntimeError(error)
+        record["configs"] = {name: r.config.to_dict() for name, r in runs.items()}
+        # training time of this experiment's own runs (trained now or earlier: from their metrics), in
+        # core-seconds: each run trains on one core
+        unique = {(r.out_dir, r.config.digest()): r for r in runs.values()}
         record["train_core_s"] = round(sum(r.metrics.get("train_seconds", 0.0) for r in unique.values()), 1)
-        result = module.analyse(ctx, runs)
-        # results.json is written with sorted keys: keep the experiment's own order of its numbers
-        record |= {"status": "ok", "number_order": list(result.numbers)} | asdict(result)
+        record["n_runs"] = len(unique)
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        record |= {"status": "ok"} | module.analyse(ctx, runs).record()
     except Exception as err:  # noqa: BLE001 - a failed experiment is reported, the others go on
-        record |= {"status": "failed", "error": f"{type(err).__name__}: {err}",
-                   "traceback": traceback.format_exc()}
+        record |= {"status": "failed", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
     record["runtime_s"] = round(time.perf_counter() - t0, 2)  # analysis (and any training done here)
     write_json(ctx.out / "results.json", record)
     return record
+
+
+def run_experiment(exp_id: str, ctx: Context, *, progress: bool = True) -> dict:
+    """Train (all stages) and analyse one experiment, and write its results file; a failure is recorded."""
+    t0 = time.perf_counter()
+    done, errors = train_stages([exp_id], {exp_id: ctx}, progress=progress)
+    return _record(exp_id, ctx, done[exp_id], errors.get(exp_id), t0)
 
 
 def is_done(path: Path, profile: str, seeds: tuple[int, ...]) -> bool:
@@ -78,27 +133,6 @@ def is_done(path: Path, profile: str, seeds: tuple[int, ...]) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     return rec.get("status") == "ok" and rec.get("profile") == profile and rec.get("seeds") == list(seeds)
-
-
-def prefetch(ids: list[str], contexts: dict[str, Context], *, progress: bool = True) -> None:
-    """Train the runs of all the experiments to do in one ``train_many`` call (shared runs once, all cores
-    busy). A failure here is not final: each experiment then retrains what it needs and records its own
-    error, so one broken experiment does not stop the others."""
-    configs = []
-    for exp_id in ids:
-        try:
-            configs += load_experiment(exp_id).configs(contexts[exp_id])
-        except Exception as err:  # noqa: BLE001 - reported by run_experiment
-            print(f"      {exp_id}: listing its runs failed ({type(err).__name__}: {err})", flush=True)
-    if not configs:
-        return
-    unique = len({c.digest() for c in configs})
-    print(f"training {unique} runs for {', '.join(ids)} (finished runs are kept)", flush=True)
-    try:
-        train_many(configs, next(iter(contexts.values())).runs, progress=progress)
-    except Exception as err:  # noqa: BLE001 - reported by run_experiment
-        print(f"      training stopped ({type(err).__name__}: {err}); each experiment retries its own runs",
-              flush=True)
 
 
 def reproduce(profile: str = "quick", only=None, out: Path | str = "results", seeds: int | None = None,
@@ -112,20 +146,21 @@ def reproduce(profile: str = "quick", only=None, out: Path | str = "results", se
     print(f"geoae reproduce: profile={profile} seeds={list(seed_list)} experiments={','.join(ids)} -> {out}/")
     contexts = {i: Context(profile=profile, seeds=seed_list, out=out / i, runs=out / "runs" / profile) for i in ids}
     todo = [i for i in ids if not is_done(contexts[i].out / "results.json", profile, seed_list)]
-    prefetch(todo, contexts, progress=progress)
+    t0 = time.perf_counter()
+    done, errors = train_stages(todo, contexts, progress=progress)
     failed = []
     for k, exp_id in enumerate(ids, 1):
-        ctx = contexts[exp_id]
         if exp_id not in todo:
             print(f"[{k}/{len(ids)}] {exp_id}: already done, kept")
             continue
         print(f"[{k}/{len(ids)}] {exp_id}: analysing", flush=True)
-        rec = run_experiment(exp_id, ctx, progress=progress)
+        rec = _record(exp_id, contexts[exp_id], done[exp_id], errors.get(exp_id), time.perf_counter())
         if rec["status"] == "ok":
             print(f"[{k}/{len(ids)}] {exp_id}: {rec['verdict']} ({rec['runtime_s']:.0f} s)", flush=True)
         else:
             failed.append(exp_id)
             print(f"[{k}/{len(ids)}] {exp_id}: FAILED ({rec['error']})", flush=True)
+    print(f"reproduce: {time.perf_counter() - t0:.0f} s")
     paths = build_report(out)
     print("report: " + ", ".join(str(p) for p in paths))
     return 1 if failed else 0

@@ -1,0 +1,39 @@
+"""The one list of experiments: id, module, and what kind of statement each one tests.
+
+``kind`` is ``claim`` for a claim of the paper that an experiment can refute, ``theorem`` for a claim that
+holds by construction of the network (measured as an implementation check, its empirical part as the
+verdict). Everything else (the runner, the report, the CLI's ``--only``) reads this table.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    module: str  # geoae.experiments.<module>
+    kind: str  # "claim" or "theorem"
+    paper_claim: bool = True  # False for experiments beyond the paper
+
+    def load(self):
+        """The module implementing the experiment (``ID``, ``STAGES``, ``analyse``, …)."""
+        return importlib.import_module(f"geoae.experiments.{self.module}")
+
+
+EXPERIMENTS = (
+    Experiment("D1", "d1", "claim"),
+    Experiment("D2", "d2", "claim"),
+    Experiment("D3", "d3", "theorem"),
+    Experiment("D4", "d4", "claim"),
+    Experiment("D5", "d5", "claim"),
+    Experiment("D6", "d6", "claim"),
+    Experiment("D7", "d7", "claim"),
+    Experiment("P1", "p1", "theorem"),
+    Experiment("P2", "p2", "claim"),
+    Experiment("P3", "p3", "claim"),
+)
+IDS = tuple(e.id for e in EXPERIMENTS)
+BY_ID = {e.id: e for e in EXPERIMENTS}
