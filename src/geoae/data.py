@@ -18,7 +18,10 @@ Disk renderings (all deterministic):
   |rho - r| >= 8 sigma are set to exactly 0 or 1 (error <= exp(-32) ~ 1e-14).
 
 Generators follow scikit-learn's habit: they return the data *and* the ground truth, and take an
-explicit ``seed`` (an int or a torch.Generator), never global random state.
+explicit ``seed`` (an int in [0, 2^63 - 1] or a torch.Generator), never global random state.
+
+Bounds: an image side is at most ``MAX_SIZE``; one call generates at most ``MAX_VALUES`` values (4 GiB of
+float32: generate more in parts). Any argument outside what is documented raises ``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ SCHEMES = ("all", "random", "hole", "stride", "quadrant")
 Seed = int | torch.Generator
 Interval = tuple[float, float]
 
+MAX_SIZE = 4096  # image side m / signal length n
+MAX_VALUES = 2**30  # values one call may generate (4 GiB of float32)
+MAX_SEED = 2**63 - 1
 _CHUNK = 512  # disks rendered at once (bounds float64 scratch memory)
 _GAUSS_BAND = 8.0  # in units of sigma: beyond it the gaussian rendering is exactly 0 or 1
 
@@ -60,15 +66,26 @@ def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _check_volume(name: str, value, count: int, per_item: int) -> None:
+    """Refuse a request for more than ``MAX_VALUES`` values (``count`` items of ``per_item`` values)."""
+    if count * per_item > MAX_VALUES:
+        raise ValueError(f"{name}={value} asks for {count:,} × {per_item:,} = {count * per_item:,} values, more than "
+                         f"the {MAX_VALUES:,} (4 GiB of float32) one call may generate; generate in parts")
+
+
 def _check_sigma(sigma) -> float:
-    if not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be > 0 and finite, got {sigma!r}")
+    ok = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
+    if not (ok and math.isfinite(sigma) and 0 < sigma <= MAX_SIZE):
+        raise ValueError(f"sigma must be a finite number in (0, {MAX_SIZE}], got {sigma!r}")
     return float(sigma)
 
 
 def _check_radii(radii) -> np.ndarray:
     """Radii (B,) as float64 numpy, each finite and >= 0."""
-    r = torch.as_tensor(radii).detach().cpu().double().numpy()
+    try:
+        r = torch.as_tensor(radii).detach().cpu().double().numpy()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"radii must be a 1-D sequence of numbers (B,), got {type(radii).__name__} ({err})") from None
     if r.ndim != 1:
         raise ValueError(f"radii must be a 1-D sequence (B,), got shape {tuple(r.shape)}")
     bad = ~np.isfinite(r) | (r < 0)
@@ -82,7 +99,7 @@ def _radius_range(size: int, r_min, r_max) -> tuple[float, float]:
     half = size / 2
     r_max = half if r_max is None else r_max
     for name, v in (("r_min", r_min), ("r_max", r_max)):
-        if not (isinstance(v, numbers.Real) and math.isfinite(v) and v >= 0):
+        if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
             raise ValueError(f"{name} must be finite and >= 0, got {v!r}")
     if r_max > half:
         raise ValueError(f"r_max={r_max:g} must be <= size/2 = {half:g}")
@@ -101,7 +118,8 @@ def _normalise_exclude(exclude) -> tuple[Interval, ...]:
         if not (isinstance(item, Sequence) and len(item) == 2):
             raise ValueError(f"{hint}, got {exclude!r}")
         lo, hi = item
-        if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (lo, hi)) or lo >= hi:
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)) \
+                or lo >= hi:
             raise ValueError(f"exclude interval {tuple(item)!r} must be finite numbers with lo < hi")
         out.append((float(lo), float(hi)))
     return tuple(out)
@@ -133,9 +151,9 @@ def _allowed_intervals(size: int, r_min, r_max, exclude) -> list[Interval]:
 def _generator(seed: Seed) -> torch.Generator:
     if isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
         return torch.Generator().manual_seed(int(seed))
-    raise ValueError(f"seed must be an int or a torch.Generator, got {seed!r}")
+    raise ValueError(f"seed must be an integer in [0, 2**63 - 1] or a torch.Generator, got {seed!r}")
 
 
 def _default_hole(size: int) -> tuple[int, int]:
@@ -147,10 +165,10 @@ def _default_hole(size: int) -> tuple[int, int]:
 
 def _check_dirac_args(size, ndim, scheme, fraction, hole, stride, quadrant):
     """Validate the Dirac scheme parameters; return (size, ndim, hole) with the default hole resolved."""
-    size = _check_int("size", size, 2)
+    size = _check_int("size", size, 2, MAX_SIZE)
     ndim = _check_int("ndim", ndim, 1, 2)
     _check_choice("scheme", scheme, SCHEMES)
-    if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
+    if not (isinstance(fraction, numbers.Real) and not isinstance(fraction, bool) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     _check_int("stride", stride, 1, size)
     _check_int("quadrant", quadrant, 0, 3)
@@ -246,10 +264,11 @@ def render_disks(radii, *, size: int = 64, rendering: str = "area", sigma: float
     Any finite radius >= 0 is drawn (disks larger than the image are clipped), so that extrapolation
     tests can render radii beyond the training range. ``sigma`` (px) is used by ``gaussian`` only.
     """
-    size = _check_int("size", size, 2)
+    size = _check_int("size", size, 2, MAX_SIZE)
     _check_choice("rendering", rendering, RENDERINGS)
     sigma = _check_sigma(sigma)
     r = _check_radii(radii)
+    _check_volume("radii", f"<{len(r)} radii>", len(r), size * size)
     out = np.empty((len(r), size, size), dtype=np.float32)
     for start in range(0, len(r), _CHUNK):
         rc = r[start : start + _CHUNK]
@@ -277,8 +296,8 @@ def sample_radii(
     A uniform draw on the total allowed length is mapped onto the allowed pieces (no rejection loop).
     r_max defaults to m/2.
     """
-    n = _check_int("n", n, 0)
-    size = _check_int("size", size, 2)
+    n = _check_int("n", n, 0, MAX_VALUES)
+    size = _check_int("size", size, 2, MAX_SIZE)
     pieces = _allowed_intervals(size, r_min, r_max, exclude)
     gen = _generator(seed)
     lo = torch.tensor([p[0] for p in pieces], dtype=torch.float64)
@@ -296,8 +315,8 @@ def sample_radii(
 
 def test_radii(n: int, *, size: int = 64, r_min: float = 0.0, r_max: float | None = None) -> torch.Tensor:
     """n evenly spaced radii (n,) float32 over [r_min, r_max] (r_max defaults to m/2): a test set."""
-    n = _check_int("n", n, 1)
-    size = _check_int("size", size, 2)
+    n = _check_int("n", n, 1, MAX_VALUES)
+    size = _check_int("size", size, 2, MAX_SIZE)
     r_min, r_max = _radius_range(size, r_min, r_max)
     return torch.linspace(r_min, r_max, n, dtype=torch.float64).float()
 
@@ -320,7 +339,9 @@ def make_disks(
 
     Radii as in :func:`sample_radii`; the images are rendered from the returned float32 radii.
     """
-    size = _check_int("size", size, 2)
+    size = _check_int("size", size, 2, MAX_SIZE)
+    n = _check_int("n", n, 0, MAX_VALUES)
+    _check_volume("n", n, n, size * size)
     _check_choice("rendering", rendering, RENDERINGS)
     sigma = _check_sigma(sigma)
     radii = sample_radii(n, size=size, r_min=r_min, r_max=r_max, exclude=exclude, seed=seed)
@@ -388,9 +409,12 @@ def all_dirac_positions(size: int = 64, ndim: int = 1) -> torch.Tensor:
 
 def render_diracs(positions, *, size: int = 64, ndim: int = 1) -> torch.Tensor:
     """One-hot signals: positions (P,) -> (P, 1, n), or (P, 2) (row, col) -> (P, 1, m, m); float32."""
-    size = _check_int("size", size, 2)
+    size = _check_int("size", size, 2, MAX_SIZE)
     ndim = _check_int("ndim", ndim, 1, 2)
-    pos = torch.as_tensor(positions)
+    try:
+        pos = torch.as_tensor(positions)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"positions must be integers (P,) or (P, 2), got {type(positions).__name__} ({err})") from None
     if pos.dim() != ndim or (ndim == 2 and pos.shape[1] != 2):
         raise ValueError(
             f"positions must have shape {'(P,)' if ndim == 1 else '(P, 2)'} for ndim={ndim}, "
@@ -398,6 +422,7 @@ def render_diracs(positions, *, size: int = 64, ndim: int = 1) -> torch.Tensor:
         )
     if pos.dtype.is_floating_point or pos.dtype == torch.bool or pos.dtype.is_complex:
         raise ValueError(f"positions must be integers, got dtype {pos.dtype}")
+    _check_volume("positions", f"<{len(pos)} positions>", len(pos), size**ndim)
     if pos.numel() and (pos.min() < 0 or pos.max() >= size):
         raise ValueError(
             f"positions must lie in [0, size) = [0, {size}), got min {int(pos.min())}, max {int(pos.max())}"
@@ -428,11 +453,15 @@ def make_diracs(
     those of ``dirac_positions(..., seed=seed)``.
     """
     if n is not None:
-        n = _check_int("n", n, 1)
+        n = _check_int("n", n, 1, MAX_VALUES)
     size, ndim, hole = _check_dirac_args(size, ndim, scheme, fraction, hole, stride, quadrant)
+    if n is not None:
+        _check_volume("n", n, n, size**ndim)
     gen = _generator(seed)
     pos = _scheme_positions(size, ndim, scheme, fraction, hole, stride, quadrant, gen)
-    if n is not None:
+    if n is None:
+        _check_volume("size", size, len(pos), size**ndim)  # each position once
+    else:
         pos = pos[torch.randint(len(pos), (n,), generator=gen)]
     return render_diracs(pos, size=size, ndim=ndim), pos
 
@@ -458,8 +487,9 @@ class DiskData:
         self.validate()
 
     def validate(self) -> DiskData:
-        _check_int("n", self.n, 1)
-        size = _check_int("size", self.size, 2)
+        size = _check_int("size", self.size, 2, MAX_SIZE)
+        _check_int("n", self.n, 1, MAX_VALUES)
+        _check_volume("n", self.n, self.n, size * size)
         _check_choice("rendering", self.rendering, RENDERINGS)
         _check_sigma(self.sigma)
         _allowed_intervals(size, self.r_min, self.r_max, self.exclude)
@@ -504,10 +534,16 @@ class DiracData:
 
     def validate(self) -> DiracData:
         if self.n is not None:
-            _check_int("n", self.n, 1)
-        _check_dirac_args(
+            _check_int("n", self.n, 1, MAX_VALUES)
+        size, ndim, hole = _check_dirac_args(
             self.size, self.ndim, self.scheme, self.fraction, self.hole, self.stride, self.quadrant
         )
+        if self.n is not None:
+            _check_volume("n", self.n, self.n, size**ndim)
+        else:  # each position of the scheme once
+            count = len(_scheme_positions(size, ndim, self.scheme, self.fraction, hole, self.stride, self.quadrant,
+                                          torch.Generator().manual_seed(0)))
+            _check_volume("size", size, count, size**ndim)
         return self
 
     def make(self, n: int | None = None, seed: Seed | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
+from .. import interrupts
 from ..train import git_commit, train_many, write_json
 from .common import PROFILES, Context
 
@@ -115,6 +116,7 @@ def reproduce(profile: str = "quick", only=None, out: Path | str = "results", se
     prefetch(todo, contexts, progress=progress)
     failed = []
     for k, exp_id in enumerate(ids, 1):
+        interrupts.check()  # Ctrl-C: stop between experiments (the finished ones and their runs are kept)
         ctx = contexts[exp_id]
         if exp_id not in todo:
             print(f"[{k}/{len(ids)}] {exp_id}: already done, kept")
@@ -126,6 +128,7 @@ def reproduce(profile: str = "quick", only=None, out: Path | str = "results", se
         else:
             failed.append(exp_id)
             print(f"[{k}/{len(ids)}] {exp_id}: FAILED ({rec['error']})", flush=True)
+    interrupts.check()
     paths = build_report(out)
     print("report: " + ", ".join(str(p) for p in paths))
     return 1 if failed else 0
