@@ -424,8 +424,9 @@ def check_train(args):
     _check_out_dir("--out", args.out)
     _check_tracking(args)
     base = TrainConfig() if args.config is None else _read_config(args.config)
-    given = _given(args)
-    with _named(given, f"--config {args.config}: " if args.config is not None else ""):
+    # without --config every value is an option's (given or default); with it, the options given name theirs
+    names = TRAIN_OPTIONS if args.config is None else _given(args)
+    with _named(names, f"--config {args.config}: " if args.config is not None else ""):
         model, data = base.model, base.data
         mchanges = {k: v for k, v in {"arch": args.arch, "size": args.size, "latent_dim": args.latent_dim,
                                       "alpha": args.alpha, "upsample": args.upsample,

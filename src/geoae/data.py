@@ -60,6 +60,16 @@ def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> in
     raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
 
 
+def finite_real(value) -> bool:
+    """A real number (not a bool) that is finite as a float (an int beyond float's range is not)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of " + ", ".join(repr(c) for c in choices))
@@ -74,8 +84,7 @@ def _check_volume(name: str, value, count: int, per_item: int) -> None:
 
 
 def _check_sigma(sigma) -> float:
-    ok = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
-    if not (ok and math.isfinite(sigma) and 0 < sigma <= MAX_SIZE):
+    if not (finite_real(sigma) and 0 < sigma <= MAX_SIZE):
         raise ValueError(f"sigma must be a finite number in (0, {MAX_SIZE}], got {sigma!r}")
     return float(sigma)
 
@@ -99,7 +108,7 @@ def _radius_range(size: int, r_min, r_max) -> tuple[float, float]:
     half = size / 2
     r_max = half if r_max is None else r_max
     for name, v in (("r_min", r_min), ("r_max", r_max)):
-        if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+        if not (finite_real(v) and v >= 0):
             raise ValueError(f"{name} must be finite and >= 0, got {v!r}")
     if r_max > half:
         raise ValueError(f"r_max={r_max:g} must be <= size/2 = {half:g}")
@@ -118,8 +127,7 @@ def _normalise_exclude(exclude) -> tuple[Interval, ...]:
         if not (isinstance(item, Sequence) and len(item) == 2):
             raise ValueError(f"{hint}, got {exclude!r}")
         lo, hi = item
-        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)) \
-                or lo >= hi:
+        if not all(finite_real(v) for v in (lo, hi)) or lo >= hi:
             raise ValueError(f"exclude interval {tuple(item)!r} must be finite numbers with lo < hi")
         out.append((float(lo), float(hi)))
     return tuple(out)

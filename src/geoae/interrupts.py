@@ -52,8 +52,8 @@ def _handler(signum, frame) -> None:
 
 @contextmanager
 def sigint_handler():
-    """Within the block, SIGINT is recorded before it raises (main thread only; elsewhere a no-op); a
-    pending request from an earlier block is cleared on entry."""
+    """Within the block, SIGINT is recorded before it raises (main thread only; elsewhere a no-op); the
+    request is cleared on entry and on exit (it belongs to the block: a later call starts afresh)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -63,3 +63,4 @@ def sigint_handler():
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+        _requested.clear()

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import MAX_SIZE
+from .data import MAX_SIZE, finite_real
 from .spec import LayerSpec, NetSpec, network_spec
 
 __all__ = [
@@ -220,7 +220,7 @@ class ModelConfig:
         if self.alpha is not None:
             if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float):
                 raise ValueError(f"alpha must be a number >= 0 or None (arch default), got {self.alpha!r}")
-            if not (math.isfinite(self.alpha) and 0 <= self.alpha <= MAX_ALPHA):
+            if not (finite_real(self.alpha) and 0 <= self.alpha <= MAX_ALPHA):
                 raise ValueError(f"alpha must be a number from 0 to {MAX_ALPHA:g} or None, got {self.alpha!r}")
         if self.channels is not None:
             want = self.n_layers - 1

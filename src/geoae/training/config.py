@@ -10,10 +10,9 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 
-from ..data import DiracData, DiskData
+from ..data import DiracData, DiskData, finite_real
 from ..models import ModelConfig
 from .objectives import REGULARISERS
 
@@ -30,7 +29,7 @@ def _check_int(name: str, value, lo: int, hi: int) -> None:
 
 
 def _check_number(name: str, value, lo: float, hi: float, *, open_lo: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, int | float) and finite_real(value)
     if not ok or value > hi or value < lo or (open_lo and value == lo):
         bound = f"> {lo}" if open_lo else f">= {lo}"
         raise ValueError(f"{name} must be a finite number {bound} and <= {hi:g}, got {value!r}")
