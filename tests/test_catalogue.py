@@ -62,6 +62,26 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def at_batch(monkeypatch, n: int, action):
+    """``action()`` runs when the n-th training batch (of any run, any thread) is drawn; returns the undo."""
+    from geoae.training import loop
+
+    original, calls = loop.BatchSource.next, {"n": 0}
+
+    def next_batch(self):
+        calls["n"] += 1
+        if calls["n"] == n:
+            action()
+        return original(self)
+
+    monkeypatch.setattr(loop.BatchSource, "next", next_batch)
+    return lambda: monkeypatch.setattr(loop.BatchSource, "next", original)
+
+
+def ctrl_c():
+    raise KeyboardInterrupt
+
+
 # ------------------------------------------------------------------------------- bad command lines
 
 # what the bad inputs below refer to, made in each test's own directory
@@ -245,12 +265,14 @@ def test_bad_command_line_is_refused_before_any_work(argv, needle, world, capsys
     refused(argv, world, capsys, needle)
 
 
-@pytest.mark.parametrize("command", sorted(SETTINGS_COMMANDS))
-@pytest.mark.parametrize(("variable", "value", "needle"), SETTINGS_CASES,
-                         ids=[f"{v}={x}" for v, x, _ in SETTINGS_CASES])
+SETTINGS_RUNS = [(variable, value, needle, command) for variable, value, needle in SETTINGS_CASES
+                 for command in sorted(SETTINGS_COMMANDS)
+                 if variable != "GEOAE_OFFICIAL_WEIGHTS" or command == "reproduce"]  # read by D1 / D2 only
+
+
+@pytest.mark.parametrize(("variable", "value", "needle", "command"), SETTINGS_RUNS,
+                         ids=[f"{c}-{v}={x}" for v, x, _, c in SETTINGS_RUNS])
 def test_bad_setting_is_refused_before_any_work(variable, value, needle, command, world, capsys, monkeypatch):
-    if variable == "GEOAE_OFFICIAL_WEIGHTS" and command != "reproduce":
-        pytest.skip("read by reproduce (D1, D2) only")
     monkeypatch.setenv(variable, value.replace(T, str(world)))
     refused(SETTINGS_COMMANDS[command], world, capsys, needle)
 
@@ -375,8 +397,10 @@ def test_a_corrupt_h5_names_its_path(tmp_path):
 # --------------------------------------------------------------------------------- internal errors
 
 
-@pytest.mark.parametrize("phase", ["check", "work"])
-@pytest.mark.parametrize("error", [ZeroDivisionError("division by zero"), ValueError("a bug's ValueError")])
+@pytest.mark.parametrize(("phase", "error"), [("check", ZeroDivisionError("division by zero")),
+                                              ("work", ZeroDivisionError("division by zero")),
+                                              ("work", ValueError("a bug's ValueError"))])  # while checking, a
+# ValueError is bad input by definition (the library's validators raise it)
 def test_an_unexpected_exception_is_an_internal_error_not_bad_input(phase, error, tmp_path, capsys, monkeypatch):
     from geoae import cli
 
@@ -384,8 +408,6 @@ def test_an_unexpected_exception_is_an_internal_error_not_bad_input(phase, error
         raise error
 
     check, work = cli.COMMANDS["theory"]
-    if phase == "check" and isinstance(error, ValueError):
-        pytest.skip("a ValueError while checking is bad input by definition (the library's validators)")
     monkeypatch.setitem(cli.COMMANDS, "theory", (broken, work) if phase == "check" else (check, broken))
     assert main(["theory", "--out", str(tmp_path / "t")]) == 1
     err = capsys.readouterr().err
@@ -510,30 +532,42 @@ def test_a_swallowed_ctrl_c_still_stops_reproduce_and_the_rerun_resumes(tmp_path
 
 
 def test_a_swallowed_ctrl_c_stops_training_threads_and_their_runs_resume(tmp_path, capsys, monkeypatch):
-    from geoae.training import loop
-
-    original, calls = loop.BatchSource.next, {"n": 0}
-
-    def next_batch(self):
-        calls["n"] += 1
-        if calls["n"] == 9:
-            interrupts.request()
-        return original(self)
-
     fake_experiments(monkeypatch, lambda exp_id: None)
-    monkeypatch.setattr(loop.BatchSource, "next", next_batch)
+    undo = at_batch(monkeypatch, 9, interrupts.request)  # a Ctrl-C whose raise was lost, runs training in threads
     monkeypatch.setenv("GEOAE_WORKERS", "2")
     argv = ["-q", "reproduce", "--profile", "tiny", "--only", "D1,D2,D3", "--out", str(tmp_path)]
     assert main(argv) == 130
     assert not list(tmp_path.glob("D*/results.json"))
     assert list(tmp_path.glob("runs/tiny/*/checkpoint.safetensors"))  # stopped mid-run, checkpoints kept
-    monkeypatch.setattr(loop.BatchSource, "next", original)
+    undo()
     assert main(argv) == 0
     for seed in (1, 2, 3):
         config = dataclasses.replace(SMALL, seed=seed)
         from geoae.training import run_name
 
         assert same(weights_of(tmp_path / "runs" / "tiny" / run_name(config)), dict(train(config).model.state_dict()))
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_random_moments_of_a_real_reproduce_is_never_swallowed(tmp_path):
+    """``geoae reproduce --profile tiny`` sent SIGINT at random moments (start-up, training, analysis, report):
+    each time exit code 130 and one line (no traceback); the finished runs and results are kept, and the last
+    run finishes what is left."""
+    argv = [sys.executable, "-m", "geoae", "-q", "reproduce", "--profile", "tiny", "--only", "D1,D4", "--out",
+            str(tmp_path)]
+    rng, seen = random.Random(130), []
+    for _ in range(6):
+        process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.5, 15))
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=600)
+        if process.returncode == 0:  # finished before the signal
+            break
+        assert process.returncode == 130 and "interrupted" in one_line_error(err), (process.returncode, err)
+        seen.append({p.name for p in tmp_path.glob("runs/tiny/*") if (p / "metrics.json").exists()})
+        assert all(a <= b for a, b in zip(seen, seen[1:], strict=False))  # finished runs are never lost
+    assert subprocess.run(argv, capture_output=True, timeout=600).returncode == 0
+    assert (tmp_path / "D1" / "results.json").exists() and (tmp_path / "D4" / "results.json").exists()
 
 
 GC_SCRIPT = """
@@ -660,20 +694,10 @@ def test_a_damaged_model_file_is_refused(damage, finished_run, tmp_path, capsys)
 
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_checkpoint_is_refused(damage, tmp_path, capsys, monkeypatch):
-    from geoae.training import loop
-
-    original, calls = loop.BatchSource.next, {"n": 0}
-
-    def dying(self):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(loop.BatchSource, "next", dying)
+    undo = at_batch(monkeypatch, 5, ctrl_c)  # stopped after the checkpoint of step 4
     with pytest.raises(KeyboardInterrupt):
         train(SMALL, tmp_path / "run")
-    monkeypatch.setattr(loop.BatchSource, "next", original)
+    undo()
     checkpoint = tmp_path / "run" / "checkpoint.safetensors"
     flip(checkpoint, damage)
     damaged = checkpoint.read_bytes()

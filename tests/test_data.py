@@ -245,7 +245,7 @@ def test_dirac_data_config():
         (lambda: data.render_disks([[1.0]]), r"radii must be a 1-D"),
         (lambda: data.render_disks([1.0], size=1), r"size must be an integer in \[2, 4096\], got 1"),
         (lambda: data.render_disks([1.0], size=8.0), r"size must be an integer"),
-        (lambda: data.render_disks([1.0], rendering="gaussian", sigma=0), r"sigma must be a finite number in \(0, 4096\]"),
+        (lambda: data.render_disks([1.0], rendering="gaussian", sigma=0), r"sigma must be a finite number in \(0, "),
         (lambda: data.sample_radii(5, r_max=40, seed=0), r"r_max=40 must be <= size/2 = 32"),
         (lambda: data.sample_radii(5, r_min=10, r_max=5, seed=0), r"r_min=10 must be < r_max=5"),
         (lambda: data.sample_radii(5, r_min=-1, seed=0), r"r_min must be finite and >= 0"),
