@@ -175,6 +175,12 @@ CLI_CASES = [
     (["train", "--config", f"{T}/deep.json"], "--config {tmp}/deep.json: not a config (JSON nested too deeply)"),
     (["train", "--config", f"{T}/missing.json"], "--config {tmp}/missing.json: not found"),
     (["train", "--config", f"{T}/empty"], "--config {tmp}/empty: not a file"),
+    (["train", "--tensorboard", f"{T}/file.txt"], "--tensorboard {tmp}/file.txt: an existing file"),
+    (["train", "--mlflow", " "], "--mlflow: expected a tracking URI"),
+    # export
+    (["export", f"{T}/empty", "--out", f"{T}/tb"], "RUN_DIR {tmp}/empty is not a run directory (no history.jsonl)"),
+    (["export", f"{T}/missing", "--out", f"{T}/tb"], "RUN_DIR {tmp}/missing is not a run directory"),
+    (["export", f"{T}/empty", "--to", "csv"], "argument --to: invalid choice: 'csv'"),
     # reproduce
     (["reproduce", "--only", ","], "--only ',': an empty id; give comma-separated ids from D1"),
     (["reproduce", "--only", ""], "--only '': an empty id"),
