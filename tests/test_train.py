@@ -227,7 +227,7 @@ def test_bad_config_is_rejected_before_any_work(change, match, tmp_path):
 def test_config_json_round_trip_and_unknown_keys():
     cfg = dataclasses.replace(SMALL, data=DiskData(n=10, size=16, exclude=((3, 4),)), regulariser="l2_all")
     assert T.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+    with pytest.raises(ValueError, match="unknown TrainConfig key"):
         T.TrainConfig.from_dict(cfg.to_dict() | {"learning_rate": 1})
     with pytest.raises(ValueError, match="data.kind"):
         T.TrainConfig.from_dict(cfg.to_dict() | {"data": {"kind": "squares"}})

@@ -5,18 +5,33 @@ Autoencoders*, JMIV 62, 293-312 (2020): data generators with ground truth (``geo
 datasets and ground-truth-factor adapters (``geoae.datasets``), the paper's autoencoders and hand-crafted
 networks (``geoae.models``), the closed-form decoding theory (``geoae.theory``), a reproducible trainer
 (``geoae.training``) and the paper's experiments (``geoae.experiments``, run by ``geoae reproduce``).
+
+The names below are imported on first use (PEP 562), so ``import geoae`` and the command line start without
+loading torch: a Ctrl-C during start-up then reaches the command line's handler, not the import machinery.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from . import data, datasets, models, theory, train, training  # noqa: E402
-from .data import DiracData, DiskData, make_diracs, make_disks, render_disks  # noqa: E402
-from .models import ModelConfig, build_model, load_official_model  # noqa: E402
-from .theory import airy_root, discrete_optimum, f_hat, h_hat  # noqa: E402
-from .training import TrainConfig, load_run, train_many  # noqa: E402
+_SUBMODULES = ("data", "datasets", "models", "theory", "train", "training")
+_NAMES = {
+    "DiracData": "data", "DiskData": "data", "make_diracs": "data", "make_disks": "data", "render_disks": "data",
+    "ModelConfig": "models", "build_model": "models", "load_official_model": "models",
+    "airy_root": "theory", "discrete_optimum": "theory", "f_hat": "theory", "h_hat": "theory",
+    "TrainConfig": "training", "load_run": "training", "train_many": "training",
+}
 
-__all__ = [
-    "DiracData", "DiskData", "ModelConfig", "TrainConfig", "airy_root", "build_model", "data", "datasets",
-    "discrete_optimum", "f_hat", "h_hat", "load_official_model", "make_diracs", "make_disks", "models",
-    "render_disks", "theory", "train", "train_many", "training", "load_run",
-]
+__all__ = sorted([*_SUBMODULES, *_NAMES])
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'geoae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -18,7 +18,10 @@ Disk renderings (all deterministic):
   |rho - r| >= 8 sigma are set to exactly 0 or 1 (error <= exp(-32) ~ 1e-14).
 
 Generators follow scikit-learn's habit: they return the data *and* the ground truth, and take an
-explicit ``seed`` (an int or a torch.Generator), never global random state.
+explicit ``seed`` (an int in [0, 2^63 - 1] or a torch.Generator), never global random state.
+
+Bounds: an image side is at most ``MAX_SIZE``; one call generates at most ``MAX_VALUES`` values (4 GiB of
+float32: generate more in parts). Any argument outside what is documented raises ``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ SCHEMES = ("all", "random", "hole", "stride", "quadrant")
 Seed = int | torch.Generator
 Interval = tuple[float, float]
 
+MAX_SIZE = 4096  # image side m / signal length n
+MAX_VALUES = 2**30  # values one call may generate (4 GiB of float32)
+MAX_SEED = 2**63 - 1
 _CHUNK = 512  # disks rendered at once (bounds float64 scratch memory)
 _GAUSS_BAND = 8.0  # in units of sigma: beyond it the gaussian rendering is exactly 0 or 1
 
@@ -54,21 +60,41 @@ def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> in
     raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
 
 
+def finite_real(value) -> bool:
+    """A real number (not a bool) that is finite as a float (an int beyond float's range is not)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of " + ", ".join(repr(c) for c in choices))
     return value
 
 
+def _check_volume(name: str, value, count: int, per_item: int) -> None:
+    """Refuse a request for more than ``MAX_VALUES`` values (``count`` items of ``per_item`` values)."""
+    if count * per_item > MAX_VALUES:
+        raise ValueError(f"{name}={value} asks for {count:,} × {per_item:,} = {count * per_item:,} values, more than "
+                         f"the {MAX_VALUES:,} (4 GiB of float32) one call may generate; generate in parts")
+
+
 def _check_sigma(sigma) -> float:
-    if not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be > 0 and finite, got {sigma!r}")
+    if not (finite_real(sigma) and 0 < sigma <= MAX_SIZE):
+        raise ValueError(f"sigma must be a finite number in (0, {MAX_SIZE}], got {sigma!r}")
     return float(sigma)
 
 
 def _check_radii(radii) -> np.ndarray:
     """Radii (B,) as float64 numpy, each finite and >= 0."""
-    r = torch.as_tensor(radii).detach().cpu().double().numpy()
+    try:
+        r = torch.as_tensor(radii).detach().cpu().double().numpy()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"radii must be a 1-D sequence of numbers (B,), got {type(radii).__name__} ({err})") from None
     if r.ndim != 1:
         raise ValueError(f"radii must be a 1-D sequence (B,), got shape {tuple(r.shape)}")
     bad = ~np.isfinite(r) | (r < 0)
@@ -82,7 +108,7 @@ def _radius_range(size: int, r_min, r_max) -> tuple[float, float]:
     half = size / 2
     r_max = half if r_max is None else r_max
     for name, v in (("r_min", r_min), ("r_max", r_max)):
-        if not (isinstance(v, numbers.Real) and math.isfinite(v) and v >= 0):
+        if not (finite_real(v) and v >= 0):
             raise ValueError(f"{name} must be finite and >= 0, got {v!r}")
     if r_max > half:
         raise ValueError(f"r_max={r_max:g} must be <= size/2 = {half:g}")
@@ -101,7 +127,7 @@ def _normalise_exclude(exclude) -> tuple[Interval, ...]:
         if not (isinstance(item, Sequence) and len(item) == 2):
             raise ValueError(f"{hint}, got {exclude!r}")
         lo, hi = item
-        if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (lo, hi)) or lo >= hi:
+        if not all(finite_real(v) for v in (lo, hi)) or lo >= hi:
             raise ValueError(f"exclude interval {tuple(item)!r} must be finite numbers with lo < hi")
         out.append((float(lo), float(hi)))
     return tuple(out)
@@ -133,9 +159,9 @@ def _allowed_intervals(size: int, r_min, r_max, exclude) -> list[Interval]:
 def _generator(seed: Seed) -> torch.Generator:
     if isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
         return torch.Generator().manual_seed(int(seed))
-    raise ValueError(f"seed must be an int or a torch.Generator, got {seed!r}")
+    raise ValueError(f"seed must be an integer in [0, 2**63 - 1] or a torch.Generator, got {seed!r}")
 
 
 def _default_hole(size: int) -> tuple[int, int]:
@@ -147,10 +173,10 @@ def _default_hole(size: int) -> tuple[int, int]:
 
 def _check_dirac_args(size, ndim, scheme, fraction, hole, stride, quadrant):
     """Validate the Dirac scheme parameters; return (size, ndim, hole) with the default hole resolved."""
-    size = _check_int("size", size, 2)
+    size = _check_int("size", size, 2, MAX_SIZE)
     ndim = _check_int("ndim", ndim, 1, 2)
     _check_choice("scheme", scheme, SCHEMES)
-    if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
+    if not (isinstance(fraction, numbers.Real) and not isinstance(fraction, bool) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     _check_int("stride", stride, 1, size)
     _check_int("quadrant", quadrant, 0, 3)
@@ -246,10 +272,11 @@ def render_disks(radii, *, size: int = 64, rendering: str = "area", sigma: float
     Any finite radius >= 0 is drawn (disks larger than the image are clipped), so that extrapolation
     tests can render radii beyond the training range. ``sigma`` (px) is used by ``gaussian`` only.
     """
-    size = _check_int("size", size, 2)
+    size = _check_int("size", size, 2, MAX_SIZE)
     _check_choice("rendering", rendering, RENDERINGS)
     sigma = _check_sigma(sigma)
     r = _check_radii(radii)
+    _check_volume("radii", f"<{len(r)} radii>", len(r), size * size)
     out = np.empty((len(r), size, size), dtype=np.float32)
     for start in range(0, len(r), _CHUNK):
         rc = r[start : start + _CHUNK]
@@ -277,8 +304,8 @@ def sample_radii(
     A uniform draw on the total allowed length is mapped onto the allowed pieces (no rejection loop).
     r_max defaults to m/2.
     """
-    n = _check_int("n", n, 0)
-    size = _check_int("size", size, 2)
+    n = _check_int("n", n, 0, MAX_VALUES)
+    size = _check_int("size", size, 2, MAX_SIZE)
     pieces = _allowed_intervals(size, r_min, r_max, exclude)
     gen = _generator(seed)
     lo = torch.tensor([p[0] for p in pieces], dtype=torch.float64)
@@ -296,8 +323,8 @@ def sample_radii(
 
 def test_radii(n: int, *, size: int = 64, r_min: float = 0.0, r_max: float | None = None) -> torch.Tensor:
     """n evenly spaced radii (n,) float32 over [r_min, r_max] (r_max defaults to m/2): a test set."""
-    n = _check_int("n", n, 1)
-    size = _check_int("size", size, 2)
+    n = _check_int("n", n, 1, MAX_VALUES)
+    size = _check_int("size", size, 2, MAX_SIZE)
     r_min, r_max = _radius_range(size, r_min, r_max)
     return torch.linspace(r_min, r_max, n, dtype=torch.float64).float()
 
@@ -320,7 +347,9 @@ def make_disks(
 
     Radii as in :func:`sample_radii`; the images are rendered from the returned float32 radii.
     """
-    size = _check_int("size", size, 2)
+    size = _check_int("size", size, 2, MAX_SIZE)
+    n = _check_int("n", n, 0, MAX_VALUES)
+    _check_volume("n", n, n, size * size)
     _check_choice("rendering", rendering, RENDERINGS)
     sigma = _check_sigma(sigma)
     radii = sample_radii(n, size=size, r_min=r_min, r_max=r_max, exclude=exclude, seed=seed)
@@ -392,10 +421,13 @@ def render_diracs(positions, *, size: int = 64, ndim: int = 1, blur: float = 0.0
     ``blur`` = σ > 0 gives Gaussian-blurred Diracs instead, exp(−|t − p|² / 2σ²) at every sample t (peak 1 at
     p, separable in 2-D; not renormalised at the borders); σ = 0 is the one-hot signal.
     """
-    size = _check_int("size", size, 2)
+    size = _check_int("size", size, 2, MAX_SIZE)
     ndim = _check_int("ndim", ndim, 1, 2)
     blur = _check_blur(blur)
-    pos = torch.as_tensor(positions)
+    try:
+        pos = torch.as_tensor(positions)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"positions must be integers (P,) or (P, 2), got {type(positions).__name__} ({err})") from None
     if pos.dim() != ndim or (ndim == 2 and pos.shape[1] != 2):
         raise ValueError(
             f"positions must have shape {'(P,)' if ndim == 1 else '(P, 2)'} for ndim={ndim}, "
@@ -403,6 +435,7 @@ def render_diracs(positions, *, size: int = 64, ndim: int = 1, blur: float = 0.0
         )
     if pos.dtype.is_floating_point or pos.dtype == torch.bool or pos.dtype.is_complex:
         raise ValueError(f"positions must be integers, got dtype {pos.dtype}")
+    _check_volume("positions", f"<{len(pos)} positions>", len(pos), size**ndim)
     if pos.numel() and (pos.min() < 0 or pos.max() >= size):
         raise ValueError(
             f"positions must lie in [0, size) = [0, {size}), got min {int(pos.min())}, max {int(pos.max())}"
@@ -447,11 +480,15 @@ def make_diracs(
     """
     _check_blur(blur)
     if n is not None:
-        n = _check_int("n", n, 1)
+        n = _check_int("n", n, 1, MAX_VALUES)
     size, ndim, hole = _check_dirac_args(size, ndim, scheme, fraction, hole, stride, quadrant)
+    if n is not None:
+        _check_volume("n", n, n, size**ndim)
     gen = _generator(seed)
     pos = _scheme_positions(size, ndim, scheme, fraction, hole, stride, quadrant, gen)
-    if n is not None:
+    if n is None:
+        _check_volume("size", size, len(pos), size**ndim)  # each position once
+    else:
         pos = pos[torch.randint(len(pos), (n,), generator=gen)]
     return render_diracs(pos, size=size, ndim=ndim, blur=blur), pos
 
@@ -477,8 +514,9 @@ class DiskData:
         self.validate()
 
     def validate(self) -> DiskData:
-        _check_int("n", self.n, 1)
-        size = _check_int("size", self.size, 2)
+        size = _check_int("size", self.size, 2, MAX_SIZE)
+        _check_int("n", self.n, 1, MAX_VALUES)
+        _check_volume("n", self.n, self.n, size * size)
         _check_choice("rendering", self.rendering, RENDERINGS)
         _check_sigma(self.sigma)
         _allowed_intervals(size, self.r_min, self.r_max, self.exclude)
@@ -524,11 +562,17 @@ class DiracData:
 
     def validate(self) -> DiracData:
         if self.n is not None:
-            _check_int("n", self.n, 1)
-        _check_dirac_args(
+            _check_int("n", self.n, 1, MAX_VALUES)
+        size, ndim, hole = _check_dirac_args(
             self.size, self.ndim, self.scheme, self.fraction, self.hole, self.stride, self.quadrant
         )
         _check_blur(self.blur)
+        if self.n is not None:
+            _check_volume("n", self.n, self.n, size**ndim)
+        else:  # each position of the scheme once
+            count = len(_scheme_positions(size, ndim, self.scheme, self.fraction, hole, self.stride, self.quadrant,
+                                          torch.Generator().manual_seed(0)))
+            _check_volume("size", size, count, size**ndim)
         return self
 
     def make(self, n: int | None = None, seed: Seed | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,8 +1,8 @@
 """What geoae runs on and with: versions, the CPU, the fused kernels and the ``GEOAE_*`` settings.
 
-``SETTINGS`` lists the environment variables geoae reads, with their meaning and default, for the command
-line's help epilogs and ``geoae info`` (a test checks that every ``GEOAE_*`` name in the source is listed);
-``geoae.settings`` reads and validates their values. ``describe()`` gathers what ``geoae info`` prints.
+``SETTINGS`` shows ``geoae.settings.VARIABLES`` (the one list of the environment variables geoae reads, with
+their meaning and default; ``geoae.settings`` reads and validates their values) to the command line's help
+epilogs and ``geoae info``. ``describe()`` gathers what ``geoae info`` prints.
 """
 
 from __future__ import annotations
@@ -15,20 +15,10 @@ from pathlib import Path
 
 __all__ = ["SETTINGS", "settings_in_force", "settings_epilog", "isa_flags", "describe", "format_description"]
 
-# name -> (meaning, default as the user sees it)
-SETTINGS: dict[str, tuple[str, str]] = {
-    "GEOAE_BACKEND": ("training backend: auto (fused kernels where they apply), fused (refuse runs they "
-                      "cannot train) or torch", "auto"),
-    "GEOAE_THREADS": ("threads of the fused training kernels (results do not depend on it)", "all cores"),
-    "GEOAE_TORCH_THREADS": ("torch intra-op threads while training (0: leave torch's setting)", "1"),
-    "GEOAE_WORKERS": ("parallel runs in train_many / reproduce", "one per core"),
-    "GEOAE_CACHE": ("where the fused kernels are compiled, tuned and cached", "~/.cache/geoae"),
-    "GEOAE_FUSED": ("0 disables the fused kernels (training uses torch)", "1"),
-    "GEOAE_MARCH": ("the compiler's -march for the fused kernels, e.g. x86-64-v3", "native"),
-    "GEOAE_KERNEL": ("fused kernel configuration: auto (measured choice, cached) or lanes=L,wg=W", "auto"),
-    "GEOAE_OFFICIAL_WEIGHTS": ("path to the authors' disk_example_model_weights.h5 (D1/D2 compare with it; "
-                               "reproduce --official-weights sets it)", "searched in shared/reference/"),
-}
+from .settings import VARIABLES
+
+# name -> (meaning, default as the user sees it), from the one list, ``settings.VARIABLES``
+SETTINGS: dict[str, tuple[str, str]] = {v.name: (v.meaning, v.default) for v in VARIABLES}
 
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "neon", "asimd", "sve")
 
@@ -52,11 +42,11 @@ def settings_in_force() -> list[dict]:
     except FileNotFoundError as err:
         in_force["official_weights"] = f"error: {err}"
     rows = []
-    for name, (meaning, default) in SETTINGS.items():
-        field = name.removeprefix("GEOAE_").lower()
+    for v in VARIABLES:
+        field = v.field or "official_weights"
         value = in_force.get(field, f"error: {in_force['error']}" if "error" in in_force else None)
-        rows.append({"name": name, "value": os.environ.get(name), "in_force": value, "meaning": meaning,
-                     "default": default})
+        rows.append({"name": v.name, "value": os.environ.get(v.name), "in_force": value, "meaning": v.meaning,
+                     "default": v.default})
     return rows
 
 

@@ -37,7 +37,6 @@ import base64
 import dataclasses
 import html
 import json
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -51,6 +50,7 @@ from .data import DiracData, DiskData, all_dirac_positions, render_diracs, rende
 from .models import conv_weight, coordinate_bias
 from .spec import LayerSpec, NetSpec
 from .training import BatchSource, TrainConfig, TrainResult, is_finished, load_run, run_name
+from .training.rundir import write_bytes_atomic
 
 __all__ = ["write_explorer", "explorer_html", "page_data", "page_inputs", "run_data", "decoder_layers", "supports",
            "default_labels", "explorers_for_results", "links_html", "PageLink", "MAX_RUNS_PER_PAGE",
@@ -267,11 +267,8 @@ def write_explorer(run_dirs, out_path, *, title: str | None = None, labels: list
 
 
 def _write_text(path: Path, text: str) -> Path:
-    """Write atomically (temporary file + rename): a browser never opens half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write atomically (``training.rundir.write_bytes_atomic``): a browser never opens half a page."""
+    write_bytes_atomic(path, text.encode("utf-8"))
     return path
 
 
@@ -320,9 +317,13 @@ def explorers_for_results(out) -> list[PageLink]:
     for exp_id, title in PAGES:
         try:
             rec = json.loads((out / exp_id / "results.json").read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: the report says so
             continue
-        if rec.get("status") != "ok" or not rec.get("configs"):
+        if not isinstance(rec, dict) or rec.get("status") != "ok" or not rec.get("configs"):
+            continue
+        profile = rec.get("profile")
+        if not isinstance(profile, str) or Path(profile).name != profile or profile in ("", ".", ".."):
+            links.append(PageLink(title, None, f"{exp_id}/results.json names no valid profile ({profile!r})"))
             continue
         try:
             groups: dict[tuple, list[TrainConfig]] = {}
@@ -331,7 +332,7 @@ def explorers_for_results(out) -> list[PageLink]:
         except (ValueError, TypeError, KeyError) as err:
             links.append(PageLink(title, None, f"unreadable configs in {exp_id}/results.json: {err}"))
             continue
-        root = out / "runs" / str(rec.get("profile", "quick"))
+        root = out / "runs" / profile
         for configs in groups.values():
             if len(configs) > MAX_RUNS_PER_PAGE:
                 configs = [c for c in configs if c.seed == min(x.seed for x in configs)]

@@ -208,6 +208,13 @@ def _write_text(path: Path, text: str) -> None:
 def _open(path: Path) -> ctypes.CDLL:
     """Load a verified library and check its ABI against this module's (raises OSError on mismatch)."""
     lib = ctypes.CDLL(str(path))
+    try:
+        return _bind(lib, path)
+    except AttributeError as err:  # a library that is not geoae's kernel: a missing entry point
+        raise OSError(f"{path}: not a geoae kernel ({err}); delete it to rebuild") from None
+
+
+def _bind(lib: ctypes.CDLL, path: Path) -> ctypes.CDLL:
     for name in ("geoae_abi_version", "geoae_layer_size", "geoae_lanes", "geoae_chunk", "geoae_wg_accumulators",
                  "geoae_image_slots"):
         getattr(lib, name).restype = ctypes.c_int if name != "geoae_image_slots" else ctypes.c_long

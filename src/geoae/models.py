@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import MAX_SIZE, finite_real
 from .spec import LayerSpec, NetSpec, network_spec
 
 __all__ = [
@@ -92,6 +93,8 @@ KERAS_CHANNELS = (8, 4, 3, 2)  # keras63: 1 → 8 → 4 → 3 → 2 → d
 DEFAULT_ALPHA = {"paper64": 0.2, "paper1d": 0.2, "keras63": 0.05}
 OFFICIAL_WEIGHTS = Path("shared/reference/official_disk_model/disk_example_model_weights.h5")
 OFFICIAL_WEIGHTS_ENV = "GEOAE_OFFICIAL_WEIGHTS"  # a path to the authors' weights, wherever they are
+MAX_WIDTH = 4096  # largest code dimension d and channel count
+MAX_ALPHA = 100.0  # largest leaky ReLU slope
 
 
 def default_channels(n_layers: int) -> tuple[int, ...]:
@@ -191,12 +194,13 @@ class ModelConfig:
                     "upsample must be 'zeros' for arch='keras63' (its ConvTranspose2d is zero insertion), "
                     f"got {self.upsample!r}"
                 )
-        elif not (_is_int(self.size) and _is_power_of_two(self.size)):
+        elif not (_is_int(self.size) and _is_power_of_two(self.size) and self.size <= MAX_SIZE):
             raise ValueError(
-                f"size must be a power of two >= 2 for arch={self.arch!r} (no silent crop), got {self.size!r}"
+                f"size must be a power of two from 2 to {MAX_SIZE} for arch={self.arch!r} (no silent crop), "
+                f"got {self.size!r}"
             )
-        if not (_is_int(self.latent_dim) and self.latent_dim >= 1):
-            raise ValueError(f"latent_dim must be an integer >= 1, got {self.latent_dim!r}")
+        if not (_is_int(self.latent_dim) and 1 <= self.latent_dim <= MAX_WIDTH):
+            raise ValueError(f"latent_dim must be an integer from 1 to {MAX_WIDTH}, got {self.latent_dim!r}")
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
         if not isinstance(self.coord, bool):
@@ -216,8 +220,8 @@ class ModelConfig:
         if self.alpha is not None:
             if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float):
                 raise ValueError(f"alpha must be a number >= 0 or None (arch default), got {self.alpha!r}")
-            if not (math.isfinite(self.alpha) and self.alpha >= 0):
-                raise ValueError(f"alpha must be a finite number >= 0 or None, got {self.alpha!r}")
+            if not (finite_real(self.alpha) and 0 <= self.alpha <= MAX_ALPHA):
+                raise ValueError(f"alpha must be a number from 0 to {MAX_ALPHA:g} or None, got {self.alpha!r}")
         if self.channels is not None:
             want = self.n_layers - 1
             if not isinstance(self.channels, tuple) or len(self.channels) != want:
@@ -226,8 +230,8 @@ class ModelConfig:
                     f"size={self.size} (the last of the {self.n_layers} layers has latent_dim), "
                     f"got {self.channels!r}"
                 )
-            if not all(_is_int(c) and c >= 1 for c in self.channels):
-                raise ValueError(f"channels must be positive integers, got {self.channels!r}")
+            if not all(_is_int(c) and 1 <= c <= MAX_WIDTH for c in self.channels):
+                raise ValueError(f"channels must be integers from 1 to {MAX_WIDTH}, got {self.channels!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (channels as a list)."""
@@ -243,10 +247,12 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Inverse of ``to_dict``; unknown keys and invalid values raise ValueError."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a ModelConfig must be a dict (a JSON object), got {type(d).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(names))
         if unknown:
-            raise ValueError(f"ModelConfig.from_dict: unknown key(s) {unknown}; allowed keys: {names}")
+            raise ValueError(f"{', '.join(unknown)}: unknown ModelConfig key(s); allowed keys: {names}")
         config = cls(**d)
         config.validate()
         return config
@@ -383,14 +389,16 @@ class CoordConv(nn.Module):
         return f"{self.in_channels}, {self.weight.shape[0]}, ndim={self.ndim}, coord=True"
 
 
-def check_input(x: torch.Tensor, shape: tuple[int, ...]) -> None:
-    """Refuse anything but a float tensor of shape (B, *shape), naming what was given."""
+def check_input(x: torch.Tensor, shape: tuple[int, ...], *, what: str = "input") -> None:
+    """Refuse anything but a float32 / float64 tensor of shape (B, *shape), naming what was given: TypeError
+    for another type or dtype, ValueError for another shape."""
+    want = f"(B, {', '.join(map(str, shape))})"
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor of shape (B, {', '.join(map(str, shape))}), got {type(x).__name__}")
-    if x.shape[1:] != shape:
-        raise ValueError(f"expected input of shape (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point input, got dtype {x.dtype}")
+        raise TypeError(f"expected {what} as a torch.Tensor of shape {want}, got {type(x).__name__}")
+    if x.dim() != 1 + len(shape) or x.shape[1:] != shape:
+        raise ValueError(f"expected {what} of shape {want}, got {tuple(x.shape)}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"expected {what} of dtype float32 (or float64), got {x.dtype}")
 
 
 _check_input = check_input
@@ -462,8 +470,7 @@ class Autoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """D: z (B, d) → x_hat (B, 1, m, m)."""
-        if z.dim() != 2 or z.shape[1] != self.config.latent_dim:
-            raise ValueError(f"expected a code of shape (B, {self.config.latent_dim}), got {tuple(z.shape)}")
+        check_input(z, (self.config.latent_dim,), what="a code")
         return self.decoder(z.view(*z.shape, *(1,) * self.config.ndim))
 
     def forward(self, x: torch.Tensor) -> AEOutput:
@@ -519,6 +526,14 @@ def load_official_model(path: str | Path | None = None) -> Autoencoder:
             f"to disk_example_model_weights.h5 from the paper's released code (or set {OFFICIAL_WEIGHTS_ENV})"
         )
     model = build_model(ModelConfig(arch="keras63", size=63, latent_dim=1, bias=True, alpha=0.05))
+    try:
+        _read_keras_weights(h5py, path, model)
+    except (OSError, KeyError, TypeError, RuntimeError) as err:  # h5py's / torch's: a damaged file, another layout
+        raise ValueError(f"{path}: not a readable Keras weights file ({type(err).__name__}: {err})") from None
+    return model
+
+
+def _read_keras_weights(h5py, path: Path, model: Autoencoder) -> None:
     names = [f"conv2d_{i}" for i in range(1, 6)] + [f"conv2d_transpose_{i}" for i in range(1, 6)]
     with h5py.File(path, "r") as f, torch.no_grad():
         for name, layer in zip(names, model.conv_layers(), strict=True):
@@ -535,7 +550,6 @@ def load_official_model(path: str | Path | None = None) -> Autoencoder:
                         f"expected {tuple(target.shape)}"
                     )
                 target.copy_(value)
-    return model
 
 
 # --- hand-crafted networks (SPEC 2.3) -------------------------------------------------------------------

@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from .data import DiskData
-from .models import ModelConfig, load_official_model
+from .models import Autoencoder, ModelConfig, load_official_model
 from .training import TrainConfig, is_finished, mse_per_pixel, provenance, write_json
 from .training.rundir import save_tensors, write_bytes_atomic
 
-__all__ = ["keras63_config", "convert_keras"]
+__all__ = ["keras63_config", "convert_keras", "check_conversion"]
 
 
 def keras63_config() -> TrainConfig:
@@ -50,23 +50,14 @@ def convert_keras(h5: str | Path, out_dir: str | Path) -> Path:
     """Write the run directory of the Keras weights ``h5`` into ``out_dir``; returns ``out_dir``.
 
     Converting the same file again into the same directory is a no-op; a directory holding anything else
-    is refused (ValueError), so no run is ever overwritten.
+    is refused (ValueError), so no run is ever overwritten. Everything is checked (``check_conversion``)
+    before anything is written.
     """
-    h5, out_dir = Path(h5), Path(out_dir)
-    model = load_official_model(h5)  # FileNotFoundError / ValueError / ImportError (h5py) come first
+    out_dir = Path(out_dir)
+    model, source, done = check_conversion(h5, out_dir)
+    if done:
+        return out_dir
     config = keras63_config()
-    if model.config != config.model:
-        raise ValueError(f"{h5}: the weights load as {model.config}, not the keras63 disk model")
-    source = {"file": h5.name, "sha256": _sha256(h5), "format": "keras-h5",
-              "note": "weights from the file; the training fields are the authors' documented set-up, "
-                      "not read from it"}
-    if out_dir.exists() and any(out_dir.iterdir()):
-        done = out_dir / "config.json"
-        same = is_finished(out_dir) and done.is_file() and \
-            json.loads(done.read_text()).get("converted_from", {}).get("sha256") == source["sha256"]
-        if same:
-            return out_dir
-        raise ValueError(f"--out {out_dir} is not empty; convert into a new directory")
     write_json(out_dir / "config.json", {"config": config.to_dict(), "digest": config.digest()} | provenance()
                | {"converted_from": source})
     save_tensors(out_dir / "model.safetensors", dict(model.state_dict()), {"config_digest": config.digest()})
@@ -74,6 +65,29 @@ def convert_keras(h5: str | Path, out_dir: str | Path) -> Path:
     write_json(out_dir / "metrics.json", {"train_mse": _train_mse(model, config), "iterations": config.iterations,
                                           "converted_from_keras": True})
     return out_dir
+
+
+def check_conversion(h5: str | Path, out_dir: str | Path) -> tuple[Autoencoder, dict, bool]:
+    """What ``convert_keras`` checks before writing: (the model, the source record, whether ``out_dir`` already
+    holds this conversion). Raises FileNotFoundError / ValueError (naming the file) / ImportError (h5py)."""
+    h5, out_dir = Path(h5), Path(out_dir)
+    model = load_official_model(h5)
+    if model.config != keras63_config().model:
+        raise ValueError(f"{h5}: the weights load as {model.config}, not the keras63 disk model")
+    source = {"file": h5.name, "sha256": _sha256(h5), "format": "keras-h5",
+              "note": "weights from the file; the training fields are the authors' documented set-up, "
+                      "not read from it"}
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a directory")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        try:
+            done = json.loads((out_dir / "config.json").read_text()).get("converted_from", {}).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            done = None
+        if is_finished(out_dir) and done == source["sha256"]:
+            return model, source, True
+        raise ValueError(f"--out {out_dir} is not empty; convert into a new directory")
+    return model, source, False
 
 
 @torch.no_grad()

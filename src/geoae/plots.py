@@ -6,7 +6,7 @@ written atomically as PNG. The non-interactive Agg backend is used, so nothing n
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,14 +25,17 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: fl
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write ``fig`` as PNG atomically (temporary file + rename) and close it."""
+    """Write ``fig`` as PNG atomically (``training.rundir.write_bytes_atomic``) and close it."""
+    from .training.rundir import write_bytes_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=DPI)
-    plt.close(fig)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(buffer, dpi=DPI, format="png")
+    finally:
+        plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 

@@ -16,7 +16,6 @@ import base64
 import html
 import json
 import math
-import os
 from pathlib import Path
 
 from .experiments.registry import IDS as EXPERIMENT_ORDER
@@ -38,16 +37,67 @@ def lacks_official_comparison(rec: dict) -> bool:
 
 
 def load_results(out: Path) -> list[dict]:
-    """All results files under ``out``, in the order of the paper's claims."""
+    """All results files under ``out``, in the order of the paper's claims. A file the report cannot show
+    (unreadable, not JSON, not a record of that claim, a field of the wrong type, a figure outside the claim's
+    directory) becomes a failed record that says what is wrong with it: the report is still built."""
     records = []
     for exp_id in EXPERIMENT_ORDER:
         path = Path(out) / exp_id / "results.json"
         if path.exists():
             try:
-                records.append(json.loads(path.read_text()))
-            except json.JSONDecodeError as err:
-                records.append({"id": exp_id, "status": "failed", "error": f"unreadable results.json: {err}"})
+                rec = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:  # ValueError: not UTF-8, not JSON
+                rec = {"id": exp_id, "status": "failed", "error": f"unreadable results.json: {err}"}
+            problem = malformed(rec, exp_id, Path(out))
+            if problem:
+                rec = {"id": exp_id, "status": "failed", "error": f"malformed {exp_id}/results.json ({problem}); "
+                       f"re-run `geoae reproduce --only {exp_id}` to redo it"}
+            records.append(rec)
     return records
+
+
+_TEXT_FIELDS = ("title", "claim", "paper", "error", "rule", "notes", "profile", "git_commit")
+
+
+def malformed(rec, exp_id: str, out: Path) -> str | None:
+    """What makes ``rec`` unfit for the report (None: nothing): the fields the report shows must have their
+    types, and every figure must be a file inside ``out/<ID>/`` (no absolute path, no ``..``, no link out)."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not an object"
+    if rec.get("id") != exp_id:
+        return f"its id is {rec.get('id')!r}, not {exp_id!r}"
+    bad = [k for k in _TEXT_FIELDS if k in rec and not isinstance(rec[k], str)]
+    if bad:
+        return f"{bad[0]} is not text"
+    if rec.get("status") != "ok":
+        return None
+    if rec.get("verdict") not in BADGE or rec["verdict"] == "failed":
+        return f"verdict {rec.get('verdict')!r} is not one of {', '.join(k for k in BADGE if k != 'failed')}"
+    if not isinstance(rec.get("rule"), str):
+        return "no rule"
+    for key in ("numbers", "descriptions"):
+        if not isinstance(rec.get(key), dict):
+            return f"{key} is not an object"
+    if not all(isinstance(v, str) for v in rec["descriptions"].values()):
+        return "a description is not text"
+    tables = rec.get("tables", [])
+    if not isinstance(tables, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("columns"), list) and all(isinstance(c, str) for c in t["columns"])
+            and isinstance(t.get("rows"), list) and all(isinstance(r, list) for r in t["rows"]) for t in tables):
+        return "tables are not a list of {columns, rows}"
+    figures = rec.get("figures", [])
+    if not isinstance(figures, list) or not all(isinstance(f, str) for f in figures):
+        return "figures are not a list of file names"
+    home = (out / exp_id).resolve()
+    outside = [f for f in figures if not (home / f).resolve().is_relative_to(home)]
+    if outside:
+        return f"figure {outside[0]!r} lies outside {exp_id}/"
+    try:
+        _md_section(rec)  # anything else the sections read
+        build_reproduce_md([rec])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
 
 
 def fmt(value) -> str:
@@ -222,9 +272,13 @@ def build_reproduce_md(records: list[dict], others: list[dict] | None = None) ->
 # -------------------------------------------------------------------------------------------- html
 
 
-def _img_tag(path: Path) -> str:
-    if not path.exists():
-        return f"<p><em>missing figure {html.escape(path.name)}</em></p>"
+def _img_tag(home: Path, name: str) -> str:
+    """The figure ``name`` of the claim directory ``home``, embedded; never a file outside ``home``."""
+    path = (home / name).resolve()
+    if not path.is_relative_to(home.resolve()):
+        return f"<p><em>figure {html.escape(name)} refused: outside {html.escape(home.name)}/</em></p>"
+    if not path.is_file():
+        return f"<p><em>missing figure {html.escape(name)}</em></p>"
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<figure><img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}"></figure>'
 
@@ -260,7 +314,7 @@ def _html_section(rec: dict, out: Path) -> str:
         parts.append(f"<p><em>Notes.</em> {e(rec['notes'])}</p>")
     if lacks_official_comparison(rec):
         parts.append(f"<p><strong>Authors' model: not compared.</strong> {e(OFFICIAL_HINT)}</p>")
-    parts += [_img_tag(out / rec["id"] / f) for f in rec.get("figures", [])]
+    parts += [_img_tag(out / rec["id"], f) for f in rec.get("figures", [])]
     parts.append(f"<p class='meta'>Profile {e(rec['profile'])}, seeds {e(str(rec['seeds']))}, runtime: "
                  f"{e(runtime_of(rec))}, commit {e(rec.get('git_commit', 'unknown'))}.</p></section>")
     return "\n".join(parts)
@@ -286,28 +340,23 @@ def build_html(records: list[dict], out: Path, extra: str = "") -> str:
             f"{extra}{body}</body></html>\n")
 
 
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def build_report(out: str | Path, *, reproduce_md: str | Path | None = None,
                  compare: str | Path | None = None) -> list[Path]:
-    """Write report.md, report.html and REPRODUCE.md in ``out`` (and REPRODUCE.md at ``reproduce_md``);
+    """Write report.md, report.html and REPRODUCE.md in ``out`` (and REPRODUCE.md at ``reproduce_md``), all
+    or none (``training.rundir.write_files_atomic``: a full disk leaves the previous report whole);
     ``compare``: the results directory of another profile, whose verdicts are shown next to these."""
+    from .explorer import explorers_for_results, links_html
+    from .training.rundir import write_files_atomic
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from .explorer import explorers_for_results, links_html
-
     records = load_results(out)
     others = load_results(Path(compare)) if compare is not None else None
     reproduce = build_reproduce_md(records, others)
     explorers = links_html(explorers_for_results(out))  # the interactive pages of D1, D4/D5, P3 (explorer.py)
-    paths = [_write_text(out / "report.md", build_markdown(records, others)),
-             _write_text(out / "report.html", build_html(records, out, explorers)),
-             _write_text(out / "REPRODUCE.md", reproduce)]
+    files = {out / "report.md": build_markdown(records, others),
+             out / "report.html": build_html(records, out, explorers), out / "REPRODUCE.md": reproduce}
     if reproduce_md is not None:
-        paths.append(_write_text(Path(reproduce_md), reproduce))
-    return paths
+        files[Path(reproduce_md)] = reproduce
+    write_files_atomic({path: text.encode("utf-8") for path, text in files.items()})
+    return list(files)

@@ -1,22 +1,9 @@
 """The ``GEOAE_*`` environment settings, read in one place, at call time, validated, and recorded with runs.
 
-==========================  =========================================================================  ========
-variable                    meaning                                                                    default
-==========================  =========================================================================  ========
-``GEOAE_BACKEND``           training executor: ``auto`` (fused C kernels where they apply), ``fused``  auto
-                            (refuse a run they cannot train), ``torch`` (PyTorch modules)
-``GEOAE_THREADS``           threads of the fused kernels for one run (1 … 64)                          cores
-``GEOAE_TORCH_THREADS``     torch intra-op threads while training (0: leave torch's setting)           1
-``GEOAE_WORKERS``           parallel runs of ``train_many`` (1 … 256)                                  cores
-``GEOAE_CACHE``             directory of the compiled kernels and their tuning                         ~/.cache/geoae
-``GEOAE_FUSED``             ``0`` disables the fused kernels (same as ``GEOAE_BACKEND=torch``)         1
-``GEOAE_MARCH``             the compiler's ``-march`` for the kernels (e.g. ``x86-64-v3`` to build for  native
-                            AVX2 on an AVX-512 machine, ``x86-64-v2``, ``armv8-a``)
-``GEOAE_KERNEL``            kernel configuration: ``auto`` (measured choice, cached) or                auto
-                            ``lanes=8,wg=16`` (lanes 8 | 16, weight-gradient accumulators 8 | 16)
-==========================  =========================================================================  ========
-
-A bad value is a ``SettingsError`` (a ``ValueError``) naming the variable, the value and what is allowed.
+``VARIABLES`` below is the one list of the variables geoae reads: name, meaning, default. ``read_settings``
+reads their values; ``geoae info`` and the command line's help epilogs show the list (``environment``); a
+test checks that every ``GEOAE_*`` name in the source is in it. A bad value is a ``SettingsError`` (a
+``ValueError``) naming the variable, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -26,7 +13,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["BACKENDS", "LANES", "WG_ACCUMULATORS", "Settings", "SettingsError", "read_settings", "cores"]
+__all__ = ["BACKENDS", "LANES", "WG_ACCUMULATORS", "VARIABLES", "Variable", "Settings", "SettingsError",
+           "read_settings", "debug_enabled", "cores"]
 
 BACKENDS = ("auto", "fused", "torch")
 LANES = (8, 16)
@@ -34,6 +22,41 @@ WG_ACCUMULATORS = (8, 16)
 MAX_THREADS = 64  # the kernels' own limit (_fused.c MAX_THREADS)
 MAX_WORKERS = 256
 _MARCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, the ``Settings`` field that holds its value (None: read
+    elsewhere, as named in ``meaning``), what it does and its default as the user sees it."""
+
+    name: str
+    field: str | None
+    meaning: str
+    default: str
+
+
+VARIABLES = (
+    Variable("GEOAE_BACKEND", "backend", "training executor: auto (fused C kernels where they apply), fused "
+             "(refuse a run they cannot train) or torch (PyTorch modules)", "auto"),
+    Variable("GEOAE_THREADS", "threads", f"threads of the fused kernels for one run, 1 to {MAX_THREADS} (results "
+             "do not depend on it)", "all cores"),
+    Variable("GEOAE_TORCH_THREADS", "torch_threads", "torch intra-op threads while training, 0 to 1024 (0: leave "
+             "torch's setting)", "1"),
+    Variable("GEOAE_WORKERS", "workers", f"parallel runs of train_many / reproduce, 1 to {MAX_WORKERS}",
+             "one per core"),
+    Variable("GEOAE_CACHE", "cache", "where the fused kernels are compiled, tuned and cached (a directory of "
+             "your own)", "~/.cache/geoae"),
+    Variable("GEOAE_FUSED", "fused", "0 disables the fused kernels (same as GEOAE_BACKEND=torch)", "1"),
+    Variable("GEOAE_MARCH", "march", "the compiler's -march for the fused kernels, e.g. x86-64-v3 to build for "
+             "AVX2 on an AVX-512 machine", "native"),
+    Variable("GEOAE_KERNEL", "kernel", "fused kernel configuration: auto (measured choice, cached) or "
+             f"lanes=L,wg=W (L in {LANES}, W in {WG_ACCUMULATORS})", "auto"),
+    Variable("GEOAE_DEBUG", "debug", "1: an internal error prints its full traceback (to attach to a bug "
+             "report)", "0"),
+    Variable("GEOAE_OFFICIAL_WEIGHTS", None, "path to the authors' disk_example_model_weights.h5, read by "
+             "models.official_model_path (D1/D2 compare with it; reproduce --official-weights sets it)",
+             "searched in shared/reference/"),
+)
 
 
 class SettingsError(ValueError):
@@ -50,6 +73,7 @@ class Settings:
     fused: bool
     march: str
     kernel: str  # "auto" or "lanes=L,wg=W"
+    debug: bool
 
     def kernel_choice(self) -> tuple[int, int] | None:
         """(lanes, wg) forced by ``GEOAE_KERNEL``, or None for the measured choice."""
@@ -115,4 +139,10 @@ def read_settings(env=None) -> Settings:
         fused=_choice(env, "GEOAE_FUSED", ("0", "1"), "1") == "1",
         march=march,
         kernel=_kernel(env),
+        debug=debug_enabled(env),
     )
+
+
+def debug_enabled(env=None) -> bool:
+    """``GEOAE_DEBUG=1``: internal errors show their traceback (raises ``SettingsError`` on a bad value)."""
+    return _choice(os.environ if env is None else env, "GEOAE_DEBUG", ("0", "1"), "0") == "1"

@@ -23,6 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
+from .. import interrupts
 from ..train import git_commit, train_many, write_json
 from .common import PROFILES, Context, Initialised
 from .registry import BY_ID, IDS
@@ -150,6 +151,7 @@ def reproduce(profile: str = "quick", only=None, out: Path | str = "results", se
     done, errors = train_stages(todo, contexts, progress=progress)
     failed = []
     for k, exp_id in enumerate(ids, 1):
+        interrupts.check()  # Ctrl-C: stop between experiments (the finished ones and their runs are kept)
         if exp_id not in todo:
             print(f"[{k}/{len(ids)}] {exp_id}: already done, kept")
             continue
@@ -161,6 +163,7 @@ def reproduce(profile: str = "quick", only=None, out: Path | str = "results", se
             failed.append(exp_id)
             print(f"[{k}/{len(ids)}] {exp_id}: FAILED ({rec['error']})", flush=True)
     print(f"reproduce: {time.perf_counter() - t0:.0f} s")
+    interrupts.check()
     paths = build_report(out)
     print("report: " + ", ".join(str(p) for p in paths))
     return 1 if failed else 0

@@ -6,13 +6,13 @@ The objective (Newson et al., JMIV 2020, Sec. 3 and 4.3) is L(θ) = MSE + λ·ψ
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 
-from ..data import DiracData, DiskData
+from ..data import DiracData, DiskData, finite_real
 from ..models import ModelConfig
 from .objectives import REGULARISERS
 
@@ -29,7 +29,7 @@ def _check_int(name: str, value, lo: int, hi: int) -> None:
 
 
 def _check_number(name: str, value, lo: float, hi: float, *, open_lo: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, int | float) and finite_real(value)
     if not ok or value > hi or value < lo or (open_lo and value == lo):
         bound = f"> {lo}" if open_lo else f">= {lo}"
         raise ValueError(f"{name} must be a finite number {bound} and <= {hi:g}, got {value!r}")
@@ -53,13 +53,16 @@ class TrainConfig:
     checkpoint_every: int = 500
 
     def validate(self) -> None:
-        """Raise ValueError naming the first offending field, its value and what is allowed."""
+        """Raise ValueError naming the first offending field (nested ones as ``model.size``, ``data.n``), its
+        value and what is allowed."""
         if not isinstance(self.model, ModelConfig):
             raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         if not isinstance(self.data, DiskData | DiracData):
             raise ValueError(f"data must be a DiskData or DiracData, got {type(self.data).__name__}")
-        self.model.validate()
-        self.data.validate()
+        with _prefixed("model"):
+            self.model.validate()
+        with _prefixed("data"):
+            self.data.validate()
         _check_int("iterations", self.iterations, 1, MAX_ITERATIONS)
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         _check_int("log_every", self.log_every, 1, MAX_ITERATIONS)
@@ -104,14 +107,19 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; allowed: {sorted(known)}")
+            raise ValueError(f"{', '.join(sorted(map(str, unknown)))}: unknown TrainConfig key(s); allowed: "
+                             f"{sorted(known)}")
         try:
             if "model" in d:
                 if not isinstance(d["model"], dict):
                     raise ValueError(f"model must be a JSON object, got {d['model']!r}")
-                d["model"] = ModelConfig.from_dict(d["model"])
+                with _prefixed("model"):
+                    d["model"] = ModelConfig.from_dict(d["model"])
             if "data" in d:
-                d["data"] = _data_from_dict(d["data"])
+                if not isinstance(d["data"], dict):
+                    raise ValueError(f"data must be a JSON object, got {d['data']!r}")
+                with _prefixed("data"):
+                    d["data"] = _data_from_dict(d["data"])
             if "betas" in d:
                 if not isinstance(d["betas"], list | tuple):
                     raise ValueError(f"betas must be two numbers in [0, 1), got {d['betas']!r}")
@@ -128,6 +136,15 @@ class TrainConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+@contextlib.contextmanager
+def _prefixed(part: str):
+    """A ValueError of a nested config names its field as ``part.field`` (its messages start with the field)."""
+    try:
+        yield
+    except ValueError as err:
+        raise ValueError(f"{part}.{err}") from None
+
+
 def _plain(obj) -> dict:
     def conv(v):
         return [conv(x) for x in v] if isinstance(v, tuple | list) else v
@@ -136,22 +153,25 @@ def _plain(obj) -> dict:
 
 
 def _data_from_dict(d) -> DiskData | DiracData:
-    if not isinstance(d, dict):
-        raise ValueError(f"data must be a JSON object, got {d!r}")
+    """A data config from its JSON form; errors name the field (the caller prefixes ``data.``)."""
     d = dict(d)
     kind = d.pop("kind", "disks")
     classes = {"disks": DiskData, "diracs": DiracData}
-    if kind not in classes:
-        raise ValueError(f"data.kind must be one of disks, diracs, got {kind!r}")
+    if not isinstance(kind, str) or kind not in classes:
+        raise ValueError(f"kind must be one of disks, diracs, got {kind!r}")
     cls = classes[kind]
     known = {f.name for f in dataclasses.fields(cls)}
     if set(d) - known:
-        raise ValueError(f"unknown data keys {sorted(set(d) - known)} for kind {kind!r}; allowed: {sorted(known)}")
+        raise ValueError(f"{', '.join(sorted(map(str, set(d) - known)))}: unknown key(s) for kind {kind!r}; allowed: "
+                         f"{sorted(known)}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in d]
+    if missing:
+        raise ValueError(f"{missing[0]}: missing, required for kind {kind!r}")
     for key in ("exclude", "hole"):
         v = d.get(key)
         if v is not None:
-            nested = key != "exclude" or all(isinstance(x, list | tuple) for x in v)
+            nested = key != "exclude" or (isinstance(v, list | tuple) and all(isinstance(x, list | tuple) for x in v))
             if not isinstance(v, list | tuple) or not nested:
-                raise ValueError(f"data.{key} has the wrong form: {v!r}")
+                raise ValueError(f"{key} has the wrong form: {v!r}")
             d[key] = tuple(tuple(x) for x in v) if key == "exclude" else tuple(v)
     return cls(**d)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .. import fused
+from .. import fused, interrupts
 from ..data import DiskData, render_disks, sample_radii
 from ..models import Autoencoder, build_model
 from ..settings import Settings, read_settings
@@ -146,6 +146,7 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
     """
     config.validate()
     settings = read_settings()
+    interrupts.check()
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64):
         raise ValueError(f"threads must be an integer from 1 to 64 or None, got {threads!r}")
     if out_dir is None:
@@ -194,6 +195,7 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
     bar = _progress(config.iterations, start, progress, run_name(config))
     t0 = time.perf_counter()
     for it in range(start, config.iterations):
+        interrupts.check()  # a Ctrl-C swallowed elsewhere (a finaliser) still stops the run here
         x = batches.next()
         loss = compute_loss(model, x, config.regulariser, config.reg_weight, executor)
         if not torch.isfinite(loss.total):

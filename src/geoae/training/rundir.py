@@ -12,7 +12,9 @@
 
 Every file goes through ``write_bytes_atomic``: a unique temporary file in the same directory, fsync, rename,
 so no reader ever sees a partial file, and files get the permissions the user's umask gives (as ``open``).
-A full disk stops with a one-line ``OSError`` naming the file, and the previous version stays intact.
+A full disk stops with a one-line ``OSError`` naming the file, and the previous version stays intact; the
+temporary file of a process killed mid-write is removed by the next process that takes the lock.
+``write_files_atomic`` writes several files as one (the report's).
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ from .. import __version__
 from ..models import Autoencoder, build_model
 from .config import TrainConfig
 
-__all__ = ["TrainResult", "CheckpointError", "RunLockedError", "write_json", "write_bytes_atomic", "git_commit",
+__all__ = ["TrainResult", "CheckpointError", "RunLockedError", "write_json", "write_bytes_atomic",
+           "write_files_atomic", "git_commit",
            "provenance", "run_name", "is_finished", "load_run", "save_tensors", "load_tensors", "write_config",
            "RunDirectory", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "geoae-checkpoint-1"
+TMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<random>.tmp" beside the file they replace
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -57,6 +61,12 @@ class RunLockedError(RuntimeError):
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (the os.umask(0) round trip would
+    briefly give the files and directories other threads create meanwhile the permissions 666 / 777)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -65,26 +75,45 @@ def _umask() -> int:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` durably and atomically, with the umask's permissions; on failure nothing
     is left behind and the old file (if any) is intact. ENOSPC and permission errors become one-line OSErrors."""
-    path = Path(path)
+    write_files_atomic({Path(path): data})
+
+
+def write_files_atomic(files: dict[Path, bytes]) -> None:
+    """Write several files as one: every temporary file is written and fsynced first, then all are renamed, so a
+    failure while writing (a full disk) leaves every old file as it was and no temporary file behind."""
+    staged: list[tuple[str, Path]] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        for path, data in files.items():
+            path = Path(path)
+            staged.append((_stage(path, data), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
     except OSError as err:
-        raise OSError(err.errno, f"cannot write {path}: {err.strerror}") from None
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        where = path  # the file being written or renamed when it failed
+        what = "the disk is full" if err.errno == errno.ENOSPC else err.strerror or str(err)
+        raise OSError(err.errno, f"cannot write {where}: {what}") from None
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """A temporary file beside ``path`` holding ``data``, on disk (fsynced), with the umask's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        what = "the disk is full" if err.errno == errno.ENOSPC else err.strerror
-        raise OSError(err.errno, f"cannot write {path}: {what}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def write_json(path: Path, obj) -> None:
@@ -268,6 +297,8 @@ class RunDirectory:
             raise RunLockedError(f"another process is training in {self.path}; wait for it, or use another "
                                  "--out") from None
         self._lock = fd
+        for stale in self.path.glob(f".*{TMP_SUFFIX}"):  # left by a process killed mid-write (we hold the lock)
+            stale.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc) -> None:

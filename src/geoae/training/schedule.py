@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import interrupts
 from ..models import build_model
 from ..settings import read_settings
 from .config import TrainConfig
@@ -83,12 +84,21 @@ def _collect(futures: dict, bar) -> dict[str, object]:
 
 
 def _in_threads(configs: Sequence[TrainConfig], root: Path, workers: int, progress: bool) -> dict[str, TrainResult]:
+    """Runs as threads; on Ctrl-C the runs not started are cancelled and those training stop at their next
+    step (``interrupts.check``), their checkpoints kept."""
     from concurrent.futures import ThreadPoolExecutor
 
     bar = _progress(len(configs), 0, progress, f"{len(configs)} runs on {workers} threads")
-    with training_threads(read_settings()), ThreadPoolExecutor(workers) as pool:
-        futures = {pool.submit(train, c, root / run_name(c), threads=1): run_name(c) for c in configs}
-        return _collect(futures, bar)
+    with training_threads(read_settings()):
+        pool = ThreadPoolExecutor(workers)
+        try:
+            futures = {pool.submit(train, c, root / run_name(c), threads=1): run_name(c) for c in configs}
+            return _collect(futures, bar)
+        except KeyboardInterrupt:
+            interrupts.request()  # the running threads stop at their next step
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _train_in_worker(config: dict, out_dir: str) -> str:
@@ -102,7 +112,15 @@ def _in_processes(configs: Sequence[TrainConfig], root: Path, workers: int, prog
     from concurrent.futures import ProcessPoolExecutor
 
     bar = _progress(len(configs), 0, progress, f"{len(configs)} runs on {workers} processes")
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()  # set on Ctrl-C: the workers' runs stop at their next step (interrupts.watch)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=interrupts.watch, initargs=(stop,))
+    try:
         futures = {pool.submit(_train_in_worker, c.to_dict(), str(root / run_name(c))): run_name(c) for c in configs}
         _collect(futures, bar)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return {run_name(c): load_run(root / run_name(c)) for c in configs}
