@@ -500,18 +500,19 @@ def fake_experiments(monkeypatch, hook):
     from types import SimpleNamespace
 
     from geoae.experiments import runner
-    from geoae.experiments.common import Result
+    from geoae.experiments.common import Number, Result
 
     def module(exp_id, seed):
         def analyse(ctx, runs):
             hook(exp_id)
-            return Result({"mse": runs[0].metrics["train_mse"]}, {"mse": "train MSE"}, "confirmed", "always")
+            return Result({"mse": Number(runs["run"].metrics["train_mse"], "train MSE")}, "confirmed", "always")
 
         return SimpleNamespace(TITLE=f"fake {exp_id}", CLAIM="", PAPER="", analyse=analyse,
-                               configs=lambda ctx: [dataclasses.replace(SMALL, seed=seed)])
+                               STAGES=(lambda ctx, done: {"run": dataclasses.replace(SMALL, seed=seed)},))
 
-    fakes = {f"D{i}": module(f"D{i}", i) for i in (1, 2, 3)}
-    monkeypatch.setattr(runner, "load_experiment", lambda exp_id: fakes[exp_id])
+    fakes = {f"D{i}": SimpleNamespace(id=f"D{i}", kind="claim", paper_claim=True,
+                                      load=lambda m=module(f"D{i}", i): m) for i in (1, 2, 3)}
+    monkeypatch.setattr(runner, "BY_ID", fakes)
 
 
 def test_a_swallowed_ctrl_c_still_stops_reproduce_and_the_rerun_resumes(tmp_path, capsys, monkeypatch):

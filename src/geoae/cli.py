@@ -487,7 +487,7 @@ def _check_tracking(args) -> None:
 
 
 def check_reproduce(args):
-    from .experiments.runner import EXPERIMENTS
+    from .experiments.registry import IDS as EXPERIMENTS
     from .models import official_model_path
 
     ids = None
