@@ -510,8 +510,8 @@ def fake_experiments(monkeypatch, hook):
         return SimpleNamespace(TITLE=f"fake {exp_id}", CLAIM="", PAPER="", analyse=analyse,
                                STAGES=(lambda ctx, done: {"run": dataclasses.replace(SMALL, seed=seed)},))
 
-    fakes = {f"D{i}": SimpleNamespace(id=f"D{i}", kind="claim", paper_claim=True,
-                                      load=lambda m=module(f"D{i}", i): m) for i in (1, 2, 3)}
+    modules = {f"D{i}": module(f"D{i}", i) for i in (1, 2, 3)}
+    fakes = {k: SimpleNamespace(id=k, kind="claim", paper_claim=True, load=lambda k=k: modules[k]) for k in modules}
     monkeypatch.setattr(runner, "BY_ID", fakes)
 
 
