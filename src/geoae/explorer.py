@@ -327,7 +327,8 @@ def explorers_for_results(out) -> list[PageLink]:
             continue
         try:
             groups: dict[tuple, list[TrainConfig]] = {}
-            for c in (TrainConfig.from_dict(d) for d in rec["configs"]):
+            configs = rec["configs"]  # {run name: config} (a list in results files of earlier versions)
+            for c in (TrainConfig.from_dict(d) for d in (configs.values() if isinstance(configs, dict) else configs)):
                 groups.setdefault(_group_key(c), []).append(c)
         except (ValueError, TypeError, KeyError) as err:
             links.append(PageLink(title, None, f"unreadable configs in {exp_id}/results.json: {err}"))

@@ -146,7 +146,7 @@ def commits_of(records: list[dict]) -> str:
     """The git commit(s) the results were produced by, most frequent first."""
     counts: dict[str, int] = {}
     for rec in records:
-        c = rec.get("git_commit", "unknown")
+        c = rec.get("git_commit") or "unknown"
         counts[c] = counts.get(c, 0) + 1
     return ", ".join(f"`{c}`" + (f" ({n} claims)" if len(counts) > 1 else "")
                      for c, n in sorted(counts.items(), key=lambda t: -t[1]))
