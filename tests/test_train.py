@@ -3,6 +3,7 @@ and (slow) the paper's central claim: a bias-free network trained on disks reach
 
 import dataclasses
 import json
+import platform
 
 import numpy as np
 import pytest
@@ -39,6 +40,7 @@ def test_one_step_smoke(tmp_path):
     assert T.TrainConfig.from_dict(rec["config"]) == cfg
     assert rec["geoae_version"] == geoae.__version__ and rec["torch"] == torch.__version__
     assert rec["git_commit"] is None or len(rec["git_commit"]) >= 40  # geoae's own checkout, or null
+    assert rec["host"] == platform.node()  # which node of a cluster trained it
     assert rec["executor"]["name"] in ("fused", "torch") and "settings" in rec["executor"]
     assert len(res.history) == 1 and np.isfinite(res.metrics["train_mse"])
 
