@@ -94,7 +94,8 @@ def test_a_node_that_cannot_see_the_results_directory_refuses(tmp_path):
 
 
 def test_failed_runs_are_listed_one_by_one():
-    err = ray_executor.RunsFailed({"b-run": "TrainingDiverged: loss became nan", "a-run": "NodeDiedError: x"}, 5)
+    failures = {"b-run": "TrainingDiverged: loss became nan", "a-run": "NodeDiedError: x"}
+    err = ray_executor.RunsFailed(failures, {name: {"node": "n1"} for name in ("c-run", "d-run", "e-run")})
     assert str(err).splitlines() == [
         "2 of 5 runs failed on the Ray cluster (the others finished; re-running the sweep retries only these):",
         "  a-run: NodeDiedError: x", "  b-run: TrainingDiverged: loss became nan"]
@@ -116,9 +117,12 @@ class LoopbackCluster:
     def __init__(self):
         self.dir = Path(tempfile.mkdtemp(prefix="geoae-ray-"))  # short: Ray's socket paths must fit 107 bytes
         self.ray = str(Path(sys.executable).with_name("ray"))
-        self.env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+        # the same settings for every process of the cluster, whatever ~/.ray holds (a token of another Ray)
+        self.env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         self.namespace_fd = None
         self.procs, self.logs = {}, {}
+
+    def start_nodes(self) -> None:
         node = ["--num-cpus=1", "--object-store-memory=100000000", "--include-log-monitor=false",
                 "--disable-usage-stats", "--block"]
         self.start("head", ["unshare", "--net", "--", sys.executable, "-c", LOOPBACK_UP, self.ray, "start", "--head",
@@ -169,11 +173,21 @@ class LoopbackCluster:
                 raise TimeoutError(f"the head node did not start:\n{self.log('head')[-3000:]}")
             time.sleep(0.1)
 
-    def drive(self, root: Path, iterations: int, seeds, report: Path) -> subprocess.Popen:
-        """A driver process in the namespace: the sweep ``sweep_configs(iterations, seeds)`` into ``root``."""
-        argv = [sys.executable, __file__, str(root), str(iterations), ",".join(map(str, seeds)), str(report)]
-        return subprocess.Popen(self.inside(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    @contextlib.contextmanager
+    def driver(self, root: Path, iterations: int, seeds, report: Path, locked: int | None = None):
+        """A driver process in the namespace: the sweeps of ``sweep_configs(iterations, seeds)`` into ``root``
+        (see ``drive``); killed if still running when the block ends."""
+        argv = [sys.executable, __file__, str(root), str(iterations), ",".join(map(str, seeds)), str(report),
+                "-" if locked is None else str(locked)]
+        proc = subprocess.Popen(self.inside(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=self.env, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
 
     def processes(self) -> list[int]:
         """Every process in the cluster's namespace: the nodes, their Ray workers, the drivers."""
@@ -236,15 +250,13 @@ def cluster():
     why = _namespaces_work()
     if why is not None:
         pytest.skip(f"the cluster tests run Ray in a network namespace of their own (root on Linux): {why}")
-    t0 = time.perf_counter()
-    c = None
+    t0, c = time.perf_counter(), LoopbackCluster()
     try:
-        c = LoopbackCluster()
-        print(f"\nhead node up in {time.perf_counter() - t0:.1f} s")
+        c.start_nodes()
+        print(f"\nthe head's GCS listens after {time.perf_counter() - t0:.1f} s")
         yield c
     finally:
-        if c is not None:
-            c.close()
+        c.close()  # every process of the namespace, even if a node failed to start
 
 
 def finish(driver: subprocess.Popen, report: Path, cluster: LoopbackCluster) -> dict:
@@ -259,17 +271,23 @@ def finish(driver: subprocess.Popen, report: Path, cluster: LoopbackCluster) -> 
 
 
 @needs_ray
-def test_sweep_on_two_nodes_equals_the_local_executor(cluster, tmp_path):
-    configs, t0 = sweep_configs(40, range(4)), time.perf_counter()
-    driver = cluster.drive(tmp_path / "ray", 40, range(4), tmp_path / "report.json")
-    local = T.train_many(configs, tmp_path / "local", executor="local", workers=1)  # while the cluster starts
-    report = finish(driver, tmp_path / "report.json", cluster)
-    print(f"sweep of 4 runs through the two-node cluster: {time.perf_counter() - t0:.1f} s; driver "
+def test_sweep_on_two_nodes_equals_the_local_executor_and_reports_a_failed_run(cluster, tmp_path):
+    # seed 4's run directory is locked by the driver during the first sweep: its task fails (RunLockedError)
+    configs, t0 = sweep_configs(40, range(5)), time.perf_counter()
+    names, locked = [T.run_name(c) for c in configs], T.run_name(configs[4])
+    with cluster.driver(tmp_path / "ray", 40, range(5), tmp_path / "report.json", locked=4) as driver:
+        local = T.train_many(configs, tmp_path / "local", executor="local", workers=1)  # while the cluster starts
+        report = finish(driver, tmp_path / "report.json", cluster)
+    print(f"sweeps of 5 runs through the two-node cluster: {time.perf_counter() - t0:.1f} s; driver "
           + ", ".join(f"{k} {v:.1f}" for k, v in report["times"].items()))
+    # the first sweep sent every run, finished the four others and listed the locked one; the second sent
+    # only that one, the third nothing
+    assert [sorted(call) for call in report["submitted"]] == [sorted(names), [locked]]
+    assert list(report["failures"]) == [locked] and report["failures"][locked].startswith(
+        "RunLockedError: another process is training in")
     placed = report["placed"]
-    assert sorted(placed) == sorted(T.run_name(c) for c in configs)
-    assert {p["node"] for p in placed.values()} == set(report["nodes"]) and len(report["nodes"]) == 2
-    assert report["resubmitted"] == []  # the second sweep found every run finished
+    assert sorted(placed) == sorted(names) and len(report["nodes"]) == 2
+    assert {p["node"] for p in placed.values()} == set(report["nodes"])  # both nodes ran runs
     for cfg, mine in zip(configs, local, strict=True):
         theirs = T.load_run(tmp_path / "ray" / T.run_name(cfg))
         assert same_weights(mine, theirs), T.run_name(cfg)
@@ -281,23 +299,24 @@ def test_sweep_on_two_nodes_equals_the_local_executor(cluster, tmp_path):
 def test_killed_worker_node_sweep_finishes_on_the_head_each_run_once(cluster, tmp_path):
     iterations, seeds = 240, range(10, 14)
     configs, root, t0 = sweep_configs(iterations, seeds), tmp_path / "ray", time.perf_counter()
-    driver = cluster.drive(root, iterations, seeds, tmp_path / "report.json")
-    deadline = time.monotonic() + CLUSTER_TIMEOUT
-    while True:  # two runs past a checkpoint and not finished: one on each node (one CPU each)
-        busy = [d for d in root.glob("*-s*") if (d / "checkpoint.safetensors").exists()
-                and not (d / "metrics.json").exists()]
-        if len(busy) >= 2:
-            break
-        assert driver.poll() is None and time.monotonic() < deadline, "the sweep never ran two runs at once"
-        time.sleep(0.02)
-    killed = cluster.kill_worker_node()
-    print(f"killed the worker node ({len(killed)} processes) during {sorted(d.name for d in busy)}")
-    local = T.train_many(configs, tmp_path / "local", executor="local", workers=1)
-    report = finish(driver, tmp_path / "report.json", cluster)
+    with cluster.driver(root, iterations, seeds, tmp_path / "report.json") as driver:
+        deadline = time.monotonic() + CLUSTER_TIMEOUT
+        while True:  # two runs past a checkpoint and not finished: one on each node (one CPU each)
+            busy = [d for d in root.glob("*-s*") if (d / "checkpoint.safetensors").exists()
+                    and not (d / "metrics.json").exists()]
+            if len(busy) >= 2:
+                break
+            assert driver.poll() is None and time.monotonic() < deadline, "the sweep never ran two runs at once"
+            time.sleep(0.02)
+        killed = cluster.kill_worker_node()
+        print(f"killed the worker node ({len(killed)} processes) during {sorted(d.name for d in busy)}")
+        local = T.train_many(configs, tmp_path / "local", executor="local", workers=1)
+        report = finish(driver, tmp_path / "report.json", cluster)
     print(f"sweep of 4 runs with the worker node killed: {time.perf_counter() - t0:.1f} s; driver "
           + ", ".join(f"{k} {v:.1f}" for k, v in report["times"].items()))
     assert report["head"] in report["nodes"] and {p["node"] for p in report["placed"].values()} == {report["head"]}
-    assert report["resubmitted"] == []
+    assert sorted(report["submitted"][0]) == sorted(T.run_name(c) for c in configs)
+    assert report["failures"] == {} and len(report["submitted"]) == 1  # the second sweep sent nothing
     names = sorted(T.run_name(c) for c in configs)
     assert sorted(p.name for p in root.iterdir()) == names  # one directory per run, no marker left
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp") or p.name == "checkpoint.safetensors"]
@@ -314,12 +333,15 @@ def test_killed_worker_node_sweep_finishes_on_the_head_each_run_once(cluster, tm
 # ------------------------------------------------------------------- the driver (run inside the namespace)
 
 
-def drive(root: str, iterations: str, seeds: str, report: str) -> None:
-    """Connect to the cluster, wait for its two nodes, run the sweep twice with ``train_many(executor="ray")``;
-    write which node finished each run, the nodes, the head's (the driver's node) and what the second sweep
-    submitted."""
+def drive(root: str, iterations: str, seeds: str, report: str, locked: str) -> None:
+    """Connect to the cluster, wait for its two nodes, then sweep three times with
+    ``train_many(executor="ray")``, the run of seed ``locked`` (unless "-") locked by this process during the
+    first. Writes what each sweep submitted, which node finished each run, the runs that failed, the nodes
+    and the head's (the driver's node)."""
     t0 = time.perf_counter()
     import ray
+
+    from geoae.training.rundir import RunDirectory
 
     deadline, times = time.monotonic() + CLUSTER_TIMEOUT, {}
     while True:  # the head may still be starting
@@ -334,21 +356,29 @@ def drive(root: str, iterations: str, seeds: str, report: str) -> None:
             raise TimeoutError(f"the worker node did not join: {ray.nodes()}")
         time.sleep(0.2)
     times["cluster_ready_s"] = time.perf_counter() - t0
-    calls, real = [], ray_executor.train_on_ray
+    submitted, placed, failures, real = [], {}, {}, ray_executor.train_on_ray
 
     def spy(configs, *args, **kwargs):  # train_many sends the runs not yet finished here
-        calls.append({"runs": [T.run_name(c) for c in configs], "placed": real(configs, *args, **kwargs)})
-        return calls[-1]["placed"]
+        submitted.append([T.run_name(c) for c in configs])
+        try:
+            placed.update(real(configs, *args, **kwargs))
+        except ray_executor.RunsFailed as err:
+            placed.update(err.finished)
+            failures.update(err.failures)
+            raise
+        return placed
 
     ray_executor.train_on_ray = spy
     configs = sweep_configs(int(iterations), [int(s) for s in seeds.split(",")])
-    T.train_many(configs, root, executor="ray")
-    times["sweep_s"] = time.perf_counter() - t0 - times["cluster_ready_s"]
-    T.train_many(configs, root, executor="ray")  # every run is finished: nothing to submit
-    Path(report).write_text(json.dumps({"placed": calls[0]["placed"], "nodes": nodes,
-                                        "times": times,
-                                        "head": ray.get_runtime_context().get_node_id(),  # the driver's node
-                                        "resubmitted": [name for call in calls[1:] for name in call["runs"]]}))
+    hold = contextlib.nullcontext() if locked == "-" else RunDirectory(
+        Path(root) / T.run_name(sweep_configs(int(iterations), [int(locked)])[0]))
+    for sweep in range(3):
+        with hold if sweep == 0 else contextlib.nullcontext(), contextlib.suppress(ray_executor.RunsFailed):
+            T.train_many(configs, root, executor="ray")
+        times[f"sweep{sweep}_s"] = time.perf_counter() - t0 - sum(times.values())
+    Path(report).write_text(json.dumps({"submitted": submitted, "placed": placed, "failures": failures,
+                                        "nodes": nodes, "head": ray.get_runtime_context().get_node_id(),
+                                        "times": times}))
 
 
 if __name__ == "__main__":

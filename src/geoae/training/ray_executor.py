@@ -47,13 +47,14 @@ MAX_RETRIES = 3  # retries of a task whose worker process or node died
 
 
 class RunsFailed(RuntimeError):
-    """Some runs of a sweep failed on the cluster; ``failures`` maps each run name to its error."""
+    """Some runs of a sweep failed on the cluster: ``failures`` maps each of their names to its error,
+    ``finished`` each of the other runs' names to where it ran."""
 
-    def __init__(self, failures: dict[str, str], total: int):
-        self.failures = dict(failures)
+    def __init__(self, failures: dict[str, str], finished: dict[str, dict]):
+        self.failures, self.finished = dict(failures), dict(finished)
         lines = "\n".join(f"  {name}: {error}" for name, error in sorted(self.failures.items()))
-        super().__init__(f"{len(self.failures)} of {total} runs failed on the Ray cluster (the others "
-                         f"finished; re-running the sweep retries only these):\n{lines}")
+        super().__init__(f"{len(self.failures)} of {len(self.failures) + len(self.finished)} runs failed on the "
+                         f"Ray cluster (the others finished; re-running the sweep retries only these):\n{lines}")
 
 
 class SharedDirectoryError(OSError):
@@ -160,5 +161,5 @@ def train_on_ray(configs: Sequence[TrainConfig], root: str | Path, *, address: s
     finally:
         marker.unlink(missing_ok=True)
     if failures:
-        raise RunsFailed(failures, len(refs))
+        raise RunsFailed(failures, placed)
     return placed
