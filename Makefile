@@ -19,9 +19,10 @@ $(VENV)/.stamp-base: pyproject.toml
 	$(PIP) install -q -e . $(TORCH)
 	touch $@
 
-# the dev extras and the optional integrations that the tests exercise (TensorBoard, MLflow)
+# the dev extras and the optional integrations that the tests exercise (TensorBoard, MLflow, and Ray: the
+# cluster tests of tests/test_ray_executor.py start a two-node Ray on this machine)
 $(VENV)/.stamp-dev: $(VENV)/.stamp-base
-	$(PIP) install -q -e '.[dev,tensorboard,mlflow]' $(TORCH)
+	$(PIP) install -q -e '.[dev,tensorboard,mlflow,ray]' $(TORCH)
 	touch $@
 
 reproduce: $(VENV)/.stamp-base

@@ -3,6 +3,7 @@ and (slow) the paper's central claim: a bias-free network trained on disks reach
 
 import dataclasses
 import json
+import platform
 
 import numpy as np
 import pytest
@@ -39,6 +40,7 @@ def test_one_step_smoke(tmp_path):
     assert T.TrainConfig.from_dict(rec["config"]) == cfg
     assert rec["geoae_version"] == geoae.__version__ and rec["torch"] == torch.__version__
     assert rec["git_commit"] is None or len(rec["git_commit"]) >= 40  # geoae's own checkout, or null
+    assert rec["host"] == platform.node()  # which node of a cluster trained it
     assert rec["executor"]["name"] in ("fused", "torch") and "settings" in rec["executor"]
     assert len(res.history) == 1 and np.isfinite(res.metrics["train_mse"])
 
@@ -132,6 +134,40 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
     other = dataclasses.replace(SMALL, lr=2e-3)
     with pytest.raises(T.CheckpointError, match="another configuration"):
         T.train(other, tmp_path / "run")
+
+
+def test_resume_leaves_no_temporary_files_and_records_where_it_resumed(tmp_path, monkeypatch):
+    ckpt = _interrupted_run(tmp_path, monkeypatch)
+    stale = ckpt.parent / f".{ckpt.name}.k1ll3d.tmp"  # what a process killed mid-write leaves
+    stale.write_bytes(b"half a checkpoint")
+    resumed = T.train(SMALL, tmp_path / "run")
+    assert not stale.exists() and not list(ckpt.parent.glob("*.tmp"))
+    assert resumed.metrics["resumed_from"] == 5 and T.train(SMALL).metrics["resumed_from"] == 0
+
+
+@pytest.mark.skipif(not fused.available(), reason="the fused kernel is unavailable here (no C compiler)")
+@pytest.mark.parametrize("recorded, refused", [("fused-0000000000000000.so", True), (None, False)])
+def test_resuming_on_another_kernel_build_is_refused(tmp_path, monkeypatch, recorded, refused):
+    # the library name hashes source, flags, compiler and CPU: a checkpoint of another build (e.g. another
+    # CPU kind with -march=native) is refused; one of a geoae that did not record the library is compared
+    # on what it recorded
+    from geoae.training.rundir import load_tensors, save_tensors
+
+    ckpt = _interrupted_run(tmp_path, monkeypatch)
+    tensors, metadata = load_tensors(ckpt)
+    executor = json.loads(metadata["executor"])
+    assert executor["name"] == "fused" and executor["library"].startswith("fused-")
+    if recorded is None:
+        del executor["library"]
+    else:
+        executor["library"] = recorded
+    save_tensors(ckpt, tensors, {k: v for k, v in metadata.items() if k != "sha256"} | {
+        "executor": json.dumps(executor)})
+    if refused:
+        with pytest.raises(T.CheckpointError, match="same kind of machine"):
+            T.train(SMALL, tmp_path / "run")
+    else:
+        assert same_weights(weights(T.train(SMALL, tmp_path / "run").model), weights(T.train(SMALL).model))
 
 
 def test_checkpoints_hold_no_pickle(tmp_path, monkeypatch):

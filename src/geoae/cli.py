@@ -137,6 +137,7 @@ def get_parser() -> argparse.ArgumentParser:
     from .data import RENDERINGS, SCHEMES
     from .environment import settings_epilog
     from .experiments.common import PROFILES
+    from .settings import EXECUTORS
 
     p = _Parser(
         prog="geoae",
@@ -202,6 +203,12 @@ def get_parser() -> argparse.ArgumentParser:
                     help="the authors' disk_example_model_weights.h5, for D1/D2's comparison with their model "
                     "(needs geoae[keras]; sets GEOAE_OFFICIAL_WEIGHTS) (default: $GEOAE_OFFICIAL_WEIGHTS, else "
                     "searched in shared/reference/; the comparison is skipped, with a note, when absent)")
+    rp.add_argument("--executor", default=None, choices=EXECUTORS,
+                    help="where the runs train: local (this machine's cores) or ray (tasks of a Ray cluster; needs "
+                    "geoae[ray], see docs/cluster.md) (default: $GEOAE_EXECUTOR, else local)")
+    rp.add_argument("--address", default=None, metavar="HOST:PORT",
+                    help="the Ray cluster of --executor ray (default: $RAY_ADDRESS, else a Ray started on this "
+                    "machine)")
 
     rep = sub.add_parser("report", help="rebuild report.md, report.html and REPRODUCE.md from results files")
     rep.add_argument("--out", type=_path, default=Path("results"), help="results directory")
@@ -489,6 +496,7 @@ def _check_tracking(args) -> None:
 def check_reproduce(args):
     from .experiments.registry import IDS as EXPERIMENTS
     from .models import official_model_path
+    from .training.schedule import check_executor
 
     ids = None
     if args.only is not None:
@@ -502,6 +510,7 @@ def check_reproduce(args):
         ids = list(dict.fromkeys(ids))
     _check_int("--seeds", args.seeds, 1, MAX_SEEDS)
     _check_out_dir("--out", args.out)
+    check_executor(args.executor, args.address)  # a bad choice, or ray without the Ray package
     if args.official_weights is not None:
         _check_in_file("--official-weights", args.official_weights)
         from .models import load_official_model
@@ -683,7 +692,8 @@ def run_reproduce(args, ids) -> int:
     from .experiments.runner import reproduce
 
     with _official_weights(args.official_weights, args.out, ids):
-        return reproduce(profile=args.profile, only=ids, out=args.out, seeds=args.seeds, progress=not args.quiet)
+        return reproduce(profile=args.profile, only=ids, out=args.out, seeds=args.seeds, progress=not args.quiet,
+                         executor=args.executor, address=args.address)
 
 
 @contextlib.contextmanager

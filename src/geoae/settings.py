@@ -13,10 +13,11 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["BACKENDS", "LANES", "WG_ACCUMULATORS", "VARIABLES", "Variable", "Settings", "SettingsError",
+__all__ = ["BACKENDS", "EXECUTORS", "LANES", "WG_ACCUMULATORS", "VARIABLES", "Variable", "Settings", "SettingsError",
            "read_settings", "debug_enabled", "cores"]
 
 BACKENDS = ("auto", "fused", "torch")
+EXECUTORS = ("local", "ray")
 LANES = (8, 16)
 WG_ACCUMULATORS = (8, 16)
 MAX_THREADS = 64  # the kernels' own limit (_fused.c MAX_THREADS)
@@ -44,6 +45,9 @@ VARIABLES = (
              "torch's setting)", "1"),
     Variable("GEOAE_WORKERS", "workers", f"parallel runs of train_many / reproduce, 1 to {MAX_WORKERS}",
              "one per core"),
+    Variable("GEOAE_EXECUTOR", "executor", "where train_many / reproduce send their runs: local (this machine's "
+             "cores) or ray (tasks of the Ray cluster at RAY_ADDRESS, else of a Ray started here; needs "
+             "geoae[ray])", "local"),
     Variable("GEOAE_CACHE", "cache", "where the fused kernels are compiled, tuned and cached (a directory of "
              "your own)", "~/.cache/geoae"),
     Variable("GEOAE_FUSED", "fused", "0 disables the fused kernels (same as GEOAE_BACKEND=torch)", "1"),
@@ -69,6 +73,7 @@ class Settings:
     threads: int
     torch_threads: int
     workers: int
+    executor: str
     cache: str
     fused: bool
     march: str
@@ -135,6 +140,7 @@ def read_settings(env=None) -> Settings:
         threads=_count(env, "GEOAE_THREADS", cores(), 1, MAX_THREADS),
         torch_threads=_count(env, "GEOAE_TORCH_THREADS", 1, 0, 1024),
         workers=_count(env, "GEOAE_WORKERS", cores(), 1, MAX_WORKERS),
+        executor=_choice(env, "GEOAE_EXECUTOR", EXECUTORS, "local"),
         cache=cache,
         fused=_choice(env, "GEOAE_FUSED", ("0", "1"), "1") == "1",
         march=march,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .. import interrupts
 from ..train import git_commit, train_many, write_json
+from ..training.schedule import check_executor
 from .common import PROFILES, Context, Initialised
 from .registry import BY_ID, IDS
 
@@ -43,22 +44,26 @@ def check_args(profile: str, only, seeds) -> list[str]:
     return ids
 
 
-def _train(planned: dict, root: Path, progress: bool) -> dict:
+def _train(planned: dict, root: Path, progress: bool, executor: str | None = None, address: str | None = None
+           ) -> dict:
     """Train {name: TrainConfig | Initialised}; runs with a given initialisation live under
     ``root/init-<name>/`` (their configs alone do not say how they start), the others under ``root``."""
     plain = {k: v for k, v in planned.items() if not isinstance(v, Initialised)}
-    out = dict(zip(plain, train_many(list(plain.values()), root, progress=progress), strict=True))
+    out = dict(zip(plain, train_many(list(plain.values()), root, progress=progress, executor=executor,
+                                     address=address), strict=True))
     seeded = {k: v for k, v in planned.items() if isinstance(v, Initialised)}
     for init in sorted({v.name for v in seeded.values()}):
         group = {k: v for k, v in seeded.items() if v.name == init}
         for v in group.values():
             v.prepare(root / f"init-{init}")
-        runs = train_many([v.config for v in group.values()], root / f"init-{init}", progress=progress)
+        runs = train_many([v.config for v in group.values()], root / f"init-{init}", progress=progress,
+                          executor=executor, address=address)
         out |= dict(zip(group, runs, strict=True))
     return out
 
 
-def train_stages(ids: list[str], contexts: dict[str, Context], *, progress: bool = True) -> tuple[dict, dict]:
+def train_stages(ids: list[str], contexts: dict[str, Context], *, progress: bool = True, executor: str | None = None,
+                 address: str | None = None) -> tuple[dict, dict]:
     """Train every stage of the experiments ``ids``, stage k of all of them at once.
 
     Returns ({id: {name: TrainResult}}, {id: error text}) for the experiments whose stages failed to be
@@ -84,13 +89,13 @@ def train_stages(ids: list[str], contexts: dict[str, Context], *, progress: bool
             print(f"stage {k + 1}: {len(flat)} runs for {', '.join(planned)} (finished runs are kept)", flush=True)
         root = next(iter(contexts.values())).runs
         try:
-            trained = _train(flat, root, progress)
+            trained = _train(flat, root, progress, executor, address)
             for (i, name), run in trained.items():
                 done[i][name] = run
         except Exception:  # noqa: BLE001 - retried experiment by experiment, each with its own error
             for i, p in planned.items():
                 try:
-                    done[i] |= _train(p, root, progress)
+                    done[i] |= _train(p, root, progress, executor, address)
                 except Exception as err:  # noqa: BLE001
                     errors[i] = f"training stage {k + 1} failed: {type(err).__name__}: {err}"
     return done, errors
@@ -137,18 +142,20 @@ def is_done(path: Path, profile: str, seeds: tuple[int, ...]) -> bool:
 
 
 def reproduce(profile: str = "quick", only=None, out: Path | str = "results", seeds: int | None = None,
-              *, progress: bool = True) -> int:
-    """Run the selected experiments, then write the report; returns 0, or 1 if any experiment failed."""
+              *, progress: bool = True, executor: str | None = None, address: str | None = None) -> int:
+    """Run the selected experiments, then write the report; returns 0, or 1 if any experiment failed.
+    ``executor``/``address``: where the runs train (``train_many``; default ``GEOAE_EXECUTOR``, local)."""
     from ..report import build_report
 
     ids = check_args(profile, only, seeds)
+    executor = check_executor(executor, address)
     out = Path(out)
     seed_list = tuple(range(seeds if seeds is not None else DEFAULT_SEEDS[profile]))
     print(f"geoae reproduce: profile={profile} seeds={list(seed_list)} experiments={','.join(ids)} -> {out}/")
     contexts = {i: Context(profile=profile, seeds=seed_list, out=out / i, runs=out / "runs" / profile) for i in ids}
     todo = [i for i in ids if not is_done(contexts[i].out / "results.json", profile, seed_list)]
     t0 = time.perf_counter()
-    done, errors = train_stages(todo, contexts, progress=progress)
+    done, errors = train_stages(todo, contexts, progress=progress, executor=executor, address=address)
     failed = []
     for k, exp_id in enumerate(ids, 1):
         interrupts.check()  # Ctrl-C: stop between experiments (the finished ones and their runs are kept)

@@ -6,7 +6,8 @@ One file per job:
 - ``objectives.py`` the loss, the registry of regularisers ψ, the torch executor;
 - ``rundir.py``     the run directory: durable writes, provenance, checkpoints, history, lock, ``load_run``;
 - ``loop.py``       ``train``: the loop, the choice of executor (fused C kernels or torch), callbacks;
-- ``schedule.py``   ``train_many``: independent runs in parallel on one machine.
+- ``schedule.py``   ``train_many``: independent runs in parallel, on this machine or on a Ray cluster;
+- ``ray_executor.py`` ``train_many(executor="ray")``: one Ray task per run (``pip install 'geoae[ray]'``).
 """
 
 from .config import TrainConfig

@@ -131,8 +131,16 @@ def make_executor(model: Autoencoder, settings: Settings, threads: int | None = 
 
 
 def _executor_identity(info: dict) -> dict:
-    """What must not change when a run resumes: the executor and, for the fused kernels, their build."""
-    return {k: info[k] for k in ("name", "flags", "lanes", "wg_accumulators") if k in info}
+    """What must not change when a run resumes: the executor and, for the fused kernels, their build (the
+    library's name hashes the source, flags, compiler and CPU: ``-march=native`` builds differ by CPU kind)."""
+    return {k: info[k] for k in ("name", "flags", "lanes", "wg_accumulators", "library") if k in info}
+
+
+def _same_build(previous: dict, info: dict) -> bool:
+    """Whether a checkpoint written by executor ``previous`` may be resumed on ``info`` (checkpoints of
+    geoae versions that did not record the library are compared on what they recorded)."""
+    now = _executor_identity(info)
+    return {k: v for k, v in now.items() if k in previous or k != "library"} == _executor_identity(previous)
 
 
 def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = False, resume: bool = True,
@@ -179,11 +187,12 @@ def _run(config: TrainConfig, rundir: RunDirectory | None, settings: Settings, t
     if rundir is not None:
         if resume and rundir.checkpoint.exists():
             start, history, previous = rundir.load_checkpoint(config, model, optimizer, batches.generator)
-            if previous and _executor_identity(previous) != _executor_identity(info):
+            if previous and not _same_build(previous, info):
                 raise CheckpointError(
                     f"checkpoint {rundir.checkpoint} was written by executor {_executor_identity(previous)}, this "
                     f"process would resume on {_executor_identity(info)}: the run would mix two computations. "
-                    "Resume with the same GEOAE_BACKEND / GEOAE_KERNEL / GEOAE_MARCH, or delete the checkpoint")
+                    "Resume on the same kind of machine with the same GEOAE_BACKEND / GEOAE_KERNEL / GEOAE_MARCH, "
+                    "or delete the checkpoint")
         write_config(rundir.path, config, info | {"settings": settings.to_dict()})
         rundir.start_history(history)
     with training_threads(settings), frozen_gc():
@@ -224,7 +233,7 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
     bar.close()
     elapsed = time.perf_counter() - t0
     metrics = final_metrics(model, batches, config, executor) | {
-        "iterations": config.iterations, "train_seconds": elapsed,
+        "iterations": config.iterations, "resumed_from": start, "train_seconds": elapsed,
         "images_per_second": (config.iterations - start) * config.batch_size / max(elapsed, 1e-9),
         "backend": info["name"], "executor": info, "settings": settings.to_dict()}
     if info["name"] == "fused":

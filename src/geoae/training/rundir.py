@@ -2,7 +2,7 @@
 
 ::
 
-    config.json             the TrainConfig and the provenance (geoae and torch versions, CPU, executor,
+    config.json             the TrainConfig and the provenance (geoae and torch versions, CPU, host, executor,
                             settings, git commit when geoae runs from its own checkout, else null)
     history.jsonl           one JSON record per logging step, appended as training goes (a reader can follow it)
     checkpoint.safetensors  weights + Adam state + RNG state + iteration (no pickle), replaced atomically
@@ -201,9 +201,9 @@ def cpu_description() -> dict:
 
 
 def provenance() -> dict:
-    """What produced a result: versions, commit (or None), CPU."""
+    """What produced a result: versions, commit (or None), CPU, host (the node of a cluster)."""
     return {"geoae_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "git_commit": git_commit(), "cpu": cpu_description()}
+            "git_commit": git_commit(), "cpu": cpu_description(), "host": platform.node()}
 
 
 # -------------------------------------------------------------------------------------------- runs

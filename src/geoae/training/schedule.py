@@ -2,8 +2,11 @@
 
 The experiments describe their training as configs handed to ``train_many``, so how the runs are spread
 does not change what they compute: each run is exactly what ``train`` gives alone (the fused kernels'
-results do not depend on their thread count). Runs on the fused kernels share the cores as Python threads
-(the kernels run outside the GIL, and threads start in no time); runs on the torch path, as processes.
+results do not depend on their thread count). Two executors spread them:
+
+- ``local`` (the default): runs on the fused kernels share this machine's cores as Python threads (the
+  kernels run outside the GIL, and threads start in no time); runs on the torch path, as processes;
+- ``ray``: one Ray task per run on a cluster whose nodes share the results directory (``ray_executor.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from pathlib import Path
 
 from .. import interrupts
 from ..models import build_model
-from ..settings import read_settings
+from ..settings import EXECUTORS, read_settings
 from .config import TrainConfig
 from .loop import _progress, make_executor, train, training_threads
 from .rundir import TrainResult, is_finished, load_run, run_name
 
-__all__ = ["train_many", "default_workers", "runs_on_fused"]
+__all__ = ["train_many", "default_workers", "runs_on_fused", "check_executor"]
 
 
 def default_workers() -> int:
@@ -32,17 +35,40 @@ def runs_on_fused(config: TrainConfig) -> bool:
     return make_executor(build_model(config.model, seed=0), settings, threads=1)[1]["name"] == "fused"
 
 
+def check_executor(executor: str | None, address: str | None = None) -> str:
+    """The executor to use (``executor``, else ``GEOAE_EXECUTOR``), checked before any work: a bad name, an
+    ``address`` without ``ray``, or ``ray`` without the Ray package is a clear error."""
+    executor = read_settings().executor if executor is None else executor
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if address is not None:
+        if executor != "ray":
+            raise ValueError(f"address={address!r} names a Ray cluster: it needs executor='ray', got {executor!r}")
+        if not isinstance(address, str) or not address.strip():
+            raise ValueError(f"address must be a Ray cluster address such as 'HOST:6379' or 'auto', got {address!r}")
+    if executor == "ray":
+        from .ray_executor import import_ray
+
+        import_ray()
+    return executor
+
+
 def _cost(config: TrainConfig) -> int:
     return config.iterations * config.batch_size * config.model.size ** config.model.ndim
 
 
 def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bool = False,
-               workers: int | None = None) -> list[TrainResult]:
-    """Train independent runs under ``root/<run_name>``; finished runs are loaded, never redone; returns the
-    results in the order of ``configs`` (a config listed twice is trained once).
+               workers: int | None = None, executor: str | None = None, address: str | None = None
+               ) -> list[TrainResult]:
+    """Train independent runs under ``root/<run_name>``; finished runs are loaded, never redone (nor sent to
+    a cluster); returns the results in the order of ``configs`` (a config listed twice is trained once).
 
-    ``workers`` (default ``GEOAE_WORKERS``: one per core) runs train in parallel, one kernel thread each,
-    longest first. A run's error (e.g. ``TrainingDiverged``) is raised here after the other runs finished.
+    ``executor`` (default ``GEOAE_EXECUTOR``: ``local``): with ``local``, ``workers`` (default
+    ``GEOAE_WORKERS``: one per core) runs train in parallel, one kernel thread each, longest first, and a
+    run's error (e.g. ``TrainingDiverged``) is raised here after the other runs finished. With ``ray``, each
+    run is a task of the Ray cluster at ``address`` (default ``RAY_ADDRESS``, else a local Ray), writing into
+    ``root`` on a filesystem every node shares; the failed runs are listed in one ``RunsFailed`` error
+    after the others finished (``ray_executor.train_on_ray``).
     """
     for c in configs:
         if not isinstance(c, TrainConfig):
@@ -50,10 +76,21 @@ def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bo
         c.validate()
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256):
         raise ValueError(f"workers must be an integer from 1 to 256 or None, got {workers!r}")
+    executor = check_executor(executor, address)
+    if executor == "ray" and workers is not None:
+        raise ValueError(f"workers={workers} applies to executor='local'; on Ray the cluster's CPUs set how many "
+                         "runs train at once")
     root = Path(root)
     unique = {run_name(c): c for c in configs}
     results = {name: load_run(root / name) for name in unique if is_finished(root / name)}
     todo = sorted((c for name, c in unique.items() if name not in results), key=_cost, reverse=True)
+    if executor == "ray":
+        if todo:
+            from .ray_executor import train_on_ray
+
+            train_on_ray(todo, root, address=address, progress=progress)
+            results.update({run_name(c): load_run(root / run_name(c)) for c in todo})
+        return [results[run_name(c)] for c in configs]
     workers = default_workers() if workers is None else workers
     if workers == 1 or len(todo) <= 1:
         results.update({run_name(c): train(c, root / run_name(c), progress=progress) for c in todo})
