@@ -295,6 +295,7 @@ def test_sweep_on_two_nodes_equals_the_local_executor_and_reports_a_failed_run(c
     assert not list((tmp_path / "ray").glob(".geoae-ray-*"))  # the driver's marker is removed
 
 
+@pytest.mark.slow  # timing-dependent (the kill must land mid-sweep): failed once in 2 tries on a machine at load 9
 @needs_ray
 def test_killed_worker_node_sweep_finishes_on_the_head_each_run_once(cluster, tmp_path):
     iterations, seeds = 240, range(10, 14)
