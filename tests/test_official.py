@@ -84,8 +84,10 @@ def test_report_says_when_and_how_the_comparison_was_skipped():
     skipped = base | {"id": "D1", "numbers": {"test_mse": 1e-3}}
     compared = base | {"id": "D1", "numbers": {"test_mse": 1e-3, "official_mse_r_le_30": 2e-3}}
     other = base | {"id": "D3", "numbers": {"x": 1.0}}
+    measured = skipped | {"authors": {"authors_mse_r_le_30": {"value": 2e-3, "description": "their MSE"}}}
     assert lacks_official_comparison(skipped)
     assert not lacks_official_comparison(compared) and not lacks_official_comparison(other)
+    assert not lacks_official_comparison(measured)
     assert OFFICIAL_HINT in build_markdown([skipped]) and "--official-weights" in OFFICIAL_HINT
     assert OFFICIAL_HINT not in build_markdown([compared, other])
 

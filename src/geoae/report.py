@@ -31,8 +31,9 @@ OFFICIAL_HINT = ("The comparison with the authors' released model was skipped. T
 
 
 def lacks_official_comparison(rec: dict) -> bool:
-    """True for a finished D1 / D2 record without the numbers of the authors' model (``official_*``)."""
-    return rec.get("id") in ("D1", "D2") and rec.get("status") == "ok" and \
+    """True for a finished D1 / D2 record without the numbers of the authors' model (its ``authors`` field;
+    ``official_*`` numbers in results files of earlier versions)."""
+    return rec.get("id") in ("D1", "D2") and rec.get("status") == "ok" and not rec.get("authors") and \
         not any(k.startswith("official_") for k in rec.get("numbers", {}))
 
 
