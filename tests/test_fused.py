@@ -2,6 +2,7 @@
 experiments train, every regulariser, independence of threads and kernel configuration, the C/Python
 contract (ABI check, error codes), the verified kernel cache, and the trainer's executor choice."""
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -18,6 +19,7 @@ from geoae.experiments.common import Context
 from geoae.models import ModelConfig, build_model
 from geoae.settings import read_settings
 from geoae.spec import network_spec
+from geoae.training.loop import flushed_subnormals
 
 pytestmark = pytest.mark.skipif(not fused.available(), reason=f"no fused kernel: {fused.unavailable_reason()}")
 
@@ -77,6 +79,18 @@ def batch_of(config: ModelConfig, n: int, seed: int = 0) -> torch.Tensor:
     return images[torch.randint(len(images), (n,), generator=torch.Generator().manual_seed(seed))]
 
 
+@contextlib.contextmanager
+def training_mode():
+    """torch as the trainer runs it: one thread (the calling one), subnormal floats flushed to zero."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with flushed_subnormals():
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach(), b.detach()
     return float((a - b).abs().max() / a.abs().max().clamp_min(1e-30))
@@ -100,12 +114,15 @@ def test_losses_and_gradients_equal_torch(config, regulariser):
     # disagree themselves: pre-activations exactly 0 (one-hot inputs, no biases) fall on either side of a leaky
     # ReLU's kink by rounding, and the contractive penalty depends on those masks; float32 torch then decides
     # the kinks as the float32 kernel does
+    # float32 torch in the floating-point mode of training (subnormals flushed, as the kernel does: blurred Diracs'
+    # tails hold values of 1e-40, on which a bias-free network's kinks are decided)
     exact = copy.deepcopy(model).double()
     ref = T.compute_loss(exact, x.double(), regulariser, weight)
-    single = T.compute_loss(model, x, regulariser, weight)
-    if any(abs(a.item() - b.item()) > TOL * abs(b.item()) for a, b in zip(single, ref, strict=True)):
-        exact, ref = model, single
-    g0 = torch.autograd.grad(ref.total, [p for p in exact.parameters() if p.requires_grad], allow_unused=True)
+    with training_mode():
+        single = T.compute_loss(model, x, regulariser, weight)
+        if any(abs(a.item() - b.item()) > TOL * abs(b.item()) for a, b in zip(single, ref, strict=True)):
+            exact, ref = model, single
+        g0 = torch.autograd.grad(ref.total, [p for p in exact.parameters() if p.requires_grad], allow_unused=True)
     out = T.compute_loss(model, x, regulariser, weight, ex)
     g1 = torch.autograd.grad(out.total, params, allow_unused=True)
     for key in ("total", "mse", "penalty"):
@@ -308,3 +325,23 @@ def test_tuning_reports_its_measurements(tmp_path, monkeypatch):
     assert k.choice == "measured" and set(k.timings) == {"lanes=8,wg=8", "lanes=8,wg=16"}
     again = fused._make_kernel(read_settings())
     assert again.choice == "cached measurement" and (again.lanes, again.wg) == (k.lanes, k.wg)
+
+
+def test_subnormals_are_flushed_and_the_callers_mode_restored():
+    # the kernels read subnormal floats as 0 (a collapsing network's subnormals cost ~100x on x86), and leave
+    # the calling thread's floating-point mode as they found it
+    from geoae.training.loop import _flushing
+
+    config = ModelConfig(size=16, bias=False)
+    ex = fused.FusedAutoencoder(perturbed(config), threads=1)
+    zeros = torch.zeros(3, 1, 16, 16)
+    tiny = torch.full_like(zeros, 1e-39)
+    assert tiny.min().item() > 0  # a subnormal float32, not 0
+    before = _flushing()
+    z0, mse0, _ = ex.loss(zeros)
+    z1, mse1, _ = ex.loss(tiny)
+    assert _flushing() == before
+    assert torch.equal(z0, z1) and mse0.item() == mse1.item()
+    with flushed_subnormals():
+        assert _flushing()
+    assert _flushing() == before

@@ -53,6 +53,25 @@ def training_threads(settings: Settings):
             torch.set_num_threads(old)
 
 
+def _flushing() -> bool:
+    """Whether this thread's floating-point mode flushes subnormals (a subnormal input reads as 0)."""
+    return bool(torch.tensor([1e-39]).mul(1.0).item() == 0.0)
+
+
+@contextmanager
+def flushed_subnormals():
+    """Run the enclosed training with subnormal floats flushed to zero in this thread (torch's ops; the fused
+    kernels do the same in theirs), then restore the mode. A penalty that drives the weights to 0 fills Adam's
+    state and the gradients with subnormals, which x86 computes ~100 times slower (measured: such runs took
+    3.5× as long); numbers below 1.2e-38 change, nothing else."""
+    before = _flushing()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
 _gc_lock = threading.Lock()
 _gc_users = 0
 
@@ -195,7 +214,7 @@ def _run(config: TrainConfig, rundir: RunDirectory | None, settings: Settings, t
                     "or delete the checkpoint")
         write_config(rundir.path, config, info | {"settings": settings.to_dict()})
         rundir.start_history(history)
-    with training_threads(settings), frozen_gc():
+    with training_threads(settings), frozen_gc(), flushed_subnormals():
         return _loop(config, model, optimizer, batches, executor, info, settings, start, history, rundir, progress,
                      callbacks)
 

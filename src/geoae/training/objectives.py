@@ -34,12 +34,21 @@ def mse_per_pixel(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def locality_penalty(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Paper's "type 1": mean over the batch of (‖x − x′‖² − ‖E(x) − E(x′)‖²)², x′ the nearest other image."""
-    flat = x.flatten(1)
-    dist = torch.cdist(flat, flat).square()
-    dist.fill_diagonal_(float("inf"))
-    nn_index = dist.argmin(dim=1)
-    dx = (flat - flat[nn_index]).square().sum(1)
+    """Paper's "type 1": mean over the batch of (‖x − x′‖² − ‖E(x) − E(x′)‖²)², x′ the nearest other image.
+
+    x (B, 1, H, W) or (B, 1, n), z (B, d). The images carry no gradient: the nearest neighbours come from the
+    Gram matrix (‖a − b‖² = ‖a‖² + ‖b‖² − 2⟨a, b⟩, one matrix product), in float64 whatever the images' dtype,
+    so that a float32 and a float64 computation pick the same neighbours (symmetric images tie exactly, and
+    rounding in the dtype at hand would break the tie differently); ‖x − x′‖² is then summed exactly."""
+    with torch.no_grad():
+        flat = x.flatten(1)
+        wide = flat.double()
+        gram = wide @ wide.T
+        sq = gram.diagonal()
+        dist = sq[:, None] + sq[None, :] - 2 * gram
+        dist.fill_diagonal_(float("inf"))
+        nn_index = dist.argmin(dim=1)
+        dx = torch.index_select(flat, 0, nn_index).sub_(flat).square_().sum(1)  # one temporary, not three
     dz = (z - z[nn_index]).square().sum(1)
     return (dx - dz).square().mean()
 
