@@ -53,10 +53,12 @@ SCHEMES_2D = (("random 50%", {"scheme": "random", "fraction": 0.5}), ("stride 2"
               ("stride 2, blur 1", {"scheme": "stride", "stride": 2, "blur": 1.0}),
               ("stride 2, blur 2", {"scheme": "stride", "stride": 2, "blur": 2.0}),
               ("quadrant, blur 2", {"scheme": "quadrant", "quadrant": 3, "blur": 2.0}))
+PAPER_1D = ("random 50%", "hole", "stride 2", "stride 4", "stride 2, blur 2", "hole, blur 2")
+PAPER_2D = ("stride 2", "quadrant", "stride 2, blur 2", "quadrant, blur 2")
 QUICK_1D = ("hole", "stride 2", "stride 2, blur 2")
 QUICK_2D = ("stride 2", "quadrant")
 QUICK_CONTROL = ("stride 2, blur 2", "stride 2")  # frozen-encoder decoders in quick
-COORD_CONTROL = ("stride 2", "hole", "quadrant")  # coordinate-channel decoders (paper profile)
+COORD_CONTROL = ("quadrant",)  # coordinate-channel decoders (paper profile): the CoordConv paper's split
 TINY_1D, TINY_2D = ("stride 2, blur 2",), ("quadrant",)
 
 
@@ -66,8 +68,8 @@ def _pick(schemes, labels):
 
 def plan(ctx: Context) -> list[tuple[str, int, str, dict, str, bool]]:
     """(group name, ndim, scheme label, scheme args, encoder, coord) per group of runs (one run per seed)."""
-    s1 = ctx.pick(_pick(SCHEMES_1D, QUICK_1D), SCHEMES_1D, _pick(SCHEMES_1D, TINY_1D))
-    s2 = ctx.pick(_pick(SCHEMES_2D, QUICK_2D), SCHEMES_2D, _pick(SCHEMES_2D, TINY_2D))
+    s1 = ctx.pick(_pick(SCHEMES_1D, QUICK_1D), _pick(SCHEMES_1D, PAPER_1D), _pick(SCHEMES_1D, TINY_1D))
+    s2 = ctx.pick(_pick(SCHEMES_2D, QUICK_2D), _pick(SCHEMES_2D, PAPER_2D), _pick(SCHEMES_2D, TINY_2D))
     out = []
     for ndim, schemes in ((1, s1), (2, s2)):
         for label, args in schemes:
