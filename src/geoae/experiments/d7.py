@@ -11,7 +11,8 @@ seed at the main runs' budget (λ interacts with training dynamics, see below, s
 budget it is used at). Each run is scored on validation disks drawn from the *training* distribution (hole
 excluded, a seed of their own) and on its training set. The chosen λ is the largest whose validation MSE
 and training MSE are both within ``TOLERANCE``× those of the unregularised run of the same seed and budget
-(the strongest regularisation that still fits the data); the smallest λ of the grid if none is. The hole's radii enter nothing of this.
+(the strongest regularisation that still fits the data); the smallest λ of the grid if none is. The hole's
+radii enter nothing of this.
 
 **Main runs (stage 2).** Every seed with the chosen λ (the first seed's run is the search run, shared), and
 the first seed of ``none`` and ``l2_all`` stopped at 1/8, 1/4 and 1/2 of the budget (a run stopped at k
