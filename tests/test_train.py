@@ -306,12 +306,17 @@ def test_biases_beat_the_bias_free_optimum_fivefold():
     assert test_mse * 5 <= opt.mse
 
 
-@pytest.mark.parametrize("backend, runner", [("auto", "_in_threads"), ("torch", "_in_processes")])
-def test_train_many_in_workers_equals_sequential_and_skips_finished(tmp_path, monkeypatch, backend, runner):
-    # fused-kernel runs go to threads, torch-path runs to processes; every model of the experiments is fused
+@pytest.mark.parametrize("backend, small_macs, runner", [("auto", 0, "_in_threads"), ("torch", 0, "_in_processes"),
+                                                        ("auto", None, "_in_processes")])
+def test_train_many_in_workers_equals_sequential_and_skips_finished(tmp_path, monkeypatch, backend, small_macs,
+                                                                    runner):
+    # fused-kernel runs go to threads, torch-path runs to processes; every model of the experiments is fused;
+    # networks under SMALL_MACS (these 16 x 16 ones, by default) go to processes: their steps are mostly Python
     from geoae.training import schedule
 
     monkeypatch.setenv("GEOAE_BACKEND", backend)
+    if small_macs is not None:
+        monkeypatch.setattr(schedule, "SMALL_MACS", small_macs)
     coord = dataclasses.replace(SMALL, model=ModelConfig(size=16, coord=True))
     cfgs = [dataclasses.replace(SMALL, seed=s) for s in (0, 1)] + [dataclasses.replace(coord, seed=s) for s in (0, 1)]
     used = []
