@@ -57,7 +57,7 @@ def prediction_image(density: str, size: int = 64, R: float = beyond.R_TRAIN, n:
 def analyse(ctx: Context, done: dict) -> Result:
     radii = test_radii(ctx.pick(129, 257, tiny=17), size=64)
     images = render_disks(radii, size=64)
-    n_eig = ctx.pick(2000, 2000, tiny=400)
+    n_eig = ctx.pick(1000, 2000, tiny=400)
     airy = theory.f_hat_image(64, beyond.R_TRAIN)
     preds = {d: prediction_image(d, n=n_eig) for d in densities(ctx)}
     ms = {d: [beyond.measure(run, images, preds[d], airy) for run in seed_runs(done, d)] for d in preds}

@@ -146,11 +146,11 @@ def _plot_profiles(path, per_shape: dict):
         ax.plot(s, theory.f_hat(s, beyond.R_TRAIN), "k-", lw=2.0, label="prediction f̂(g)")  # pred = f̂(g)
         ax.plot(g, beyond.scale_onto(beyond.radial_fit(ms[0]["svd"]), pred).ravel(), ".", color="0.6", ms=1.5,
                 label="radial fit of the optimum")
-        ax.plot(g, beyond.scale_onto(ms[0]["svd"], pred).ravel(), ".", color="tab:orange", ms=2.0,
-                label="discrete optimum (SVD)")
         for m in ms:
             ax.plot(g, beyond.scale_onto(m["output"], pred).ravel(), ".", ms=1.2, alpha=0.6,
                     label=f"learned D(±1), seed {m['seed']}")
+        ax.plot(g, beyond.scale_onto(ms[0]["svd"], pred).ravel(), "x", color="tab:orange", ms=2.0, mew=0.6,
+                label="discrete optimum (SVD)")
         ax.axvline(beyond.R_TRAIN, color="0.5", lw=0.8, ls=":")
         ax.set_xlabel("gauge g(t) (px): " + ("‖t‖∞" if sh == "square" else "√(x² + (y/a)²)"))
         ax.set_ylabel("pixel value (scaled onto the prediction)")
