@@ -96,7 +96,7 @@ def test_square_pixel_area_is_side_squared():
         np.testing.assert_allclose(sq.sum((1, 2, 3)).numpy()[:-1], (2 * r.double().numpy()[:-1]) ** 2, rtol=tol,
                                    atol=tol)
     assert float(render_disks(torch.tensor([32.0]), shape="square").min()) == 1.0  # fills the image exactly
-    binary = render_disks(torch.tensor([3.0]), shape="binary" if False else "square", rendering="binary")
+    binary = render_disks(torch.tensor([3.0]), shape="square", rendering="binary")
     assert int(binary.sum()) == 36  # centres at ±0.5, ±1.5, ±2.5 on each axis
 
 
