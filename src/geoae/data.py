@@ -17,6 +17,17 @@ Disk renderings (all deterministic):
   non-central chi-square with 2 degrees of freedom (scipy.special.chndtr, error ~1e-14); pixels with
   |rho - r| >= 8 sigma are set to exactly 0 or 1 (error <= exp(-32) ~ 1e-14).
 
+Beyond the paper (Newson et al. treat centred disks with uniform radii in 2-D only), three options of the
+disk generators, all exact and deterministic given the radii:
+- ``density``: the radii's density on [r_min, r_max] (minus ``exclude``): ``uniform`` (the paper's),
+  ``area`` p(r) ∝ r (the disks' areas πr² are then uniform), ``small`` p(r) ∝ r_max − r (small radii
+  frequent); drawn by inverting the CDF, no rejection;
+- ``shape``: ``disk``; ``square`` of half-side r (side 2r, the set ‖t‖_∞ ≤ r: every rendering is the
+  product of two 1-D coverages); ``ellipse`` with semi-axes r along x and ``ELLIPSE_ASPECT``·r along y
+  (``area``: the disk formula on pixels stretched by 1/aspect along y; ``binary``; no ``gaussian``);
+- ``ndim=1``: centred intervals [−r, r] in signals (B, 1, n), sample x = i − (n − 1)/2 (the 1-D ball:
+  ``area`` = exact coverage of [x − ½, x + ½], ``binary``, ``gaussian`` = P(|x + σN| ≤ r)).
+
 Generators follow scikit-learn's habit: they return the data *and* the ground truth, and take an
 explicit ``seed`` (an int in [0, 2^63 - 1] or a torch.Generator), never global random state.
 
@@ -31,12 +42,16 @@ import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import torch
 from scipy import special
 
 RENDERINGS = ("binary", "area", "gaussian")
+DENSITIES = ("uniform", "area", "small")  # radius densities on [r_min, r_max] (beyond the paper: ``radius_density``)
+SHAPES = ("disk", "square", "ellipse")  # centred shapes of "radius" r (beyond the paper: ``render_disks``)
+ELLIPSE_ASPECT = 0.5  # an ellipse of radius r has semi-axes r (along x, columns) and ELLIPSE_ASPECT·r (along y)
 SCHEMES = ("all", "random", "hole", "stride", "quadrant")
 Seed = int | torch.Generator
 Interval = tuple[float, float]
@@ -266,21 +281,32 @@ def _render_binary(r: np.ndarray, size: int) -> np.ndarray:
     return (rho2[None] <= (r * r)[:, None, None]).astype(np.float64)
 
 
-def render_disks(radii, *, size: int = 64, rendering: str = "area", sigma: float = 0.5) -> torch.Tensor:
-    """Images of centred disks: radii (B,) -> (B, 1, m, m) float32 in [0, 1].
+def render_disks(radii, *, size: int = 64, rendering: str = "area", sigma: float = 0.5, shape: str = "disk",
+                 ndim: int = 2) -> torch.Tensor:
+    """Images of centred disks: radii (B,) -> (B, 1, m, m) float32 in [0, 1] ((B, 1, n) for ``ndim=1``).
 
     Any finite radius >= 0 is drawn (disks larger than the image are clipped), so that extrapolation
     tests can render radii beyond the training range. ``sigma`` (px) is used by ``gaussian`` only.
+    ``shape`` (``disk``, ``square``, ``ellipse``) and ``ndim`` (2, or 1: centred intervals, shape ``disk``
+    only) are beyond the paper (module docstring).
     """
     size = _check_int("size", size, 2, MAX_SIZE)
     _check_choice("rendering", rendering, RENDERINGS)
     sigma = _check_sigma(sigma)
+    _check_shape(shape, ndim, rendering)
     r = _check_radii(radii)
-    _check_volume("radii", f"<{len(r)} radii>", len(r), size * size)
-    out = np.empty((len(r), size, size), dtype=np.float32)
+    _check_volume("radii", f"<{len(r)} radii>", len(r), size**ndim)
+    out = np.empty((len(r), *(size,) * ndim), dtype=np.float32)
     for start in range(0, len(r), _CHUNK):
         rc = r[start : start + _CHUNK]
-        if rendering == "binary":
+        if ndim == 1:
+            img = _render_1d(rc, size, rendering, sigma)
+        elif shape == "square":
+            c = _render_1d(rc, size, rendering, sigma)  # the square's indicator is the product of two intervals'
+            img = c[:, :, None] * c[:, None, :]
+        elif shape == "ellipse":
+            img = _render_ellipse(rc, size, rendering, ELLIPSE_ASPECT)
+        elif rendering == "binary":
             img = _render_binary(rc, size)
         elif rendering == "area":
             img = _render_area(rc, size)
@@ -290,6 +316,51 @@ def render_disks(radii, *, size: int = 64, rendering: str = "area", sigma: float
     return torch.from_numpy(out).unsqueeze(1)
 
 
+def _check_shape(shape, ndim, rendering: str) -> int:
+    """Validate ``shape`` and ``ndim`` (and that ``rendering`` exists for them); returns ndim."""
+    _check_choice("shape", shape, SHAPES)
+    ndim = _check_int("ndim", ndim, 1, 2)
+    if ndim == 1 and shape != "disk":
+        raise ValueError(f"shape={shape!r} needs ndim=2; in 1-D the only shape is 'disk' (a centred interval)")
+    if shape == "ellipse" and rendering == "gaussian":
+        raise ValueError("rendering='gaussian' is not available for shape='ellipse' (no exact form); use 'area' or "
+                         "'binary'")
+    return ndim
+
+
+def _render_1d(r: np.ndarray, size: int, rendering: str, sigma: float) -> np.ndarray:
+    """Centred intervals [−r, r] sampled at x = i − (n − 1)/2: (B, n) float64 (module docstring)."""
+    x = (np.arange(size) - (size - 1) / 2)[None, :]
+    rr = r[:, None]
+    if rendering == "binary":
+        return (np.abs(x) <= rr).astype(np.float64)
+    if rendering == "area":
+        return np.clip(np.minimum(x + 0.5, rr) - np.maximum(x - 0.5, -rr), 0.0, 1.0)
+    return special.ndtr((rr - x) / sigma) - special.ndtr((-rr - x) / sigma)  # P(|x + σN| <= r)
+
+
+def _render_ellipse(r: np.ndarray, size: int, rendering: str, aspect: float) -> np.ndarray:
+    """Ellipses x² + (y/aspect)² <= r²: (B, m, m) float64. ``area``: stretching y by 1/aspect maps the ellipse
+    onto B_r and pixel rows onto rows of height 1/aspect, so the coverage is aspect × (B_r ∩ stretched pixel)."""
+    x = np.arange(size) - (size - 1) / 2
+    if rendering == "binary":
+        g2 = x[None, :] ** 2 + (x[:, None] / aspect) ** 2
+        return (g2[None] <= (r * r)[:, None, None]).astype(np.float64)
+    edges = np.arange(size + 1) - size / 2
+    ex, ey = edges, edges / aspect
+    mx, ix = np.unique(np.abs(ex), return_inverse=True)
+    my, iy = np.unique(np.abs(ey), return_inverse=True)
+    qa = _quadrant_area(my[None, :, None], mx[None, None, :], r[:, None, None])  # (B, Ky, Kx): rows are y
+    q = qa[:, iy][:, :, ix] * (np.sign(ey)[:, None] * np.sign(ex)[None, :])
+    area = aspect * (q[:, 1:, 1:] - q[:, :-1, 1:] - q[:, 1:, :-1] + q[:, :-1, :-1])
+    near_x = np.where((ex[:-1] < 0) & (ex[1:] > 0), 0.0, np.minimum(np.abs(ex[:-1]), np.abs(ex[1:])))
+    near_y = np.where((ey[:-1] < 0) & (ey[1:] > 0), 0.0, np.minimum(np.abs(ey[:-1]), np.abs(ey[1:])))
+    far_x, far_y = np.maximum(np.abs(ex[:-1]), np.abs(ex[1:])), np.maximum(np.abs(ey[:-1]), np.abs(ey[1:]))
+    r2 = (r * r)[:, None, None]
+    area = np.where(near_y[:, None] ** 2 + near_x[None, :] ** 2 >= r2, 0.0, area)
+    return np.where(far_y[:, None] ** 2 + far_x[None, :] ** 2 <= r2, 1.0, area)
+
+
 def sample_radii(
     n: int,
     *,
@@ -297,28 +368,53 @@ def sample_radii(
     r_min: float = 0.0,
     r_max: float | None = None,
     exclude: Sequence[Interval] = (),
+    density: str = "uniform",
     seed: Seed,
 ) -> torch.Tensor:
-    """n radii (n,) float32, uniform on [r_min, r_max] minus the open intervals of ``exclude``.
+    """n radii (n,) float32 on [r_min, r_max] minus the open intervals of ``exclude``, with density ``density``
+    (``uniform``; ``area``: p ∝ r; ``small``: p ∝ r_max − r; restricted to the allowed pieces).
 
-    A uniform draw on the total allowed length is mapped onto the allowed pieces (no rejection loop).
+    A uniform draw of t(r) on the total allowed length of t is mapped onto the allowed pieces (no rejection
+    loop), t the density's CDF up to an affine map: r (uniform), r² (area), −(r_max − r)² (small).
     r_max defaults to m/2.
     """
     n = _check_int("n", n, 0, MAX_VALUES)
     size = _check_int("size", size, 2, MAX_SIZE)
+    _check_choice("density", density, DENSITIES)
     pieces = _allowed_intervals(size, r_min, r_max, exclude)
     gen = _generator(seed)
     lo = torch.tensor([p[0] for p in pieces], dtype=torch.float64)
     hi = torch.tensor([p[1] for p in pieces], dtype=torch.float64)
-    cum = torch.cumsum(hi - lo, 0)
+    top = pieces[-1][1]  # r_max
+    to_t, from_t = _DENSITY_MAPS[density]
+    tlo, thi = to_t(lo, top), to_t(hi, top)
+    cum = torch.cumsum(thi - tlo, 0)
     u = torch.rand(n, generator=gen, dtype=torch.float64) * cum[-1]
     k = torch.searchsorted(cum, u, right=True).clamp(max=len(pieces) - 1)
-    r = lo[k] + u - (cum[k] - (hi - lo)[k])
+    r = from_t(tlo[k] + u - (cum[k] - (thi - tlo)[k]), top)
     # Round to float32 inside the piece: its ends rounded inwards, so no radius falls in a hole.
     lo32, hi32 = lo.float(), hi.float()
     lo32 = torch.where(lo32.double() < lo, torch.nextafter(lo32, hi32), lo32)
     hi32 = torch.where(hi32.double() > hi, torch.nextafter(hi32, lo32), hi32)
     return torch.minimum(torch.maximum(r.float(), lo32[k]), hi32[k])
+
+
+# t(r, r_max) increasing with dt/dr ∝ p(r), and its inverse (uniform: the identity, so the paper's draws are unchanged)
+_DENSITY_MAPS = {
+    "uniform": (lambda r, top: r, lambda t, top: t),
+    "area": (lambda r, top: r * r, lambda t, top: torch.sqrt(t.clamp_min(0))),
+    "small": (lambda r, top: -((top - r) ** 2), lambda t, top: top - torch.sqrt((-t).clamp_min(0))),
+}
+
+
+def radius_density(density: str, r_max: float):
+    """p(r) of a ``density`` name on [0, r_max], unnormalised, as a function of a numpy array (for
+    ``theory.eigen_profile``); r_min = 0 and no excluded intervals assumed."""
+    _check_choice("density", density, DENSITIES)
+    if not (finite_real(r_max) and r_max > 0):
+        raise ValueError(f"r_max must be a finite number > 0, got {r_max!r}")
+    return {"uniform": lambda r: np.ones_like(r), "area": lambda r: np.asarray(r, dtype=np.float64),
+            "small": lambda r: np.clip(r_max - np.asarray(r, dtype=np.float64), 0.0, None)}[density]
 
 
 def test_radii(n: int, *, size: int = 64, r_min: float = 0.0, r_max: float | None = None) -> torch.Tensor:
@@ -341,19 +437,24 @@ def make_disks(
     r_min: float = 0.0,
     r_max: float | None = None,
     exclude: Sequence[Interval] = (),
+    density: str = "uniform",
+    shape: str = "disk",
+    ndim: int = 2,
     seed: Seed,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """n random disk images and their radii: ((n, 1, m, m) float32, (n,) float32).
+    """n random disk images and their radii: ((n, 1, m, m) float32 ((n, 1, n) for ``ndim=1``), (n,) float32).
 
     Radii as in :func:`sample_radii`; the images are rendered from the returned float32 radii.
+    ``density``, ``shape``, ``ndim``: beyond the paper (module docstring).
     """
     size = _check_int("size", size, 2, MAX_SIZE)
     n = _check_int("n", n, 0, MAX_VALUES)
-    _check_volume("n", n, n, size * size)
     _check_choice("rendering", rendering, RENDERINGS)
+    ndim = _check_shape(shape, ndim, rendering)
+    _check_volume("n", n, n, size**ndim)
     sigma = _check_sigma(sigma)
-    radii = sample_radii(n, size=size, r_min=r_min, r_max=r_max, exclude=exclude, seed=seed)
-    return render_disks(radii, size=size, rendering=rendering, sigma=sigma), radii
+    radii = sample_radii(n, size=size, r_min=r_min, r_max=r_max, exclude=exclude, density=density, seed=seed)
+    return render_disks(radii, size=size, rendering=rendering, sigma=sigma, shape=shape, ndim=ndim), radii
 
 
 # --------------------------------------------------------------------------- Diracs
@@ -498,7 +599,15 @@ def make_diracs(
 
 @dataclass(frozen=True)
 class DiskData:
-    """A disk data set: n images (or fresh ones every batch when ``fresh``), radii as in make_disks."""
+    """A disk data set: n images (or fresh ones every batch when ``fresh``), radii as in make_disks.
+
+    ``density``, ``shape`` and ``ndim`` (beyond the paper; module docstring) are written by ``to_dict`` only
+    when not their defaults (``OMIT_WHEN_DEFAULT``), so the dicts and run digests of the paper's configs are
+    those of earlier versions. ``fresh`` batches are drawn by the training loop as uniform 2-D disks, so it
+    needs the defaults.
+    """
+
+    OMIT_WHEN_DEFAULT: ClassVar[tuple[str, ...]] = ("density", "shape", "ndim")
 
     n: int
     size: int = 64
@@ -508,6 +617,9 @@ class DiskData:
     r_max: float | None = None
     exclude: tuple[Interval, ...] = ()
     fresh: bool = False
+    density: str = "uniform"
+    shape: str = "disk"
+    ndim: int = 2
 
     def __post_init__(self):
         object.__setattr__(self, "exclude", _normalise_exclude(self.exclude))
@@ -516,16 +628,22 @@ class DiskData:
     def validate(self) -> DiskData:
         size = _check_int("size", self.size, 2, MAX_SIZE)
         _check_int("n", self.n, 1, MAX_VALUES)
-        _check_volume("n", self.n, self.n, size * size)
         _check_choice("rendering", self.rendering, RENDERINGS)
+        _check_choice("density", self.density, DENSITIES)
+        ndim = _check_shape(self.shape, self.ndim, self.rendering)
+        _check_volume("n", self.n, self.n, size**ndim)
         _check_sigma(self.sigma)
         _allowed_intervals(size, self.r_min, self.r_max, self.exclude)
         if not isinstance(self.fresh, bool):
             raise ValueError(f"fresh must be True or False, got {self.fresh!r}")
+        if self.fresh and (self.density, self.shape, ndim) != ("uniform", "disk", 2):
+            raise ValueError(f"fresh=True draws uniform 2-D disks every batch: it needs density='uniform', "
+                             f"shape='disk', ndim=2, got density={self.density!r}, shape={self.shape!r}, ndim={ndim}")
         return self
 
     def make(self, n: int | None = None, seed: Seed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images (N, 1, m, m), radii (N,)) with N = n, or self.n when n is None; ``seed`` is required.
+        """(images (N, 1, m, m) or signals (N, 1, n), radii (N,)) with N = n, or self.n when n is None; ``seed``
+        is required.
 
         The signature is that of :meth:`DiracData.make`: ``config.make(n, seed=s)`` for either kind.
         """
@@ -537,6 +655,9 @@ class DiskData:
             r_min=self.r_min,
             r_max=self.r_max,
             exclude=self.exclude,
+            density=self.density,
+            shape=self.shape,
+            ndim=self.ndim,
             seed=seed,
         )
 

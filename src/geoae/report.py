@@ -101,6 +101,26 @@ def malformed(rec, exp_id: str, out: Path) -> str | None:
     return None
 
 
+BEYOND_INTRO = ("Beyond the paper: the experiments below test our own predictions (the paper's theory carried to "
+                "other dimensions, radius densities and shapes), not claims of the paper; their rules were written "
+                "before their runs.")
+
+
+def is_beyond(rec: dict) -> bool:
+    """A record of an experiment beyond the paper (``registry.Experiment.paper_claim`` False)."""
+    return rec.get("paper_claim") is False
+
+
+def claim_label(rec: dict) -> str:
+    return "Our prediction (beyond the paper)" if is_beyond(rec) else "Paper's claim"
+
+
+def theorem_note(rec: dict) -> str:
+    if is_beyond(rec):
+        return "This prediction is a statement of the theory: it is checked numerically, no network is trained."
+    return "This claim is a theorem: part of what is measured holds by construction (an implementation check)."
+
+
 def fmt(value) -> str:
     """A number as the report prints it: 4 significant digits, scientific when small or large."""
     if isinstance(value, bool) or value is None:
@@ -171,7 +191,7 @@ def _md_table(table: dict) -> list[str]:
 def _md_section(rec: dict) -> list[str]:
     lines = [f"## {rec['id']}: {rec.get('title', '')}", ""]
     if rec.get("claim"):
-        lines += [f"**Paper's claim.** {rec['claim']}", ""]
+        lines += [f"**{claim_label(rec)}.** {rec['claim']}", ""]
     if rec.get("paper"):
         lines += [f"**What the paper states.** {rec['paper']}", ""]
     if rec.get("status") != "ok":
@@ -181,8 +201,7 @@ def _md_section(rec: dict) -> list[str]:
     if rec.get("control"):
         lines += [f"**Control.** {rec['control']}", ""]
     if rec.get("kind") == "theorem":
-        lines += ["*This claim is a theorem: part of what is measured holds by construction (an implementation "
-                  "check).*", ""]
+        lines += [f"*{theorem_note(rec)}*", ""]
     lines += ["| measured | value | what it is |", "|---|---|---|"]
     lines += [f"| `{k}` | {fmt(v)} | {cell(rec['descriptions'].get(k, ''))} |" for k, v in numbers_of(rec)]
     lines.append("")
@@ -238,7 +257,9 @@ def build_markdown(records: list[dict], others: list[dict] | None = None) -> str
     lines += [f"| {i} | {cell(t)} | {s} | {cell(h)} |" + (f" {cell(other[i])} |" if other else "")
               for i, t, s, h in summary_rows(records)]
     lines.append("")
-    for rec in records:
+    for k, rec in enumerate(records):
+        if is_beyond(rec) and (k == 0 or not is_beyond(records[k - 1])):
+            lines += ["---", "", f"**{BEYOND_INTRO}**", ""]
         lines += _md_section(rec)
     return "\n".join(lines) + "\n"
 
@@ -290,7 +311,7 @@ def _html_section(rec: dict, out: Path) -> str:
     parts = [f'<section id="{e(rec["id"])}"><h2>{e(rec["id"])}: {e(rec.get("title", ""))} '
              f'<span class="badge" style="background:{BADGE[status]}">{e(status)}</span></h2>']
     if rec.get("claim"):
-        parts.append(f"<p><b>Paper's claim.</b> {e(rec['claim'])}</p>")
+        parts.append(f"<p><b>{e(claim_label(rec))}.</b> {e(rec['claim'])}</p>")
     if rec.get("paper"):
         parts.append(f"<p><b>What the paper states.</b> {e(rec['paper'])}</p>")
     if rec.get("status") != "ok":
@@ -333,7 +354,9 @@ def build_html(records: list[dict], out: Path, extra: str = "") -> str:
     rows = "".join(f'<tr><td><a href="#{e(i)}">{e(i)}</a></td><td>{e(t)}</td><td><span class="badge" '
                    f'style="background:{BADGE[s]}">{e(s)}</span></td><td>{e(h)}</td></tr>'
                    for i, t, s, h in summary_rows(records))
-    body = "\n".join(_html_section(r, out) for r in records)
+    intro = f"<hr><p><b>{e(BEYOND_INTRO)}</b></p>"
+    body = "\n".join((intro if is_beyond(r) and (k == 0 or not is_beyond(records[k - 1])) else "")
+                     + _html_section(r, out) for k, r in enumerate(records))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>geoae report</title><style>{CSS}</style>"
             f"</head><body><h1>geoae report: the paper's claims, measured</h1><p>Paper: {e(PAPER_REF)}.</p>"
             "<p>Every number is read from the experiment's results.json; every verdict follows the rule shown.</p>"

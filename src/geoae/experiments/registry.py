@@ -2,7 +2,9 @@
 
 ``kind`` is ``claim`` for a claim of the paper that an experiment can refute, ``theorem`` for a claim that
 holds by construction of the network (measured as an implementation check, its empirical part as the
-verdict). Everything else (the runner, the report, the CLI's ``--only``) reads this table.
+verdict). ``paper_claim=False`` marks an experiment beyond the paper (X1–X4): its claim is our prediction, and
+the report shows it apart from the paper's claims. Everything else (the runner, the report, the CLI's
+``--only``) reads this table.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ EXPERIMENTS = (
     Experiment("P1", "p1", "theorem"),
     Experiment("P2", "p2", "claim"),
     Experiment("P3", "p3", "claim"),
+    # beyond the paper: the theory's predictions for other dimensions, densities and shapes (``beyond.py``)
+    Experiment("X1", "x1", "claim", paper_claim=False),
+    Experiment("X2", "x2", "claim", paper_claim=False),
+    Experiment("X3", "x3", "claim", paper_claim=False),
+    Experiment("X4", "x4", "theorem", paper_claim=False),
 )
 IDS = tuple(e.id for e in EXPERIMENTS)
 BY_ID = {e.id: e for e in EXPERIMENTS}

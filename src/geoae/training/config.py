@@ -77,12 +77,12 @@ class TrainConfig:
         if self.regulariser not in REGULARISERS:
             raise ValueError(f"regulariser must be one of {', '.join(REGULARISERS)}, got {self.regulariser!r}")
         _check_number("reg_weight", self.reg_weight, 0.0, 1e12)
-        want_1d = isinstance(self.data, DiracData) and self.data.ndim == 1
+        want_1d = self.data.ndim == 1  # 1-D Dirac signals, or centred intervals (DiskData(ndim=1))
         if want_1d != (self.model.arch == "paper1d"):
             raise ValueError(
                 f"model.arch={self.model.arch!r} does not fit the data ({type(self.data).__name__}"
-                f"{', ndim=1' if want_1d else ''}): use arch 'paper1d' for 1-D Dirac signals and a 2-D arch "
-                "otherwise"
+                f"{', ndim=1' if want_1d else ''}): use arch 'paper1d' for 1-D signals (Diracs, intervals) and a "
+                "2-D arch otherwise"
             )
         if self.model.size != self.data.size:
             raise ValueError(f"model.size={self.model.size} differs from data.size={self.data.size}")
@@ -146,10 +146,14 @@ def _prefixed(part: str):
 
 
 def _plain(obj) -> dict:
+    """The fields of a data config; those named in its ``OMIT_WHEN_DEFAULT`` are left out when at their default
+    (options added later, so that the digests of earlier configs stay the same)."""
     def conv(v):
         return [conv(x) for x in v] if isinstance(v, tuple | list) else v
 
-    return {f.name: conv(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    omit = getattr(obj, "OMIT_WHEN_DEFAULT", ())
+    return {f.name: conv(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+            if not (f.name in omit and getattr(obj, f.name) == f.default)}
 
 
 def _data_from_dict(d) -> DiskData | DiracData:
