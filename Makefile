@@ -14,15 +14,13 @@ PROFILE ?= quick
 
 $(VENV)/.stamp-base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e . $(TORCH)
+	$(PIP) install -q --disable-pip-version-check -e . $(TORCH)
 	touch $@
 
 # the dev extras and the optional integrations that the tests exercise (TensorBoard, MLflow, and Ray: the
 # cluster tests of tests/test_ray_executor.py start a two-node Ray on this machine)
 $(VENV)/.stamp-dev: $(VENV)/.stamp-base
-	$(PIP) install -q -e '.[dev,tensorboard,mlflow,ray]' $(TORCH)
+	$(PIP) install -q --disable-pip-version-check -e '.[dev,tensorboard,mlflow,ray]' $(TORCH)
 	touch $@
 
 reproduce: $(VENV)/.stamp-base

@@ -542,6 +542,9 @@ def test_a_swallowed_ctrl_c_stops_training_threads_and_their_runs_resume(tmp_pat
     fake_experiments(monkeypatch, lambda exp_id: None)
     undo = at_batch(monkeypatch, 9, interrupts.request)  # a Ctrl-C whose raise was lost, runs training in threads
     monkeypatch.setenv("GEOAE_WORKERS", "2")
+    from geoae.training import schedule
+
+    monkeypatch.setattr(schedule, "SMALL_MACS", 0)  # these small networks train in threads, not processes
     argv = ["-q", "reproduce", "--profile", "tiny", "--only", "D1,D2,D3", "--out", str(tmp_path)]
     assert main(argv) == 130
     assert not list(tmp_path.glob("D*/results.json"))

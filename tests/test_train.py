@@ -306,12 +306,12 @@ def test_biases_beat_the_bias_free_optimum_fivefold():
     assert test_mse * 5 <= opt.mse
 
 
-@pytest.mark.parametrize("backend, small_macs, runner", [("auto", 0, "_in_threads"), ("torch", 0, "_in_processes"),
-                                                        ("auto", None, "_in_processes")])
+@pytest.mark.parametrize("backend, small_macs, in_process", [("auto", 0, 0), ("torch", 0, 4), ("auto", None, 4)])
 def test_train_many_in_workers_equals_sequential_and_skips_finished(tmp_path, monkeypatch, backend, small_macs,
-                                                                    runner):
-    # fused-kernel runs go to threads, torch-path runs to processes; every model of the experiments is fused;
-    # networks under SMALL_MACS (these 16 x 16 ones, by default) go to processes: their steps are mostly Python
+                                                                    in_process):
+    # fused-kernel runs train in the worker threads, torch-path runs in processes; every model of the experiments
+    # is fused; networks under SMALL_MACS (these 16 x 16 ones, by default) go to processes: their steps are
+    # mostly Python
     from geoae.training import schedule
 
     monkeypatch.setenv("GEOAE_BACKEND", backend)
@@ -320,17 +320,16 @@ def test_train_many_in_workers_equals_sequential_and_skips_finished(tmp_path, mo
     coord = dataclasses.replace(SMALL, model=ModelConfig(size=16, coord=True))
     cfgs = [dataclasses.replace(SMALL, seed=s) for s in (0, 1)] + [dataclasses.replace(coord, seed=s) for s in (0, 1)]
     used = []
-    for name in ("_in_threads", "_in_processes"):
-        original = getattr(schedule, name)
+    original = schedule._in_workers
 
-        def spy(cs, *a, _f=original, _n=name, **k):
-            used.append((_n, len(cs)))
-            return _f(cs, *a, **k)
+    def spy(cs, root, workers, progress, names):
+        used.append((len(cs), len(names)))
+        return original(cs, root, workers, progress, names)
 
-        monkeypatch.setattr(schedule, name, spy)
+    monkeypatch.setattr(schedule, "_in_workers", spy)
     parallel = T.train_many(cfgs + cfgs[:1], tmp_path / "par", workers=2)  # a duplicate is trained once
     if backend == "torch" or fused.available():
-        assert used == [(runner, 4)]
+        assert used == [(4, in_process)]
     sequential = T.train_many(cfgs, tmp_path / "seq", workers=1)
     assert len(parallel) == 5 and parallel[0].config == parallel[4].config
     for a, b in zip(parallel, sequential, strict=False):

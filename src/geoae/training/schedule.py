@@ -106,12 +106,9 @@ def train_many(configs: Sequence[TrainConfig], root: str | Path, *, progress: bo
     workers = default_workers() if workers is None else workers
     if workers == 1 or len(todo) <= 1:
         results.update({run_name(c): train(c, root / run_name(c), progress=progress) for c in todo})
-    else:
-        fast = [c for c in todo if kernel_bound(c) and runs_on_fused(c)]
-        slow = [c for c in todo if c not in fast]
-        for group, runner in ((fast, _in_threads), (slow, _in_processes)):
-            if group:
-                results.update(runner(group, root, min(workers, len(group)), progress))
+    elif todo:
+        in_process = {run_name(c) for c in todo if not (kernel_bound(c) and runs_on_fused(c))}
+        results.update(_in_workers(todo, root, min(workers, len(todo)), progress, in_process))
     return [results[run_name(c)] for c in configs]
 
 
@@ -132,44 +129,56 @@ def _collect(futures: dict, bar) -> dict[str, object]:
     return out
 
 
-def _in_threads(configs: Sequence[TrainConfig], root: Path, workers: int, progress: bool) -> dict[str, TrainResult]:
-    """Runs as threads; on Ctrl-C the runs not started are cancelled and those training stop at their next
-    step (``interrupts.check``), their checkpoints kept."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    bar = _progress(len(configs), 0, progress, f"{len(configs)} runs on {workers} threads")
-    with training_threads(read_settings()):
-        pool = ThreadPoolExecutor(workers)
-        try:
-            futures = {pool.submit(train, c, root / run_name(c), threads=1): run_name(c) for c in configs}
-            return _collect(futures, bar)
-        except KeyboardInterrupt:
-            interrupts.request()  # the running threads stop at their next step
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _train_in_worker(config: dict, out_dir: str) -> str:
     """Body of a worker process: one run on one thread, recorded in ``out_dir`` (the parent loads it)."""
     train(TrainConfig.from_dict(config), out_dir, threads=1)
     return out_dir
 
 
-def _in_processes(configs: Sequence[TrainConfig], root: Path, workers: int, progress: bool) -> dict[str, TrainResult]:
+def _in_workers(configs: Sequence[TrainConfig], root: Path, workers: int, progress: bool,
+                in_process: set[str]) -> dict[str, TrainResult]:
+    """One queue of runs, longest first, on ``workers`` threads: a thread trains its run itself (the fused
+    kernels run outside the GIL), or, for the runs named in ``in_process``, hands it to a process of a pool
+    started when the first such run comes up, and waits. One queue keeps every core busy until the last run
+    (no group waits for another's stragglers). On Ctrl-C the runs not started are cancelled and those training
+    stop at their next step (``interrupts.check`` in threads, ``interrupts.watch`` in processes), their
+    checkpoints kept."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    import threading
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-    bar = _progress(len(configs), 0, progress, f"{len(configs)} runs on {workers} processes")
+    kinds = ("threads" if not in_process else "processes" if len(in_process) == len(configs)
+             else "threads and processes")
+    bar = _progress(len(configs), 0, progress, f"{len(configs)} runs on {workers} {kinds}")
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()  # set on Ctrl-C: the workers' runs stop at their next step (interrupts.watch)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=interrupts.watch, initargs=(stop,))
-    try:
-        futures = {pool.submit(_train_in_worker, c.to_dict(), str(root / run_name(c))): run_name(c) for c in configs}
-        _collect(futures, bar)
-    except KeyboardInterrupt:
-        stop.set()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return {run_name(c): load_run(root / run_name(c)) for c in configs}
+    stop = context.Event()  # set on Ctrl-C: the processes' runs stop at their next step
+    lock, procs = threading.Lock(), []
+
+    def process_pool() -> ProcessPoolExecutor:
+        with lock:
+            if not procs:
+                n = min(workers, len(in_process))
+                procs.append(ProcessPoolExecutor(n, mp_context=context, initializer=interrupts.watch,
+                                                 initargs=(stop,)))
+            return procs[0]
+
+    def run(c: TrainConfig) -> TrainResult:
+        out = root / run_name(c)
+        if run_name(c) not in in_process:
+            return train(c, out, threads=1)
+        process_pool().submit(_train_in_worker, c.to_dict(), str(out)).result()
+        return load_run(out)
+
+    with training_threads(read_settings()):
+        pool = ThreadPoolExecutor(workers)
+        try:
+            futures = {pool.submit(run, c): run_name(c) for c in configs}
+            return _collect(futures, bar)
+        except KeyboardInterrupt:
+            interrupts.request()  # the running threads stop at their next step
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for p in procs:
+                p.shutdown(wait=True, cancel_futures=True)
