@@ -142,9 +142,13 @@ INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *rest
                     const vf x = V(src + (ci + u) * NL);
                     for (int k = 0; k < NC; k++) acc[u][k] += w[(k * CI + ci + u) * T] * x;
                 }
-            for (int u = 0; ci < CI; ci++, u++) {
+            /* the CI % SETS < 4 channels left, to sets 0, 1, 2 by constant index (a variable index would
+             * keep the accumulators in memory: measured 4x slower for one output channel on AVX2) */
+            for (int u = 0; u < 3; u++) {
+                if (ci >= CI) break;
                 const vf x = V(src + ci * NL);
                 for (int k = 0; k < NC; k++) acc[u][k] += w[(k * CI + ci) * T] * x;
+                ci++;
             }
         }
     }
@@ -173,9 +177,11 @@ INLINE void input_grad_pixel(const Layer *ly, const float *restrict g, float *re
                     const vf gv = V(go + (co + u) * NL);
                     for (int k = 0; k < NC; k++) acc[u][k] += w[((co + u) * CI + k) * T] * gv;
                 }
-            for (int u = 0; co < CO; co++, u++) {
+            for (int u = 0; u < 3; u++) { /* the CO % SETS channels left, as in forward_pixel */
+                if (co >= CO) break;
                 const vf gv = V(go + co * NL);
                 for (int k = 0; k < NC; k++) acc[u][k] += w[(co * CI + k) * T] * gv;
+                co++;
             }
         }
     }
