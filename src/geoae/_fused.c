@@ -56,7 +56,8 @@ static size_t act_size(const Layer *ly, int output) {
 
 /* NL floats as one vector value (GCC / Clang vector extension); no alignment is assumed. */
 typedef float vf __attribute__((vector_size(NL * sizeof(float)), aligned(sizeof(float)), may_alias));
-typedef double vd __attribute__((vector_size(NL * sizeof(double))));
+typedef float vfh __attribute__((vector_size(NL / 2 * sizeof(float)), aligned(sizeof(float)), may_alias));
+typedef double vdh __attribute__((vector_size(NL / 2 * sizeof(double)))); /* NL / 2 doubles: one native vector */
 #define INLINE static inline __attribute__((always_inline))
 typedef int vi __attribute__((vector_size(NL * sizeof(int)), aligned(sizeof(int)), may_alias));
 #define V(p) (*(vf *)(p))
@@ -310,9 +311,21 @@ static void conv_backward(const Layer *ly, const float *restrict in, const float
     const int CO = ly->cout;
     if (gm)
         for (size_t k = 0; k < act_size(ly, 1) / NL; k++) V(gm + k * NL) += V(g + k * NL);
-    if (gb) {
-        for (size_t p = 0; p < (size_t)ly->hout * ly->wout; p++)
-            for (int k = 0; k < CO * NL; k++) gb[k] += g[p * CO * NL + k];
+    if (gb) { /* per output channel, four running sums over the pixels (p mod 4) kept in registers */
+        const size_t P = (size_t)ly->hout * ly->wout, step = (size_t)CO * NL;
+        for (int k = 0; k < CO; k++) {
+            const float *restrict gk = g + (size_t)k * NL;
+            vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+            size_t p = 0;
+            for (; p + 4 <= P; p += 4) {
+                s0 += V(gk + p * step);
+                s1 += V(gk + (p + 1) * step);
+                s2 += V(gk + (p + 2) * step);
+                s3 += V(gk + (p + 3) * step);
+            }
+            for (; p < P; p++) s0 += V(gk + p * step);
+            V(gb + k * NL) += (s0 + s1) + (s2 + s3);
+        }
     }
     if (gin) {
         const int CI = ly->cin;
@@ -481,25 +494,33 @@ typedef struct {
 /* Per image (lane) of a block, the sum over its n_px pixels of (a - b)^2 (b NULL: a^2), in double, with two
  * accumulators (even and odd pixels), added to out[lane] for the first `lanes` lanes. Per-image sums keep every
  * total independent of the block width: totals are summed over images in their order (sum_images). */
-INLINE vd diff_at(const float *a, const float *b, size_t p) {
+INLINE void diff_at(const float *a, const float *b, size_t p, vdh *lo, vdh *hi) {
     vf d = V(a + p * NL);
     if (b) d -= V(b + p * NL);
-    return __builtin_convertvector(d, vd);
+    vfh l, h; /* converted in halves of the native width: a whole vd is twice as wide and compilers spill it */
+    memcpy(&l, &d, sizeof l);
+    memcpy(&h, (const char *)&d + sizeof l, sizeof h);
+    *lo = __builtin_convertvector(l, vdh);
+    *hi = __builtin_convertvector(h, vdh);
 }
 
 static void sum_squares(const float *a, const float *b, size_t n_px, int lanes, double *out) {
-    vd s0 = {0}, s1 = {0};
+    vdh s0l = {0}, s0h = {0}, s1l = {0}, s1h = {0}, el, eh;
     size_t p = 0;
     for (; p + 1 < n_px; p += 2) {
-        const vd e0 = diff_at(a, b, p), e1 = diff_at(a, b, p + 1);
-        s0 += e0 * e0;
-        s1 += e1 * e1;
+        diff_at(a, b, p, &el, &eh);
+        s0l += el * el;
+        s0h += eh * eh;
+        diff_at(a, b, p + 1, &el, &eh);
+        s1l += el * el;
+        s1h += eh * eh;
     }
     if (p < n_px) {
-        const vd e0 = diff_at(a, b, p);
-        s0 += e0 * e0;
+        diff_at(a, b, p, &el, &eh);
+        s0l += el * el;
+        s0h += eh * eh;
     }
-    for (int l = 0; l < lanes; l++) out[l] += s0[l] + s1[l];
+    for (int l = 0; l < lanes; l++) out[l] += l < NL / 2 ? s0l[l] + s1l[l] : s0h[l - NL / 2] + s1h[l - NL / 2];
 }
 
 static double sum_images(const double *per_image, int batch) {
