@@ -259,3 +259,11 @@ def test_beyond_experiments_run_tiny_end_to_end(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert report.count("**Our prediction (beyond the paper).**") == 4 and "Paper's claim" not in report
     assert "Beyond the paper: the experiments below test our own predictions" in report
+
+
+def test_beyond_experiments_take_three_seeds_in_the_quick_profile():
+    from geoae.experiments.runner import DEFAULT_SEEDS, seed_count
+
+    assert [seed_count(i, "quick") for i in ("X1", "X2", "X3")] == [3, 3, 3]
+    assert seed_count("D1", "quick") == DEFAULT_SEEDS["quick"] and seed_count("X1", "paper") == DEFAULT_SEEDS["paper"]
+    assert seed_count("X1", "quick", seeds=1) == 1  # an explicit --seeds wins

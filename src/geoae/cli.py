@@ -198,7 +198,8 @@ def get_parser() -> argparse.ArgumentParser:
     rp.add_argument("--profile", default="quick", choices=PROFILES, help=PROFILE_HELP)
     rp.add_argument("--only", default=None, help="comma-separated claim ids, e.g. D4,P1 (default: all)")
     rp.add_argument("--out", type=_path, default=Path("results"), help="results directory")
-    rp.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
+    rp.add_argument("--seeds", type=int, default=None,
+                    help="number of seeds (default: the profile's: quick 2, paper 5, tiny 1; X1-X3 take 3 in quick)")
     rp.add_argument("--official-weights", type=_path, default=None, metavar="H5",
                     help="the authors' disk_example_model_weights.h5, for D1/D2's comparison with their model "
                     "(needs geoae[keras]; sets GEOAE_OFFICIAL_WEIGHTS) (default: $GEOAE_OFFICIAL_WEIGHTS, else "

@@ -19,6 +19,7 @@ class Experiment:
     module: str  # geoae.experiments.<module>
     kind: str  # "claim" or "theorem"
     paper_claim: bool = True  # False for experiments beyond the paper
+    quick_seeds: int | None = None  # its default number of seeds in the quick profile, where not the profile's
 
     def load(self):
         """The module implementing the experiment (``ID``, ``STAGES``, ``analyse``, …)."""
@@ -37,9 +38,9 @@ EXPERIMENTS = (
     Experiment("P2", "p2", "claim"),
     Experiment("P3", "p3", "claim"),
     # beyond the paper: the theory's predictions for other dimensions, densities and shapes (``beyond.py``)
-    Experiment("X1", "x1", "claim", paper_claim=False),
-    Experiment("X2", "x2", "claim", paper_claim=False),
-    Experiment("X3", "x3", "claim", paper_claim=False),
+    Experiment("X1", "x1", "claim", paper_claim=False, quick_seeds=3),
+    Experiment("X2", "x2", "claim", paper_claim=False, quick_seeds=3),
+    Experiment("X3", "x3", "claim", paper_claim=False, quick_seeds=3),
     Experiment("X4", "x4", "theorem", paper_claim=False),
 )
 IDS = tuple(e.id for e in EXPERIMENTS)

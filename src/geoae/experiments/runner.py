@@ -141,6 +141,15 @@ def is_done(path: Path, profile: str, seeds: tuple[int, ...]) -> bool:
     return rec.get("status") == "ok" and rec.get("profile") == profile and rec.get("seeds") == list(seeds)
 
 
+def seed_count(exp_id: str, profile: str, seeds: int | None = None) -> int:
+    """Seeds of an experiment: ``seeds`` if given, else its own default in the quick profile (``quick_seeds`` of
+    the registry: the beyond-the-paper experiments take 3 there), else the profile's."""
+    if seeds is not None:
+        return seeds
+    own = BY_ID[exp_id].quick_seeds if profile == "quick" else None
+    return own if own is not None else DEFAULT_SEEDS[profile]
+
+
 def reproduce(profile: str = "quick", only=None, out: Path | str = "results", seeds: int | None = None,
               *, progress: bool = True, executor: str | None = None, address: str | None = None) -> int:
     """Run the selected experiments, then write the report; returns 0, or 1 if any experiment failed.
@@ -151,9 +160,12 @@ def reproduce(profile: str = "quick", only=None, out: Path | str = "results", se
     executor = check_executor(executor, address)
     out = Path(out)
     seed_list = tuple(range(seeds if seeds is not None else DEFAULT_SEEDS[profile]))
-    print(f"geoae reproduce: profile={profile} seeds={list(seed_list)} experiments={','.join(ids)} -> {out}/")
-    contexts = {i: Context(profile=profile, seeds=seed_list, out=out / i, runs=out / "runs" / profile) for i in ids}
-    todo = [i for i in ids if not is_done(contexts[i].out / "results.json", profile, seed_list)]
+    own = {i: seed_count(i, profile, seeds) for i in ids}
+    extra = "".join(f", {i}: {n}" for i, n in own.items() if n != len(seed_list))
+    print(f"geoae reproduce: profile={profile} seeds={list(seed_list)}{extra} experiments={','.join(ids)} -> {out}/")
+    contexts = {i: Context(profile=profile, seeds=tuple(range(own[i])), out=out / i, runs=out / "runs" / profile)
+                for i in ids}
+    todo = [i for i in ids if not is_done(contexts[i].out / "results.json", profile, contexts[i].seeds)]
     t0 = time.perf_counter()
     done, errors = train_stages(todo, contexts, progress=progress, executor=executor, address=address)
     failed = []
