@@ -234,21 +234,28 @@ def _quadrant_area(X: np.ndarray, Y: np.ndarray, r: np.ndarray) -> np.ndarray:
     return Y * b + G(a) - G(b)
 
 
-def _render_area(r: np.ndarray, size: int) -> np.ndarray:
-    """Exact pixel coverage (B, m, m) float64 by inclusion-exclusion of signed quadrant areas."""
-    edges = np.arange(size + 1) - size / 2  # pixel edges, symmetric about 0
-    mags, inv = np.unique(np.abs(edges), return_inverse=True)
-    sign = np.sign(edges)
-    qa = _quadrant_area(mags[None, :, None], mags[None, None, :], r[:, None, None])  # (B, K, K)
-    q = qa[:, inv][:, :, inv] * (sign[:, None] * sign[None, :])  # (B, m+1, m+1)
-    area = q[:, 1:, 1:] - q[:, :-1, 1:] - q[:, 1:, :-1] + q[:, :-1, :-1]
-    # Pixels wholly outside / inside the disk are exactly 0 / 1 (no round-off residue).
-    lo, hi = edges[:-1], edges[1:]
-    near = np.where((lo < 0) & (hi > 0), 0.0, np.minimum(np.abs(lo), np.abs(hi)))
-    far = np.maximum(np.abs(lo), np.abs(hi))
+def _render_area(r: np.ndarray, size: int, aspect: float = 1.0) -> np.ndarray:
+    """Exact pixel coverage (B, m, m) float64 by inclusion-exclusion of signed quadrant areas, of disks of radius r
+    or (``aspect`` < 1) of ellipses x² + (y/aspect)² <= r²: stretching y by 1/aspect maps the ellipse onto B_r and
+    pixel rows onto rows of height 1/aspect, so the coverage is aspect × (B_r ∩ stretched pixel)."""
+    ex = np.arange(size + 1) - size / 2  # pixel edges, symmetric about 0 (columns: x)
+    ey = ex / aspect  # rows: y, stretched
+    mx, ix = np.unique(np.abs(ex), return_inverse=True)
+    my, iy = np.unique(np.abs(ey), return_inverse=True)
+    qa = _quadrant_area(my[None, :, None], mx[None, None, :], r[:, None, None])  # (B, Ky, Kx)
+    q = qa[:, iy][:, :, ix] * (np.sign(ey)[:, None] * np.sign(ex)[None, :])  # (B, m+1, m+1)
+    area = aspect * (q[:, 1:, 1:] - q[:, :-1, 1:] - q[:, 1:, :-1] + q[:, :-1, :-1])
+
+    # Pixels wholly outside / inside the shape are exactly 0 / 1 (no round-off residue).
+    def near_far(e):  # per pixel: the distance from 0 of its nearest and farthest edge along one axis
+        lo, hi = e[:-1], e[1:]
+        near = np.where((lo < 0) & (hi > 0), 0.0, np.minimum(np.abs(lo), np.abs(hi)))
+        return near, np.maximum(np.abs(lo), np.abs(hi))
+
+    (near_x, far_x), (near_y, far_y) = near_far(ex), near_far(ey)
     r2 = (r * r)[:, None, None]
-    area = np.where(near[:, None] ** 2 + near[None, :] ** 2 >= r2, 0.0, area)
-    return np.where(far[:, None] ** 2 + far[None, :] ** 2 <= r2, 1.0, area)
+    area = np.where(near_y[:, None] ** 2 + near_x[None, :] ** 2 >= r2, 0.0, area)
+    return np.where(far_y[:, None] ** 2 + far_x[None, :] ** 2 <= r2, 1.0, area)
 
 
 @lru_cache(maxsize=8)
@@ -340,25 +347,12 @@ def _render_1d(r: np.ndarray, size: int, rendering: str, sigma: float) -> np.nda
 
 
 def _render_ellipse(r: np.ndarray, size: int, rendering: str, aspect: float) -> np.ndarray:
-    """Ellipses x² + (y/aspect)² <= r²: (B, m, m) float64. ``area``: stretching y by 1/aspect maps the ellipse
-    onto B_r and pixel rows onto rows of height 1/aspect, so the coverage is aspect × (B_r ∩ stretched pixel)."""
+    """Ellipses x² + (y/aspect)² <= r²: (B, m, m) float64 (``area``: ``_render_area`` with the aspect)."""
+    if rendering == "area":
+        return _render_area(r, size, aspect)
     x = np.arange(size) - (size - 1) / 2
-    if rendering == "binary":
-        g2 = x[None, :] ** 2 + (x[:, None] / aspect) ** 2
-        return (g2[None] <= (r * r)[:, None, None]).astype(np.float64)
-    edges = np.arange(size + 1) - size / 2
-    ex, ey = edges, edges / aspect
-    mx, ix = np.unique(np.abs(ex), return_inverse=True)
-    my, iy = np.unique(np.abs(ey), return_inverse=True)
-    qa = _quadrant_area(my[None, :, None], mx[None, None, :], r[:, None, None])  # (B, Ky, Kx): rows are y
-    q = qa[:, iy][:, :, ix] * (np.sign(ey)[:, None] * np.sign(ex)[None, :])
-    area = aspect * (q[:, 1:, 1:] - q[:, :-1, 1:] - q[:, 1:, :-1] + q[:, :-1, :-1])
-    near_x = np.where((ex[:-1] < 0) & (ex[1:] > 0), 0.0, np.minimum(np.abs(ex[:-1]), np.abs(ex[1:])))
-    near_y = np.where((ey[:-1] < 0) & (ey[1:] > 0), 0.0, np.minimum(np.abs(ey[:-1]), np.abs(ey[1:])))
-    far_x, far_y = np.maximum(np.abs(ex[:-1]), np.abs(ex[1:])), np.maximum(np.abs(ey[:-1]), np.abs(ey[1:]))
-    r2 = (r * r)[:, None, None]
-    area = np.where(near_y[:, None] ** 2 + near_x[None, :] ** 2 >= r2, 0.0, area)
-    return np.where(far_y[:, None] ** 2 + far_x[None, :] ** 2 <= r2, 1.0, area)
+    g2 = x[None, :] ** 2 + (x[:, None] / aspect) ** 2
+    return (g2[None] <= (r * r)[:, None, None]).astype(np.float64)
 
 
 def sample_radii(
@@ -636,10 +630,15 @@ class DiskData:
         _allowed_intervals(size, self.r_min, self.r_max, self.exclude)
         if not isinstance(self.fresh, bool):
             raise ValueError(f"fresh must be True or False, got {self.fresh!r}")
-        if self.fresh and (self.density, self.shape, ndim) != ("uniform", "disk", 2):
+        if self.fresh and not self.paper_disks:
             raise ValueError(f"fresh=True draws uniform 2-D disks every batch: it needs density='uniform', "
                              f"shape='disk', ndim=2, got density={self.density!r}, shape={self.shape!r}, ndim={ndim}")
         return self
+
+    @property
+    def paper_disks(self) -> bool:
+        """Uniform radii, centred 2-D disks: the paper's data (what ``fresh`` batches and ``DiskFactors`` draw)."""
+        return (self.density, self.shape, self.ndim) == ("uniform", "disk", 2)
 
     def make(self, n: int | None = None, seed: Seed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(images (N, 1, m, m) or signals (N, 1, n), radii (N,)) with N = n, or self.n when n is None; ``seed``

@@ -156,7 +156,7 @@ class DiskFactors(_Factors):
     def __init__(self, config: DiskData, num_values: int = RADIUS_VALUES):
         if not isinstance(config, DiskData):
             raise ValueError(f"DiskFactors needs a DiskData, got {type(config).__name__}")
-        if (config.density, config.shape, config.ndim) != ("uniform", "disk", 2):
+        if not config.paper_disks:
             raise ValueError("DiskFactors covers uniform 2-D disks (density='uniform', shape='disk', ndim=2), got "
                              f"density={config.density!r}, shape={config.shape!r}, ndim={config.ndim}")
         if isinstance(num_values, bool) or not isinstance(num_values, int) or num_values < 2:

@@ -67,13 +67,6 @@ def dist(a, b) -> float:
     return float(np.sqrt(max(0.0, 1.0 - c * c)))
 
 
-def scale_onto(a, b) -> np.ndarray:
-    """s·a with s = argmin ‖s·a − b‖ (for plots: a drawn at b's scale)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    sq = float(np.sum(a * a))
-    return a * (float(np.sum(a * b)) / sq if sq > 0 else 0.0)
-
-
 def radial_fit(image) -> np.ndarray:
     """The best radially symmetric approximation of an image (m, m): least squares over the piecewise-linear
     functions of the pixel radius ρ with knots at 0, 1, 2, … (a smooth radial profile is fitted to ~1e-3)."""

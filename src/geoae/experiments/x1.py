@@ -18,6 +18,7 @@ from ..data import render_disks, test_radii
 from ..plots import new_figure, save_figure
 from . import beyond
 from .common import Context, Number, Result, per_seed, seed_runs
+from .d4 import scale_to
 
 ID = "X1"
 TITLE = "Beyond the paper: intervals in 1-D: the bias-free decoder draws a cosine arch (k = 1)"
@@ -96,12 +97,12 @@ def _plot_profiles(path, x, cosine, airy, ms):
     xf = np.linspace(x[0], x[-1], 400)
     ax.plot(xf, theory.closed_form_profile(np.abs(xf), beyond.R_TRAIN, k=1), "k-", lw=2.2,
             label="prediction: cosine arch (k = 1)")
-    ax.plot(xf, beyond.scale_onto(theory.f_hat(np.abs(xf), beyond.R_TRAIN), theory.closed_form_profile(
+    ax.plot(xf, scale_to(theory.f_hat(np.abs(xf), beyond.R_TRAIN), theory.closed_form_profile(
         np.abs(xf), beyond.R_TRAIN, k=1)), ":", color="0.45", lw=1.4, label="alternative: Airy f̂(|x|)")
-    ax.plot(x, beyond.scale_onto(ms[0]["svd"], cosine), "--", color="tab:orange", lw=1.6,
+    ax.plot(x, scale_to(ms[0]["svd"], cosine), "--", color="tab:orange", lw=1.6,
             label="discrete optimum (SVD)")
     for m in ms:
-        ax.plot(x, beyond.scale_onto(m["output"], cosine), ".", ms=4, alpha=0.8,
+        ax.plot(x, scale_to(m["output"], cosine), ".", ms=4, alpha=0.8,
                 label=f"learned D(±1), seed {m['seed']}")
     ax.set_xlabel("sample position x")
     ax.set_ylabel("profile (scaled onto the cosine)")

@@ -23,6 +23,7 @@ from ..data import radius_density, render_disks, test_radii
 from ..plots import new_figure, save_figure
 from . import beyond
 from .common import Context, Number, Result, per_seed, seed_runs
+from .d4 import scale_to
 
 ID = "X2"
 TITLE = "Beyond the paper: non-uniform radius densities: the learned profile follows eigen_profile, not Airy"
@@ -121,12 +122,12 @@ def _plot_profiles(path, preds: dict, ms: dict, airy: np.ndarray, mu: list[dict]
         rr, fp = theory.radial_profile(pred)
         ax.plot(rr, fp, "k-", lw=2.2, label="prediction (eigen_profile)" if pred is not airy else "Airy f̂")
         if pred is not airy:
-            ax.plot(*theory.radial_profile(beyond.scale_onto(airy, pred)), ":", color="0.45", lw=1.4,
+            ax.plot(*theory.radial_profile(scale_to(airy, pred)), ":", color="0.45", lw=1.4,
                     label="alternative: Airy f̂")
-        ax.plot(*theory.radial_profile(beyond.scale_onto(m[0]["svd"], pred)), "--", color="tab:orange", lw=1.6,
+        ax.plot(*theory.radial_profile(scale_to(m[0]["svd"], pred)), "--", color="tab:orange", lw=1.6,
                 label="discrete optimum (SVD)")
         for x in m:
-            ax.plot(*theory.radial_profile(beyond.scale_onto(x["output"], pred)), ".", ms=3.5, alpha=0.8,
+            ax.plot(*theory.radial_profile(scale_to(x["output"], pred)), ".", ms=3.5, alpha=0.8,
                     label=f"learned D(±1), seed {x['seed']}")
         ax.axvline(beyond.R_TRAIN, color="0.5", lw=0.8, ls=":")
         ax.set_xlabel("radius ρ (px)")

@@ -24,6 +24,7 @@ from ..data import ELLIPSE_ASPECT, render_disks, test_radii
 from ..plots import image_rows, new_figure, save_figure
 from . import beyond
 from .common import Context, Number, Result, per_seed, seed_runs
+from .d4 import scale_to
 
 ID = "X3"
 TITLE = "Beyond the paper: squares and ellipses: the decoder draws Airy of the shape's gauge, not a radial profile"
@@ -129,8 +130,8 @@ def _plot_images(path, per_shape: dict):
     rows = {}
     for sh, (pred, _, ms) in per_shape.items():
         m = ms[0]
-        imgs = [beyond.scale_onto(m["output"], pred), beyond.scale_onto(m["svd"], pred), pred,
-                beyond.scale_onto(beyond.radial_fit(m["svd"]), pred)]
+        imgs = [scale_to(m["output"], pred), scale_to(m["svd"], pred), pred,
+                scale_to(beyond.radial_fit(m["svd"]), pred)]
         top = float(pred.max())
         rows[f"{sh}, seed {m['seed']}"] = np.stack([np.clip(i / top, 0, None) for i in imgs])[:, None]
     image_rows(path, rows, titles, vmax=None)
@@ -144,12 +145,12 @@ def _plot_profiles(path, per_shape: dict):
         g = gauge(sh).ravel()
         s = np.linspace(0, g.max(), 300)
         ax.plot(s, theory.f_hat(s, beyond.R_TRAIN), "k-", lw=2.0, label="prediction f̂(g)")  # pred = f̂(g)
-        ax.plot(g, beyond.scale_onto(beyond.radial_fit(ms[0]["svd"]), pred).ravel(), ".", color="0.6", ms=1.5,
+        ax.plot(g, scale_to(beyond.radial_fit(ms[0]["svd"]), pred).ravel(), ".", color="0.6", ms=1.5,
                 label="radial fit of the optimum")
         for m in ms:
-            ax.plot(g, beyond.scale_onto(m["output"], pred).ravel(), ".", ms=1.2, alpha=0.6,
+            ax.plot(g, scale_to(m["output"], pred).ravel(), ".", ms=1.2, alpha=0.6,
                     label=f"learned D(±1), seed {m['seed']}")
-        ax.plot(g, beyond.scale_onto(ms[0]["svd"], pred).ravel(), "x", color="tab:orange", ms=2.0, mew=0.6,
+        ax.plot(g, scale_to(ms[0]["svd"], pred).ravel(), "x", color="tab:orange", ms=2.0, mew=0.6,
                 label="discrete optimum (SVD)")
         ax.axvline(beyond.R_TRAIN, color="0.5", lw=0.8, ls=":")
         ax.set_xlabel("gauge g(t) (px): " + ("‖t‖∞" if sh == "square" else "√(x² + (y/a)²)"))
