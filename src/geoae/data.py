@@ -289,16 +289,19 @@ def _render_binary(r: np.ndarray, size: int) -> np.ndarray:
 
 
 def render_disks(radii, *, size: int = 64, rendering: str = "area", sigma: float = 0.5, shape: str = "disk",
-                 ndim: int = 2) -> torch.Tensor:
+                 ndim: int = 2, quantise: int = 0) -> torch.Tensor:
     """Images of centred disks: radii (B,) -> (B, 1, m, m) float32 in [0, 1] ((B, 1, n) for ``ndim=1``).
 
     Any finite radius >= 0 is drawn (disks larger than the image are clipped), so that extrapolation
     tests can render radii beyond the training range. ``sigma`` (px) is used by ``gaussian`` only.
     ``shape`` (``disk``, ``square``, ``ellipse``) and ``ndim`` (2, or 1: centred intervals, shape ``disk``
-    only) are beyond the paper (module docstring).
+    only) are beyond the paper (module docstring). ``quantise`` = L > 0 stores each value as floor(L·x)/L
+    (L = 255: the released code's 8-bit PNG files, written as ``uint8(255·x)``, which truncates); 0 keeps
+    float32.
     """
     size = _check_int("size", size, 2, MAX_SIZE)
     _check_choice("rendering", rendering, RENDERINGS)
+    quantise = _check_int("quantise", quantise, 0, 65535)
     sigma = _check_sigma(sigma)
     _check_shape(shape, ndim, rendering)
     r = _check_radii(radii)
@@ -319,7 +322,10 @@ def render_disks(radii, *, size: int = 64, rendering: str = "area", sigma: float
             img = _render_area(rc, size)
         else:
             img = _render_gaussian(rc, size, sigma)
-        out[start : start + _CHUNK] = np.clip(img, 0.0, 1.0)
+        img = np.clip(img, 0.0, 1.0)
+        if quantise:
+            img = np.floor(img * quantise) / quantise
+        out[start : start + _CHUNK] = img
     return torch.from_numpy(out).unsqueeze(1)
 
 
@@ -434,12 +440,14 @@ def make_disks(
     density: str = "uniform",
     shape: str = "disk",
     ndim: int = 2,
+    quantise: int = 0,
     seed: Seed,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """n random disk images and their radii: ((n, 1, m, m) float32 ((n, 1, n) for ``ndim=1``), (n,) float32).
 
     Radii as in :func:`sample_radii`; the images are rendered from the returned float32 radii.
-    ``density``, ``shape``, ``ndim``: beyond the paper (module docstring).
+    ``density``, ``shape``, ``ndim``: beyond the paper (module docstring); ``quantise``: as in
+    :func:`render_disks` (the released code's 8-bit files).
     """
     size = _check_int("size", size, 2, MAX_SIZE)
     n = _check_int("n", n, 0, MAX_VALUES)
@@ -448,7 +456,8 @@ def make_disks(
     _check_volume("n", n, n, size**ndim)
     sigma = _check_sigma(sigma)
     radii = sample_radii(n, size=size, r_min=r_min, r_max=r_max, exclude=exclude, density=density, seed=seed)
-    return render_disks(radii, size=size, rendering=rendering, sigma=sigma, shape=shape, ndim=ndim), radii
+    return render_disks(radii, size=size, rendering=rendering, sigma=sigma, shape=shape, ndim=ndim,
+                        quantise=quantise), radii
 
 
 # --------------------------------------------------------------------------- Diracs
@@ -601,7 +610,7 @@ class DiskData:
     needs the defaults.
     """
 
-    OMIT_WHEN_DEFAULT: ClassVar[tuple[str, ...]] = ("density", "shape", "ndim")
+    OMIT_WHEN_DEFAULT: ClassVar[tuple[str, ...]] = ("density", "shape", "ndim", "quantise")
 
     n: int
     size: int = 64
@@ -614,6 +623,7 @@ class DiskData:
     density: str = "uniform"
     shape: str = "disk"
     ndim: int = 2
+    quantise: int = 0  # L > 0: values stored as floor(L·x)/L (255: the released code's 8-bit PNG files)
 
     def __post_init__(self):
         object.__setattr__(self, "exclude", _normalise_exclude(self.exclude))
@@ -626,6 +636,7 @@ class DiskData:
         _check_choice("density", self.density, DENSITIES)
         ndim = _check_shape(self.shape, self.ndim, self.rendering)
         _check_volume("n", self.n, self.n, size**ndim)
+        _check_int("quantise", self.quantise, 0, 65535)
         _check_sigma(self.sigma)
         _allowed_intervals(size, self.r_min, self.r_max, self.exclude)
         if not isinstance(self.fresh, bool):
@@ -657,6 +668,7 @@ class DiskData:
             density=self.density,
             shape=self.shape,
             ndim=self.ndim,
+            quantise=self.quantise,
             seed=seed,
         )
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 PROFILES = ("quick", "paper", "tiny")
-VERDICTS = ("confirmed", "partly", "not reproduced")
+VERDICTS = ("confirmed", "partly", "not reproduced", "measured")  # measured: a diagnostic, no claim
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,16 @@ class Context:
 
     profile: str
     seeds: tuple[int, ...]
-    out: Path  # results/<ID>/: results.json and figures
+    out: Path  # results/<ID>/ (results/<ID>/<recipe>/ for the disk claims): results.json and figures
     runs: Path  # shared run directories, keyed by config digest
+    recipe: str | None = None  # the recipe of the disk runs (``geoae.recipes``); None: recipes.DEFAULT
+
+    @property
+    def disk_recipe(self):
+        """The ``recipes.Recipe`` every disk run and test set of this context follows."""
+        from ..recipes import DEFAULT, get_recipe
+
+        return get_recipe(self.recipe or DEFAULT)
 
     def pick(self, quick, paper, tiny=None):
         """The value for this profile (``tiny`` falls back to ``quick`` when not given)."""
@@ -194,39 +202,42 @@ def mean_std(values) -> tuple[float, float]:
 
 def disk_config(ctx: Context, *, seed: int = 0, bias: bool = True, exclude=(), r_max: float | None = None,
                 regulariser: str = "none", reg_weight: float = 0.0, iterations: int | None = None,
-                rendering: str = "area"):
-    """The paper's disk autoencoder run (paper64, d = 1, 64 × 64 disks, Adam 1e-3, batch 64).
+                rendering: str | None = None, **overrides):
+    """The disk autoencoder run (d = 1) of the context's recipe (``ctx.disk_recipe``, ``geoae.recipes``).
 
     Every disk experiment builds its runs here, so identical runs (e.g. the biased baseline used by D1,
-    D2, D5, D6 and D7) have identical configs and are trained once. Scale per profile: ``quick`` 1,000
-    fixed images and 3,000 iterations (the budget of D4's claim); ``paper`` 1,000 images and 10,000
-    iterations; ``tiny`` 4 iterations on 64 images.
+    D2, D5, D6 and D7) have identical configs and are trained once. The budget is the recipe's for the
+    profile (``Recipe.iterations``: every recipe sees the same number of images; ``tiny``: 4 iterations on
+    64 images). ``rendering`` and ``overrides`` replace recipe items (factor sweeps).
     """
-    from ..data import DiskData
-    from ..models import ModelConfig
-    from ..train import TrainConfig
-
-    n_train = ctx.pick(1000, 1000, tiny=64)
-    iters = iterations if iterations is not None else disk_iterations(ctx)
-    return TrainConfig(
-        model=ModelConfig(arch="paper64", size=64, latent_dim=1, bias=bias),
-        data=DiskData(n=n_train, size=64, rendering=rendering, r_max=r_max, exclude=tuple(exclude)),
-        iterations=iters, batch_size=64, lr=1e-3, regulariser=regulariser, reg_weight=reg_weight,
-        seed=seed, log_every=ctx.pick(50, 100, tiny=1), checkpoint_every=500,
-    )
+    if rendering is not None:
+        overrides["rendering"] = rendering
+    return ctx.disk_recipe.config(ctx.profile, seed=seed, bias=bias, exclude=exclude, r_max=r_max,
+                                  regulariser=regulariser, reg_weight=reg_weight, iterations=iterations,
+                                  **overrides)
 
 
 def disk_iterations(ctx: Context) -> int:
-    """Training iterations of every disk run of this profile."""
-    return ctx.pick(3000, 10000, tiny=4)
+    """Training iterations of every disk run of this profile and recipe."""
+    return ctx.disk_recipe.iterations(ctx.profile)
 
 
-def disk_test_set(ctx: Context, *, r_max: float = 32.0, rendering: str = "area"):
-    """Evenly spaced test radii over [0, r_max] and their images: (N, 1, 64, 64), (N,)."""
-    from ..data import render_disks, test_radii
+def disk_test_set(ctx: Context, *, r_max: float | None = None, rendering: str | None = None):
+    """Evenly spaced test radii over [0, r_max] (default: the recipe's largest radius) and their images, rendered
+    as the recipe's data (or as ``rendering``): (N, 1, m, m), (N,)."""
+    recipe = ctx.disk_recipe
+    radii = recipe.test_radii(ctx.profile, r_max)
+    return recipe.render(radii, rendering), radii
 
-    radii = test_radii(ctx.pick(129, 257, tiny=17), size=64, r_max=r_max)
-    return render_disks(radii, size=64, rendering=rendering), radii
+
+def disk_size(ctx: Context) -> int:
+    """The image side m of the context's disk runs."""
+    return ctx.disk_recipe.size
+
+
+def r_train(ctx: Context) -> float:
+    """The largest training radius R of the context's disk runs (the image's half side)."""
+    return ctx.disk_recipe.r_max
 
 
 def area_radius(images: torch.Tensor) -> np.ndarray:

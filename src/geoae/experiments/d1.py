@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import render_disks
 from ..plots import image_rows, line_plot
 from .common import (
     Context,
@@ -68,8 +67,11 @@ def official_model():
 
 
 def official_inputs(radii: torch.Tensor) -> torch.Tensor:
-    """The authors' data for these radii: 63 × 63 disks with Gaussian-blurred edges (σ = 0.5 px)."""
-    return render_disks(radii, size=63, rendering="gaussian", sigma=0.5)
+    """The authors' data for these radii: 63 × 63 disks with Gaussian-blurred edges (σ = 0.5 px), 8-bit (the
+    ``released`` recipe's rendering)."""
+    from ..recipes import RECIPES
+
+    return RECIPES["released"].render(radii)
 
 
 @torch.no_grad()
@@ -116,9 +118,14 @@ def analyse(ctx: Context, done: dict) -> Result:
     curves = {f"seed {run.config.seed}": mse[k] for k, run in enumerate(runs)}
     if len(runs) > 1:
         curves["mean over seeds"] = mse.mean(0)
-    notes = ("Our runs use the paper's 64 × 64 architecture on exact-area disks; the authors' model is "
-             "evaluated on its own 63 × 63 Gaussian-edged rendering of the same radii, so the two MSEs are "
-             "comparable in scale, not pixel for pixel.")
+    recipe = ctx.disk_recipe
+    if recipe.name == "released":
+        notes = ("Recipe `released`: our runs and the authors' model are evaluated on the same test images (the "
+                 "authors' rendering: 63 × 63, blurred, 8-bit).")
+    else:
+        notes = (f"Recipe `{recipe.name}`: our runs are evaluated on {recipe.size} × {recipe.size} "
+                 f"{recipe.rendering} disks; the authors' model on its own 63 × 63 blurred 8-bit rendering of the "
+                 "same radii, so the two MSEs are comparable in scale, not pixel for pixel.")
     if off is not None:
         authors = {
             "authors_mse_r_le_30": Number(float(off[good].mean()), "per-pixel MSE of the authors' released model "

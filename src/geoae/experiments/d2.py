@@ -24,9 +24,18 @@ import math
 import numpy as np
 import torch
 
-from ..models import IntegratingEncoder
 from ..plots import image_row, new_figure, save_figure
-from .common import Context, Number, Result, codes, disk_test_set, r_squared, seed_runs, spearman, verdict_from
+from .common import (
+    Context,
+    Number,
+    Result,
+    codes,
+    disk_test_set,
+    r_squared,
+    seed_runs,
+    spearman,
+    verdict_from,
+)
 from .d1 import official_inputs, official_model
 from .d1 import runs as d1_runs
 
@@ -109,6 +118,13 @@ def integration_measures(model, images, radii) -> dict:
     return {"exponent": growth_exponent(z, r), "uniformity": float(np.mean(uniformity))}
 
 
+class _AreaCode(torch.nn.Module):
+    """Control: z = Σx, the integral of the image (the hand-crafted ``IntegratingEncoder`` on any grid)."""
+
+    def encode(self, x):
+        return x.flatten(1).sum(1, keepdim=True)
+
+
 class _RadiusCode(torch.nn.Module):
     """Control: z = √(Σx/π) = r, a monotone code that reads the radius, not the area."""
 
@@ -131,7 +147,7 @@ def analyse(ctx: Context, done: dict) -> Result:
     uni = np.array([m["uniformity"] for m in integ])
     idx = [int(torch.argmin((radii - w).abs())) for w in GRAD_RADII]
     grads = [gradient_maps(run.model, images[idx]) for run in runs]
-    ref = integration_measures(IntegratingEncoder(64), images, radii)
+    ref = integration_measures(_AreaCode(), images, radii)
     ref_radius = growth_exponent(_RadiusCode().encode(images)[:, 0].double().numpy(), r)
 
     with np.errstate(invalid="ignore"):

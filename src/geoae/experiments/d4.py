@@ -1,10 +1,10 @@
 """D4: a trained bias-free autoencoder finds the optimum of Prop. 2: f ≈ Airy f̂ and z ∝ ĥ(r).
 
 Uses the bias-free runs (``disk_config(..., bias=False)``, shared with D3 and D5), trained on radii
-U(0, R) with R = 32. For each run we compare
+U(0, R), R the recipe's largest radius (32 on 64 × 64, 31.5 on 63 × 63). For each run we compare
 
 - the learned profile f = D(s) (s = ±1, the sign the codes take: a bias-free d = 1 decoder draws
-  |z|·D(sign z), Prop. 1) with the Airy profile f̂ of R = 32 sampled at the pixel centres:
+  |z|·D(sign z), Prop. 1) with the Airy profile f̂ of that R sampled at the pixel centres:
   ``theory.profile_distance`` = min_a ‖a·f − f̂‖/‖f̂‖ (relative L2, invariant to the free scale);
 - the learned training loss (``metrics['train_mse']``, on the run's own 1,000 training images) with the
   exact lower bound for any bias-free d = 1 network on those images: the rank-1 truncated SVD of the
@@ -21,7 +21,7 @@ import torch
 from .. import theory
 from ..plots import new_figure, save_figure
 from ..train import BatchSource
-from .common import Context, Number, Result, codes, disk_test_set, pearson, seed_runs, verdict_from
+from .common import Context, Number, Result, codes, disk_test_set, pearson, r_train, seed_runs, verdict_from
 from .d3 import bias_free_runs
 
 ID = "D4"
@@ -32,7 +32,6 @@ CLAIM = ("A bias-free autoencoder (d = 1) trained on disks of radii up to R conv
 PAPER = ("Sec. 4.2: the bias-free network, during training, indeed finds the closed-form solution (a figure "
          "overlays the learned profile on the optimal f̂); no number is given.")
 
-R_TRAIN = 32.0  # the largest training radius of disk_config (m/2)
 # confirmed: the network reaches the discrete optimum of its own data (loss, profile), and that optimum and the
 # learned profile are the Airy f̂ (the continuous theory on the pixel grid)
 LOSS_OK, OPTIMUM_OK, AIRY_OK, CORR_OK = 1.02, 0.03, 0.05, 0.99
@@ -57,7 +56,7 @@ def code_sign(z: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def measure(run, images: torch.Tensor, radii: torch.Tensor) -> dict:
+def measure(run, images: torch.Tensor, radii: torch.Tensor, R: float) -> dict:
     """Profile distance, loss ratio and code correlations of one bias-free run."""
     train_images = BatchSource(run.config).images  # exactly the run's training set
     opt = theory.discrete_optimum(train_images)
@@ -65,17 +64,17 @@ def measure(run, images: torch.Tensor, radii: torch.Tensor) -> dict:
     s = code_sign(z)
     run.model.eval()
     profile = run.model.decode(torch.tensor([[s]], dtype=torch.float32))[0, 0].double().numpy()
-    airy = theory.f_hat_image(profile.shape[-1], R_TRAIN)
+    airy = theory.f_hat_image(profile.shape[-1], R)
     svd_coef = images[:, 0].double().flatten(1).numpy() @ opt.profile.ravel()
-    h = theory.h_hat(radii.double().numpy(), R_TRAIN)
+    h = theory.h_hat(radii.double().numpy(), R)
     return {
-        "seed": run.config.seed,
+        "seed": run.config.seed, "R": R,
         "loss_ratio": run.metrics["train_mse"] / opt.mse,
         "train_mse": run.metrics["train_mse"],
         "optimum_mse": opt.mse,
-        "profile_vs_airy": theory.profile_distance(profile, R_TRAIN),
+        "profile_vs_airy": theory.profile_distance(profile, R),
         "profile_vs_svd": relative_distance(profile, opt.profile),
-        "svd_vs_airy": theory.profile_distance(opt.profile, R_TRAIN),
+        "svd_vs_airy": theory.profile_distance(opt.profile, R),
         "corr_z_h": pearson(s * z, h),
         "corr_z_svd": pearson(s * z, svd_coef),
         "same_sign": float(np.mean(s * z >= 0)),
@@ -86,7 +85,8 @@ def measure(run, images: torch.Tensor, radii: torch.Tensor) -> dict:
 def analyse(ctx: Context, done: dict) -> Result:
     runs = seed_runs(done, "bias_free")
     images, radii = disk_test_set(ctx)
-    ms = [measure(run, images, radii) for run in runs]
+    R = r_train(ctx)
+    ms = [measure(run, images, radii, R) for run in runs]
 
     def col(key):
         return np.array([m[key] for m in ms], dtype=np.float64)
@@ -99,8 +99,8 @@ def analyse(ctx: Context, done: dict) -> Result:
         "profile_vs_optimum_max": Number(float(opt.max()), "worst seed: min_a ‖a·D(±1) − f̂_svd‖/‖f̂_svd‖, the learned "
                                          "profile against the discrete optimum's (top singular vector of the "
                                          "training images)"),
-        "profile_vs_airy_max": Number(float(prof.max()), "worst seed: min_a ‖a·D(±1) − f̂‖/‖f̂‖ over the 64×64 "
-                                      f"pixels, f̂ the Airy profile of R = {R_TRAIN:g}"),
+        "profile_vs_airy_max": Number(float(prof.max()), "worst seed: min_a ‖a·D(±1) − f̂‖/‖f̂‖ over the image's "
+                                      f"pixels, f̂ the Airy profile of R = {R:g}"),
         "optimum_vs_airy": Number(grid_gap, "the discrete optimum's profile against Airy f̂ (theory vs the pixel grid "
                                   "and the finite training set; worst seed)"),
         "corr_z_h_min": Number(float(corr.min()), "worst seed: Pearson correlation of the code (sign-fixed) with ĥ(r) "
@@ -142,16 +142,16 @@ def _plot_profiles(path, ms: list[dict]):
     """Radial profiles (azimuthal means) of the learned D(±1) and the SVD profile, scaled onto f̂."""
     fig, axes = new_figure(width=5.6, height=3.8)
     ax = axes[0, 0]
-    airy = ms[0]["airy"]
+    airy, R = ms[0]["airy"], ms[0]["R"]
     rho_max = float(theory.pixel_radii(airy.shape).max())
-    rho, f = theory.airy_curve(R_TRAIN, 400, rho_max=rho_max)
-    ax.plot(rho, f, "k-", lw=2.2, label=f"Airy f̂ (R = {R_TRAIN:g})")
+    rho, f = theory.airy_curve(R, 400, rho_max=rho_max)
+    ax.plot(rho, f, "k-", lw=2.2, label=f"Airy f̂ (R = {R:g})")
     rr, fs = theory.radial_profile(scale_to(ms[0]["svd_profile"], airy))
     ax.plot(rr, fs, "--", color="tab:orange", lw=1.6, label="discrete optimum (SVD)")
     for m in ms:
         rr, fl = theory.radial_profile(scale_to(m["profile"], airy))
         ax.plot(rr, fl, ".", ms=3.5, alpha=0.8, label=f"learned D(±1), seed {m['seed']}")
-    ax.axvline(R_TRAIN, color="0.5", lw=0.8, ls=":")
+    ax.axvline(R, color="0.5", lw=0.8, ls=":")
     ax.set_xlabel("radius ρ (px)")
     ax.set_ylabel("profile (scaled onto f̂)")
     ax.set_title("Bias-free decoder profile vs Airy optimum", fontsize=10)

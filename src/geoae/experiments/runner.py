@@ -27,14 +27,28 @@ from .. import interrupts
 from ..train import git_commit, train_many, write_json
 from ..training.schedule import check_executor
 from .common import PROFILES, Context, Initialised
-from .registry import BY_ID, IDS
+from .registry import BY_ID, IDS, job_key, split_key
 
 DEFAULT_SEEDS = {"quick": 2, "paper": 5, "tiny": 1}  # quick: a first look within 5 minutes
 
 
-def check_args(profile: str, only, seeds) -> list[str]:
+def check_recipes(recipes) -> tuple[str, ...] | None:
+    """The recipe names asked for (None: each experiment's own), each one of ``geoae.recipes.NAMES``."""
+    from ..recipes import NAMES
+
+    if recipes is None:
+        return None
+    names = (recipes,) if isinstance(recipes, str) else tuple(recipes)
+    bad = [r for r in names if r not in NAMES]
+    if bad or not names:
+        raise ValueError(f"recipe must be one of {', '.join(NAMES)}, got {bad[0] if bad else recipes!r}")
+    return tuple(dict.fromkeys(names))
+
+
+def check_args(profile: str, only, seeds, recipes=None) -> list[str]:
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not one of {', '.join(map(repr, PROFILES))}")
+    check_recipes(recipes)
     ids = list(IDS) if not only else [s.upper() for s in only]
     unknown = [i for i in ids if i not in IDS]
     if unknown:
@@ -72,7 +86,7 @@ def train_stages(ids: list[str], contexts: dict[str, Context], *, progress: bool
     """
     done = {i: {} for i in ids}
     errors: dict[str, str] = {}
-    stages = {i: BY_ID[i].load().STAGES for i in ids}
+    stages = {i: BY_ID[split_key(i)[0]].load().STAGES for i in ids}
     for k in range(max((len(s) for s in stages.values()), default=0)):
         planned = {}
         for i in ids:
@@ -101,11 +115,17 @@ def train_stages(ids: list[str], contexts: dict[str, Context], *, progress: bool
     return done, errors
 
 
-def _record(exp_id: str, ctx: Context, runs: dict, error: str | None, t0: float) -> dict:
-    """Analyse the finished runs of one experiment and write its results file; failures are recorded."""
+def _record(key: str, ctx: Context, runs: dict, error: str | None, t0: float) -> dict:
+    """Analyse the finished runs of one experiment (under one recipe) and write its results file; failures are
+    recorded."""
+    exp_id, recipe = split_key(key)
     exp = BY_ID[exp_id]
     record = {"id": exp_id, "kind": exp.kind, "paper_claim": exp.paper_claim, "profile": ctx.profile,
               "seeds": list(ctx.seeds), "git_commit": git_commit()}
+    if recipe is not None:
+        from ..recipes import get_recipe
+
+        record |= {"recipe": recipe, "recipe_detail": get_recipe(recipe).describe()}
     try:
         module = exp.load()
         record |= {"title": module.TITLE, "claim": module.CLAIM, "paper": module.PAPER}
@@ -127,10 +147,12 @@ def _record(exp_id: str, ctx: Context, runs: dict, error: str | None, t0: float)
 
 
 def run_experiment(exp_id: str, ctx: Context, *, progress: bool = True) -> dict:
-    """Train (all stages) and analyse one experiment, and write its results file; a failure is recorded."""
+    """Train (all stages) and analyse one experiment (under ``ctx.recipe``), and write its results file; a
+    failure is recorded."""
     t0 = time.perf_counter()
-    done, errors = train_stages([exp_id], {exp_id: ctx}, progress=progress)
-    return _record(exp_id, ctx, done[exp_id], errors.get(exp_id), t0)
+    key = job_key(exp_id, ctx.recipe if BY_ID[exp_id].recipes else None)
+    done, errors = train_stages([key], {key: ctx}, progress=progress)
+    return _record(key, ctx, done[key], errors.get(key), t0)
 
 
 def is_done(path: Path, profile: str, seeds: tuple[int, ...]) -> bool:
@@ -150,21 +172,32 @@ def seed_count(exp_id: str, profile: str, seeds: int | None = None) -> int:
     return own if own is not None else DEFAULT_SEEDS[profile]
 
 
+def jobs(ids: list[str], profile: str, recipes: tuple[str, ...] | None = None) -> list[str]:
+    """The job keys (``"D6/released"``, ``"P1"``) of the experiments ``ids``: each disk claim once per recipe
+    (its own recipes for the profile, or ``recipes``)."""
+    return [job_key(i, r) for i in ids for r in BY_ID[i].recipes_for(profile, recipes)]
+
+
 def reproduce(profile: str = "quick", only=None, out: Path | str = "results", seeds: int | None = None,
-              *, progress: bool = True, executor: str | None = None, address: str | None = None) -> int:
+              *, progress: bool = True, executor: str | None = None, address: str | None = None,
+              recipes=None) -> int:
     """Run the selected experiments, then write the report; returns 0, or 1 if any experiment failed.
-    ``executor``/``address``: where the runs train (``train_many``; default ``GEOAE_EXECUTOR``, local)."""
+    ``executor``/``address``: where the runs train (``train_many``; default ``GEOAE_EXECUTOR``, local).
+    ``recipes``: the recipes of the disk claims (default: each experiment's own, ``registry``)."""
     from ..report import build_report
 
-    ids = check_args(profile, only, seeds)
+    ids = check_args(profile, only, seeds, recipes)
+    recipes = check_recipes(recipes)
     executor = check_executor(executor, address)
     out = Path(out)
     seed_list = tuple(range(seeds if seeds is not None else DEFAULT_SEEDS[profile]))
-    own = {i: seed_count(i, profile, seeds) for i in ids}
+    keys = jobs(ids, profile, recipes)
+    own = {k: seed_count(split_key(k)[0], profile, seeds) for k in keys}
     extra = "".join(f", {i}: {n}" for i, n in own.items() if n != len(seed_list))
-    print(f"geoae reproduce: profile={profile} seeds={list(seed_list)}{extra} experiments={','.join(ids)} -> {out}/")
-    contexts = {i: Context(profile=profile, seeds=tuple(range(own[i])), out=out / i, runs=out / "runs" / profile)
-                for i in ids}
+    print(f"geoae reproduce: profile={profile} seeds={list(seed_list)}{extra} experiments={','.join(keys)} -> {out}/")
+    contexts = {k: Context(profile=profile, seeds=tuple(range(own[k])), out=out / k, runs=out / "runs" / profile,
+                           recipe=split_key(k)[1]) for k in keys}
+    ids = keys
     todo = [i for i in ids if not is_done(contexts[i].out / "results.json", profile, contexts[i].seeds)]
     t0 = time.perf_counter()
     done, errors = train_stages(todo, contexts, progress=progress, executor=executor, address=address)

@@ -16,11 +16,18 @@ from ..data import DiracData, DiskData, finite_real
 from ..models import ModelConfig
 from .objectives import REGULARISERS
 
-__all__ = ["TrainConfig", "MAX_ITERATIONS", "MAX_BATCH"]
+__all__ = ["TrainConfig", "MAX_ITERATIONS", "MAX_BATCH", "OPTIMIZERS", "KEEPS", "BATCH_SAMPLINGS"]
 
 MAX_ITERATIONS = 10**8
 MAX_BATCH = 65536
 MAX_SEED = 2**63 - 1
+OPTIMIZERS = ("adam", "adam_keras")  # ε added to √v̂ (torch) or to √v before the bias correction (Keras)
+KEEPS = ("last", "best_batch")  # the weights a run ends with: the last iterate, or the released code's snapshot
+BATCH_SAMPLINGS = ("replacement", "subset")  # batch indices drawn with replacement, or a random subset
+# fields added after the first runs: written by ``to_dict`` only when not at their default, so the digests
+# (and run directories) of earlier configs stay the same
+OMIT_WHEN_DEFAULT = {"eps": 1e-8, "optimizer": "adam", "keep": "last", "keep_every": 500,
+                     "batch_sampling": "replacement"}
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> None:
@@ -51,6 +58,11 @@ class TrainConfig:
     data_seed: int | None = None  # None: the same as `seed`
     log_every: int = 50
     checkpoint_every: int = 500
+    eps: float = 1e-8  # Adam's ε
+    optimizer: str = "adam"  # "adam_keras": Keras's update, ε added to √v before the bias correction (ε̂)
+    keep: str = "last"  # "best_batch": the released code's kept weights (``training.loop`` docstring)
+    keep_every: int = 500  # with keep="best_batch": the snapshot is considered every keep_every iterations
+    batch_sampling: str = "replacement"  # "subset": each batch is a random subset (no repeats), as Keras's code
 
     def validate(self) -> None:
         """Raise ValueError naming the first offending field (nested ones as ``model.size``, ``data.n``), its
@@ -74,6 +86,11 @@ class TrainConfig:
         if not (isinstance(self.betas, tuple) and len(self.betas) == 2 and all(
                 isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas)):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        _check_number("eps", self.eps, 0.0, 1.0, open_lo=True)
+        for name, allowed in (("optimizer", OPTIMIZERS), ("keep", KEEPS), ("batch_sampling", BATCH_SAMPLINGS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        _check_int("keep_every", self.keep_every, 1, MAX_ITERATIONS)
         if self.regulariser not in REGULARISERS:
             raise ValueError(f"regulariser must be one of {', '.join(REGULARISERS)}, got {self.regulariser!r}")
         _check_number("reg_weight", self.reg_weight, 0.0, 1e12)
@@ -86,6 +103,12 @@ class TrainConfig:
             )
         if self.model.size != self.data.size:
             raise ValueError(f"model.size={self.model.size} differs from data.size={self.data.size}")
+        n_train = self.data.n if self.data.n is not None else None
+        if self.batch_sampling == "subset" and (getattr(self.data, "fresh", False) or n_train is None
+                                                or self.batch_size > n_train):
+            raise ValueError(f"batch_sampling='subset' draws batch_size={self.batch_size} distinct images of a fixed "
+                             f"training set: it needs a fixed set (fresh=False) of at least that many (data.n="
+                             f"{n_train})")
 
     @property
     def effective_data_seed(self) -> int:
@@ -96,6 +119,9 @@ class TrainConfig:
         d["model"] = self.model.to_dict()
         d["data"] = {"kind": "diracs" if isinstance(self.data, DiracData) else "disks"} | _plain(self.data)
         d["betas"] = list(self.betas)
+        for key, default in OMIT_WHEN_DEFAULT.items():
+            if d[key] == default:
+                del d[key]
         return d
 
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from .objectives import TorchExecutor, compute_loss, mse_per_pixel
 from .rundir import CheckpointError, RunDirectory, TrainResult, is_finished, load_run, run_name, write_config
 
 __all__ = ["train", "BatchSource", "TrainingDiverged", "make_executor", "make_optimizer", "final_metrics",
-           "training_threads", "Callback"]
+           "training_threads", "Callback", "KeptWeights", "keras_epsilon"]
 
 # a callback gets the record just logged and the model being trained (it must not modify the model)
 Callback = Callable[[dict, Autoencoder], None]
@@ -117,15 +118,27 @@ class BatchSource:
         if self.fresh:
             d = self.config.data
             radii = sample_radii(b, size=d.size, r_min=d.r_min, r_max=d.r_max, exclude=d.exclude, seed=self.generator)
-            return render_disks(radii, size=d.size, rendering=d.rendering, sigma=d.sigma)
-        idx = torch.randint(len(self.images), (b,), generator=self.generator)
+            return render_disks(radii, size=d.size, rendering=d.rendering, sigma=d.sigma, quantise=d.quantise)
+        if self.config.batch_sampling == "subset":  # the released code: shuffle the indices, take the first b
+            idx = torch.randperm(len(self.images), generator=self.generator)[:b]
+        else:
+            idx = torch.randint(len(self.images), (b,), generator=self.generator)
         return torch.index_select(self.images, 0, idx)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
-    """Adam over the trainable parameters; torch's fused CPU implementation (one kernel per parameter)."""
+    """Adam over the trainable parameters; torch's fused CPU implementation (one kernel per parameter).
+    With ``optimizer='adam_keras'`` its ε is set before every step by ``keras_epsilon``."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=config.lr, betas=config.betas, fused=True)
+    return torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps, fused=True)
+
+
+def keras_epsilon(eps: float, beta2: float, step: int) -> float:
+    """torch's ε that gives Keras's Adam update at ``step`` (1, 2, …).
+
+    Keras (and Kingma & Ba's "ε̂" form) updates θ ← θ − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε̂); torch updates
+    θ ← θ − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε). The two are equal when ε = ε̂/√(1−β₂ᵗ)."""
+    return eps / math.sqrt(1.0 - beta2**step)
 
 
 def make_executor(model: Autoencoder, settings: Settings, threads: int | None = None):
@@ -203,9 +216,10 @@ def _run(config: TrainConfig, rundir: RunDirectory | None, settings: Settings, t
     batches = BatchSource(config)
     executor, info = make_executor(model, settings, threads)
     start, history = 0, []
+    kept = KeptWeights(config.keep_every) if config.keep == "best_batch" else None
     if rundir is not None:
         if resume and rundir.checkpoint.exists():
-            start, history, previous = rundir.load_checkpoint(config, model, optimizer, batches.generator)
+            start, history, previous = rundir.load_checkpoint(config, model, optimizer, batches.generator, kept=kept)
             if previous and not _same_build(previous, info):
                 raise CheckpointError(
                     f"checkpoint {rundir.checkpoint} was written by executor {_executor_identity(previous)}, this "
@@ -216,12 +230,49 @@ def _run(config: TrainConfig, rundir: RunDirectory | None, settings: Settings, t
         rundir.start_history(history)
     with training_threads(settings), frozen_gc(), flushed_subnormals():
         return _loop(config, model, optimizer, batches, executor, info, settings, start, history, rundir, progress,
-                     callbacks)
+                     callbacks, kept)
 
 
-def _loop(config, model, optimizer, batches, executor, info, settings, start, history, rundir, progress, callbacks):
+class KeptWeights:
+    """The weights a run ends with under ``keep='best_batch'`` (the released code's rule).
+
+    The authors' loop, at every iteration i (0-based) with i % keep_every == 0, compares the loss that
+    ``train_on_batch`` returned for that batch (computed before the update) with the lowest such loss so far
+    and, if lower, saves the weights (after the update). The final file is that snapshot: the last iterate
+    is never kept unless it falls on such an iteration. ``offer`` is called with the pre-update loss of each
+    step and ``after_step`` once the step is done."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.loss = math.inf
+        self.iteration: int | None = None  # the step (1-based) whose weights are kept
+        self.state: dict[str, torch.Tensor] | None = None
+        self._pending = False
+
+    def offer(self, it: int, loss: float) -> None:
+        self._pending = it % self.every == 0 and loss < self.loss
+        if self._pending:
+            self.loss = loss
+
+    def after_step(self, it: int, model) -> None:
+        if self._pending:
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.iteration = it + 1
+            self._pending = False
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.state is None else dict(self.state)
+
+    def restore(self, tensors: dict[str, torch.Tensor], loss: float, iteration: int | None) -> None:
+        self.state = dict(tensors) if tensors else None
+        self.loss, self.iteration = loss, iteration
+
+
+def _loop(config, model, optimizer, batches, executor, info, settings, start, history, rundir, progress, callbacks,
+          kept=None):
     bar = _progress(config.iterations, start, progress, run_name(config))
     t0 = time.perf_counter()
+    keras = config.optimizer == "adam_keras"
     for it in range(start, config.iterations):
         interrupts.check()  # a Ctrl-C swallowed elsewhere (a finaliser) still stops the run here
         x = batches.next()
@@ -232,13 +283,22 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
                     if rundir is not None and rundir.checkpoint.exists() else "")
             raise TrainingDiverged(f"loss became {loss.total.item()} at iteration {it + 1} (lr={config.lr}); try a "
                                    f"lower learning rate, e.g. --lr {config.lr / 10:g}{kept}")
+        if kept is not None:
+            kept.offer(it, loss.total.item())
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
+        if keras:
+            for group in optimizer.param_groups:
+                group["eps"] = keras_epsilon(config.eps, config.betas[1], it + 1)
         optimizer.step()
+        if kept is not None:
+            kept.after_step(it, model)
         step = it + 1
         if step % config.log_every == 0 or step == config.iterations:
             record = {"iteration": step, "loss": loss.total.item(), "mse": loss.mse.item(),
                       "penalty": loss.penalty.item()}
+            if loss.z is not None:  # the code's amplitude on this batch (before the step), for |z| over training
+                record["z_abs_max"] = loss.z.detach().abs().max().item()
             history.append(record)
             if rundir is not None:
                 rundir.append_history(record)
@@ -248,13 +308,18 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
         bar.update(1)
         if rundir is not None and step % config.checkpoint_every == 0 and step < config.iterations:
             rundir.save_checkpoint(config, model, optimizer, batches.generator, step, history,
-                                   _executor_identity(info))
+                                   _executor_identity(info), kept=kept)
     bar.close()
     elapsed = time.perf_counter() - t0
+    kept_info = {}
+    if kept is not None and kept.state is not None:
+        with torch.no_grad():
+            model.load_state_dict(kept.state)
+        kept_info = {"kept_iteration": kept.iteration, "kept_batch_loss": kept.loss}
     metrics = final_metrics(model, batches, config, executor) | {
         "iterations": config.iterations, "resumed_from": start, "train_seconds": elapsed,
         "images_per_second": (config.iterations - start) * config.batch_size / max(elapsed, 1e-9),
-        "backend": info["name"], "executor": info, "settings": settings.to_dict()}
+        "backend": info["name"], "executor": info, "settings": settings.to_dict()} | kept_info
     if info["name"] == "fused":
         metrics["kernel_threads"] = info["threads"]
     else:

@@ -26,6 +26,7 @@ class Loss(NamedTuple):
     total: torch.Tensor
     mse: torch.Tensor
     penalty: torch.Tensor
+    z: torch.Tensor | None = None  # the batch's codes (B, d), as the executor computed them
 
 
 def mse_per_pixel(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -118,4 +119,4 @@ def compute_loss(model, x: torch.Tensor, regulariser: str, weight: float, execut
         penalty = contractive
     else:
         penalty = REGISTRY[regulariser].penalty(model, x, z)
-    return Loss(mse + weight * penalty, mse, penalty)
+    return Loss(mse + weight * penalty, mse, penalty, z)

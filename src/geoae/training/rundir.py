@@ -320,7 +320,8 @@ class RunDirectory:
             fh.write(json.dumps(record) + "\n")
 
     def save_checkpoint(self, config: TrainConfig, model, optimizer, generator: torch.Generator, iteration: int,
-                        history: list[dict], executor: dict) -> None:
+                        history: list[dict], executor: dict, kept=None) -> None:
+        """Model, Adam and RNG state; with ``kept`` (a ``loop.KeptWeights``) the snapshot kept so far too."""
         tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
         for i, p in enumerate(model.parameters()):
             for key, value in optimizer.state.get(p, {}).items():
@@ -329,11 +330,15 @@ class RunDirectory:
         tensors["rng.batches"] = generator.get_state()
         metadata = {"format": CHECKPOINT_FORMAT, "config_digest": config.digest(), "iteration": str(iteration),
                     "history": json.dumps(history), "executor": json.dumps(executor, sort_keys=True)}
+        if kept is not None:
+            tensors |= {f"kept.{k}": v for k, v in kept.tensors().items()}
+            metadata["kept"] = json.dumps({"loss": kept.loss, "iteration": kept.iteration})
         save_tensors(self.checkpoint, tensors, metadata)
 
-    def load_checkpoint(self, config: TrainConfig, model, optimizer, generator: torch.Generator
+    def load_checkpoint(self, config: TrainConfig, model, optimizer, generator: torch.Generator, kept=None
                         ) -> tuple[int, list[dict], dict]:
-        """Restore model, Adam and RNG state: (iteration, history, the executor that wrote it)."""
+        """Restore model, Adam and RNG state (and the kept snapshot into ``kept``): (iteration, history, the
+        executor that wrote it)."""
         path = self.checkpoint
         tensors, metadata = load_tensors(path)
         if metadata.get("format") != CHECKPOINT_FORMAT:
@@ -351,6 +356,10 @@ class RunDirectory:
                     state["step"] = state["step"].reshape(())
                     optimizer.state[p] = state
             generator.set_state(tensors["rng.batches"])
+            if kept is not None:
+                info = json.loads(metadata["kept"])
+                kept.restore({k[5:]: v for k, v in tensors.items() if k.startswith("kept.")},
+                             float(info["loss"]), info["iteration"])
             return int(metadata["iteration"]), json.loads(metadata["history"]), json.loads(
                 metadata.get("executor", "{}"))
         except (KeyError, RuntimeError, ValueError) as err:
