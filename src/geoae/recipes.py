@@ -211,14 +211,14 @@ def get_recipe(name: str) -> Recipe:
 
 
 def recipe_of(config) -> str | None:
-    """The name of the recipe a disk ``TrainConfig`` follows (its data, network, optimiser, batch and kept
-    weights; regulariser, seed, radius range and budget may be anything), or None."""
+    """The name of the recipe a disk ``TrainConfig`` follows (its data rendering, network, optimiser, batch and
+    kept weights; regulariser, seed, radius range, training-set size and budget may be anything), or None."""
     for recipe in RECIPES.values():
         ref = recipe.config("paper", seed=config.seed)
         same = (config.model.arch == ref.model.arch and config.model.negative_slope == ref.model.negative_slope
                 and type(config.data) is type(ref.data)
-                and (config.data.rendering, config.data.size, config.data.quantise, config.data.n)
-                == (ref.data.rendering, ref.data.size, ref.data.quantise, ref.data.n)
+                and (config.data.rendering, config.data.size, config.data.quantise)
+                == (ref.data.rendering, ref.data.size, ref.data.quantise)
                 and (config.lr, config.eps, config.optimizer, config.batch_size, config.batch_sampling, config.keep)
                 == (ref.lr, ref.eps, ref.optimizer, ref.batch_size, ref.batch_sampling, ref.keep))
         if same:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .experiments.registry import IDS as EXPERIMENT_ORDER
 
-BADGE = {"confirmed": "#2e7d32", "partly": "#ef6c00", "not reproduced": "#c62828", "measured": "#1565c0",
+BADGE = {"confirmed": "#2e7d32", "partly": "#ef6c00", "not reproduced": "#c62828", "inconclusive": "#6d4c41",
+         "measured": "#1565c0",
          "failed": "#555"}
 PAPER_REF = ("Newson, Almansa, Gousseau, Ladjal, *Processing Simple Geometric Attributes with Autoencoders*, "
              "JMIV 62, 293-312 (2020)")

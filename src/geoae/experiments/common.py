@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 PROFILES = ("quick", "paper", "tiny")
-VERDICTS = ("confirmed", "partly", "not reproduced", "measured")  # measured: a diagnostic, no claim
+VERDICTS = ("confirmed", "partly", "not reproduced", "inconclusive", "measured")  # measured: a diagnostic, no claim
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,38 @@ class Initialised:
         with RunDirectory(out) as rundir:  # any executor may resume it: the checkpoint names none
             rundir.save_checkpoint(self.config, model, make_optimizer(model, self.config),
                                    BatchSource(self.config).generator, 0, [], {})
+
+
+def seed_interval(values, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean of per-seed values and its percentile bootstrap interval over seeds
+    (deterministic: a fixed resampling seed). One seed: the interval is the value; a NaN makes it NaN."""
+    v = np.asarray(values, np.float64)
+    if len(v) == 0 or not np.all(np.isfinite(v)):
+        return float("nan"), float("nan"), float("nan")
+    if len(v) == 1:
+        return float(v[0]), float(v[0]), float(v[0])
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
+    q = (1 - level) / 2
+    return float(v.mean()), float(np.quantile(means, q)), float(np.quantile(means, 1 - q))
+
+
+def side_of(interval: tuple[float, float, float], claimed: str, threshold: float = 0.0) -> str:
+    """'holds' if the interval lies on the ``claimed`` side (``above`` or ``below``) of ``threshold``, 'fails' if
+    on the other, 'inconclusive' if it contains the threshold (or is NaN)."""
+    _, lo, hi = interval
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive"
+    above, below = lo > threshold, hi < threshold
+    if claimed == "above":
+        return "holds" if above else ("fails" if below else "inconclusive")
+    return "holds" if below else ("fails" if above else "inconclusive")
+
+
+def interval_text(interval: tuple[float, float, float], digits: int = 3) -> str:
+    """'m [lo, hi]' for the report."""
+    m, lo, hi = interval
+    return f"{m:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}]"
 
 
 def verdict_from(confirmed: bool, partly: bool) -> str:

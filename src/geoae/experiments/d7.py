@@ -44,7 +44,9 @@ from .common import (
     mse_per_image,
     per_seed,
     reconstructions,
+    seed_interval,
     seed_runs,
+    side_of,
     spearman,
 )
 from .d6 import HOLE, in_hole
@@ -65,7 +67,6 @@ TOLERANCE = 1.25  # training fit: validation and training MSE within 1.25× the 
 SEARCH_SEEDS = 3  # the λ search uses the first 3 seeds (the quick profile's 2)
 VALIDATION_SEED = 1_000_001
 EARLY = 8  # |z| growth: the end of training against iteration N/8
-LEVEL = 0.95  # bootstrap intervals over seeds
 RESCALE = 0.5
 
 
@@ -222,32 +223,6 @@ def gap_closed(h_reg: float, h_none: float, h_control: float) -> float:
     return (h_none - h_reg) / gap if gap > 0 else float("nan")
 
 
-def paired_interval(values, level: float = LEVEL, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, lo, hi): the mean of per-seed values and its percentile bootstrap interval over seeds
-    (deterministic). With one seed the interval is the value itself; NaN values make it NaN."""
-    v = np.asarray(values, np.float64)
-    if len(v) == 0 or not np.all(np.isfinite(v)):
-        return float("nan"), float("nan"), float("nan")
-    if len(v) == 1:
-        return float(v[0]), float(v[0]), float(v[0])
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
-    q = (1 - level) / 2
-    return float(v.mean()), float(np.quantile(means, q)), float(np.quantile(means, 1 - q))
-
-
-def side(interval: tuple[float, float, float], claimed: str) -> str:
-    """'holds' if the interval lies on the ``claimed`` side of 0 (``above`` or ``below``), 'fails' if on the other,
-    'inconclusive' if it contains 0 (or is NaN)."""
-    _, lo, hi = interval
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "inconclusive"
-    above, below = lo > 0, hi < 0
-    if claimed == "above":
-        return "holds" if above else ("fails" if below else "inconclusive")
-    return "holds" if below else ("fails" if above else "inconclusive")
-
-
 def combine(*outcomes: str) -> str:
     """All must hold: 'fails' if one fails, 'holds' if all hold, 'inconclusive' otherwise."""
     return "fails" if "fails" in outcomes else ("holds" if all(o == "holds" for o in outcomes) else "inconclusive")
@@ -274,25 +249,25 @@ def analyse(ctx: Context, done: dict) -> Result:
         return np.array([m[key] for m in per[reg]], np.float64)
 
     def diff(reg, key, other="none"):  # paired per seed: same seed, same data
-        return paired_interval(col(reg, key) - col(other, key))
+        return seed_interval(col(reg, key) - col(other, key))
 
     h_control = float(np.mean([m["hole_mse"] for m in control]))
     d_hole = {reg: diff(reg, "hole_mse") for reg in regs[1:]}
     d_train = diff("l2_all", "train_mse")
-    growth = {reg: paired_interval(np.log(col(reg, "z_growth"))) for reg in ("none", "l2_all")}
-    d_growth = paired_interval(np.log(col("l2_all", "z_growth")) - np.log(col("none", "z_growth")))
+    growth = {reg: seed_interval(np.log(col(reg, "z_growth"))) for reg in ("none", "l2_all")}
+    d_growth = seed_interval(np.log(col("l2_all", "z_growth")) - np.log(col("none", "z_growth")))
     # (1) locality fails with the hole: it does not lower the hole MSE (its paired difference is above 0)
-    locality = side(d_hole["locality"], "above")
+    locality = side_of(d_hole["locality"], "above")
     # (2) l2_all: z grows during training (log growth > 0, and more than without regulariser), and it hurts (hole
     # MSE or training MSE above no regulariser's)
-    hurts = "holds" if "holds" in (side(d_hole["l2_all"], "above"), side(d_train, "above")) else combine(
-        side(d_hole["l2_all"], "above"), side(d_train, "above"))
-    z_grows = combine(side(growth["l2_all"], "above"), side(d_growth, "above"))
+    hurts = "holds" if "holds" in (side_of(d_hole["l2_all"], "above"), side_of(d_train, "above")) else combine(
+        side_of(d_hole["l2_all"], "above"), side_of(d_train, "above"))
+    z_grows = combine(side_of(growth["l2_all"], "above"), side_of(d_growth, "above"))
     l2_all = combine(z_grows, hurts)
     # (3) l2_encoder generalises best: lower hole MSE than none, and than each other regulariser (paired)
     others = [r for r in PAPER_REGULARISERS[1:] if r != "l2_encoder"]
-    encoder = combine(side(d_hole["l2_encoder"], "below"),
-                      *[side(paired_interval(col("l2_encoder", "hole_mse") - col(o, "hole_mse")), "below")
+    encoder = combine(side_of(d_hole["l2_encoder"], "below"),
+                      *[side_of(seed_interval(col("l2_encoder", "hole_mse") - col(o, "hole_mse")), "below")
                         for o in others])
     outcomes = [locality, l2_all, encoder]
     verdict = verdict_of(outcomes)
@@ -307,7 +282,7 @@ def analyse(ctx: Context, done: dict) -> Result:
     for reg in regs[1:]:
         numbers[f"{reg}_hole_diff"] = Number(
             d_hole[reg][0], f"{reg} (λ = {chosen[reg]:g}) minus none: hole MSE, paired per seed, mean and "
-            f"{LEVEL:.0%} bootstrap interval {ci(d_hole[reg])}")
+            f"95% bootstrap interval {ci(d_hole[reg])}")
     for reg in regs:
         sd = col(reg, "hole_mse").std(ddof=1) if n > 1 else 0.0
         numbers[f"{reg}_hole_mse"] = Number(
@@ -335,7 +310,7 @@ def analyse(ctx: Context, done: dict) -> Result:
                                           "wanted at the same outputs"),
     }
     rule = (f"each regulariser at its chosen λ; per seed, paired differences with no regulariser (same seed and data), "
-            f"and a {LEVEL:.0%} bootstrap interval of their mean over seeds: a sub-claim holds when the interval lies "
+            "and a 95% bootstrap interval of their mean over seeds: a sub-claim holds when the interval lies "
             "on its side of 0, fails when it lies on the other, and is inconclusive when it contains 0. (1) locality "
             "fails: hole MSE(locality) − hole MSE(none) > 0; (2) l2_all lets z grow and hurts: log(|z| at the end ÷ "
             "at N/8) > 0 and larger than without regulariser, and its hole MSE or training MSE above none's; (3) "

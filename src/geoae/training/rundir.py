@@ -229,8 +229,12 @@ def is_finished(out_dir: Path) -> bool:
 
 
 def write_config(out_dir: Path, config: TrainConfig, executor: dict | None = None) -> None:
-    """Record the full config and its provenance (and the executor with its settings, when known)."""
-    write_json(Path(out_dir) / "config.json", {"config": config.to_dict(), "digest": config.digest()}
+    """Record the full config, the recipe it follows (``geoae.recipes``; None for none) and its provenance (and
+    the executor with its settings, when known)."""
+    from ..recipes import recipe_of
+
+    write_json(Path(out_dir) / "config.json", {"config": config.to_dict(), "digest": config.digest(),
+                                               "recipe": recipe_of(config)}
                | provenance() | ({"executor": executor} if executor else {}))
 
 
