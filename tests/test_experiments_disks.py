@@ -162,7 +162,7 @@ def test_registry_lists_every_experiment_module():
     assert len(set(ids)) == len(ids)
     for exp in registry.EXPERIMENTS:
         module = exp.load()
-        assert module.ID == exp.id and exp.kind in ("claim", "theorem")
+        assert module.ID == exp.id and exp.kind in ("claim", "theorem", "factors")
         assert isinstance(module.STAGES, tuple) and callable(module.analyse)
         assert module.PAPER and module.CLAIM
 

@@ -90,12 +90,7 @@ def analyse(ctx: Context, done: dict) -> Result:
         rows.append([name, _describe(change), failing, len(sc), ratio[0], ratio[1], err[0], err[1]])
     n = len(seeds(ctx))
     base_fails = sum(x["fails"] for x in per[BASE])
-
-    def outcome(k: int) -> str:
-        return "fails" if k > n / 2 else ("interpolates" if k == 0 else "mixed")
-
-    deciding = [name for name in FACTORS if outcome(base_fails) != "mixed"
-                and {outcome(base_fails), outcome(sum(x["fails"] for x in per[name]))} == {"fails", "interpolates"}]
+    deciding = deciding_factors({name: [x["fails"] for x in sc] for name, sc in per.items()})
     numbers = {
         "deciding_factors": Number(len(deciding), "recipe items that flip the hole's outcome alone: "
                                    + (", ".join(deciding) if deciding else "none")),
@@ -116,12 +111,27 @@ def analyse(ctx: Context, done: dict) -> Result:
     tables = [{"title": f"One item at a time from `{BASE}` to `{OTHER}`: the hole, {n} seed(s) each",
                "columns": ["variant", "item changed", "seeds failing", "of", "MSE ÷ control (mean)", "(std)",
                            "radius error px (mean)", "(std)"], "rows": rows}]
-    notes = (f"Base outcome: {outcome(base_fails)} ({base_fails} of {n} seeds fail). Deciding item(s): "
+    notes = (f"Base outcome: {outcome([x['fails'] for x in per[BASE]])} ({base_fails} of {n} seeds fail). "
+             "Deciding item(s): "
              f"{', '.join(deciding) if deciding else 'none alone'}.")
     figures = ["d6f_factors.png"]
     _plot(ctx.figure(figures[0]), per)
     return Result(numbers, "measured", rule, "each variant's own all-radii run (same seed, same items): the "
                   "denominator of its hole MSE ratio", figures, tables, notes)
+
+
+def outcome(fails: list[bool]) -> str:
+    """'fails' if most seeds fail in the hole, 'interpolates' if none does, 'mixed' otherwise."""
+    k = sum(bool(f) for f in fails)
+    return "fails" if k > len(fails) / 2 else ("interpolates" if k == 0 else "mixed")
+
+
+def deciding_factors(fails: dict[str, list[bool]]) -> list[str]:
+    """The factors whose variant has the opposite outcome of the base recipe's (``fails[BASE]``); none when the
+    base is mixed."""
+    base = outcome(fails[BASE])
+    return [name for name in FACTORS if name in fails and base != "mixed"
+            and {base, outcome(fails[name])} == {"fails", "interpolates"}]
 
 
 def _describe(change: dict) -> str:
