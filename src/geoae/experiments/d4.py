@@ -1,4 +1,4 @@
-"""D4: a trained bias-free autoencoder finds the optimum of Prop. 2: f ≈ Airy f̂ and z ∝ ĥ(r).
+"""D4: a trained bias-free autoencoder finds the optimum of ICLR 2018 Prop. 2: f ≈ Airy f̂ and z ∝ ĥ(r).
 
 Uses the bias-free runs (``disk_config(..., bias=False)``, shared with D3 and D5), trained on radii
 U(0, R) with R = 32. For each run we compare
@@ -21,6 +21,7 @@ import torch
 from .. import theory
 from ..plots import new_figure, save_figure
 from ..train import BatchSource
+from . import sources
 from .common import Context, Number, Result, codes, disk_test_set, pearson, seed_runs, verdict_from
 from .d3 import bias_free_runs
 
@@ -29,8 +30,7 @@ TITLE = "A trained bias-free network finds the optimum: f ≈ Airy f̂, z ∝ ĥ
 CLAIM = ("A bias-free autoencoder (d = 1) trained on disks of radii up to R converges to the optimum of the "
          "decoding energy (Prop. 2): its decoder draws the Airy profile f̂(ρ) ∝ √3·Ai(−x₁ρ/R) + Bi(−x₁ρ/R) "
          "and its code is proportional to the weighted area ĥ(r).")
-PAPER = ("Sec. 4.2: the bias-free network, during training, indeed finds the closed-form solution (a figure "
-         "overlays the learned profile on the optimal f̂); no number is given.")
+PAPER = sources.statement("D4")  # what the source says (sources.py)
 
 R_TRAIN = 32.0  # the largest training radius of disk_config (m/2)
 # confirmed: the network reaches the discrete optimum of its own data (loss, profile), and that optimum and the

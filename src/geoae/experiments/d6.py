@@ -1,4 +1,4 @@
-"""D6: the autoencoder does not generalise outside its training radii (the paper's hole experiment).
+"""D6: the autoencoder does not generalise outside its training radii (ICLR 2018 §3.2.3: the hole experiment).
 
 Training distributions, all with biases (the paper's full network), one run per seed each:
 
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..plots import contact_sheet, new_figure, save_figure
+from . import sources
 from .common import (
     Context,
     Number,
@@ -40,9 +41,7 @@ TITLE = "Generalisation fails: unseen radii (a hole, or beyond the largest) are 
 CLAIM = ("An autoencoder trained on disks whose radii avoid an interval (the hole, radii 11–18 of 32), or stop "
          "below the largest radius, does not reconstruct the disks it did not see: the hole is not "
          "interpolated and larger disks are not extrapolated.")
-PAPER = ("Sec. 4.3: trained on disks without the radii 11 to 18 (of 32), the autoencoder does not reconstruct "
-         "the disks of the hole: it cannot interpolate (a figure of reconstructions and of the code); no number "
-         "is given.")
+PAPER = sources.statement("D6")  # what the source says (sources.py)
 
 HOLE = (11.0, 18.0)
 R_EXTRA = 24.0

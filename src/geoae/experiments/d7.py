@@ -1,4 +1,4 @@
-"""D7: which regulariser lets the autoencoder fill the hole in its training radii (paper Sec. 4.3).
+"""D7: which regulariser lets the autoencoder fill the hole in its training radii (ICLR 2018 §3.2.4).
 
 All runs use the hole data of D6 (radii U(0, 32) without (11, 18), ``area`` disks) and the paper's biased
 network, at the same budget. The regularisers are the paper's ``locality`` (type 1), ``l2_all`` (type 2),
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..plots import line_plot, new_figure, save_figure
+from . import sources
 from .common import (
     Context,
     Number,
@@ -57,9 +58,7 @@ CLAIM = ("With a hole in the training radii: the locality-preserving regulariser
          "training pair straddles the hole; weight decay on all weights (type 2) lets the decoder's weights "
          "shrink while the code z grows, and hurts; weight decay on the encoder only (type 3) gives the best "
          "interpolation inside the hole.")
-PAPER = ("Sec. 4.3: of the regularisations tried, the locality-preserving loss does not fill the hole, weight "
-         "decay on all weights lets z grow, and weight decay on the encoder alone gives the best interpolation "
-         "(figures of reconstructions and of z(r) per regulariser); no number is given.")
+PAPER = sources.statement("D7")  # what the source says (sources.py)
 
 PAPER_REGULARISERS = ("none", "locality", "l2_all", "l2_encoder")  # the claim is about these
 EXTRA = "contractive"  # the released code's penalty: tiny profile only

@@ -22,7 +22,7 @@ import numpy as np
 from .. import theory
 from ..data import ELLIPSE_ASPECT, render_disks, test_radii
 from ..plots import image_rows, new_figure, save_figure
-from . import beyond
+from . import beyond, sources
 from .common import Context, Number, Result, per_seed, seed_runs
 from .d4 import scale_to
 
@@ -30,10 +30,9 @@ ID = "X3"
 TITLE = "Beyond the paper: squares and ellipses: the decoder draws Airy of the shape's gauge, not a radial profile"
 CLAIM = ("A bias-free d = 1 autoencoder trained on centred squares (or ellipses of fixed aspect "
          "ratio) of uniform size reaches the discrete optimum of its data, which is not radially symmetric, and "
-         "its decoder draws f̂(g(t)): the Airy profile of the paper evaluated at the shape's gauge g (‖t‖_∞ for "
+         "its decoder draws f̂(g(t)): the Airy profile (D4) evaluated at the shape's gauge g (‖t‖_∞ for "
          "squares, √(x² + (y/a)²) for ellipses).")
-PAPER = ("Beyond the paper: it treats disks only; the authors' released generator family (and SPEC 1.1) lists "
-         "squares and ellipses for later.")
+PAPER = sources.statement("X3")  # what the source says (sources.py)
 
 
 def shapes(ctx: Context) -> tuple[str, ...]:
