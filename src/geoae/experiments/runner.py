@@ -26,6 +26,7 @@ from pathlib import Path
 from .. import interrupts
 from ..train import git_commit, train_many, write_json
 from ..training.schedule import check_executor
+from . import sources
 from .common import PROFILES, Context, Initialised
 from .registry import BY_ID, IDS
 
@@ -106,6 +107,7 @@ def _record(exp_id: str, ctx: Context, runs: dict, error: str | None, t0: float)
     exp = BY_ID[exp_id]
     record = {"id": exp_id, "kind": exp.kind, "paper_claim": exp.paper_claim, "profile": ctx.profile,
               "seeds": list(ctx.seeds), "git_commit": git_commit()}
+    record |= sources.record_fields(exp_id)  # paper, source, reading, reading_short, rule_history
     try:
         module = exp.load()
         record |= {"title": module.TITLE, "claim": module.CLAIM, "paper": module.PAPER}

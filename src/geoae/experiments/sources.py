@@ -168,6 +168,24 @@ CLAIMS: dict[str, Source] = {
         ("the closed form in k = 3 (derived by us), the cost estimate of a 3-D run",)),
 }
 
+# Our reading in a few words, for REPRODUCE.md's column (after SOURCES.md's "what is our reading" column).
+READING_SHORT: dict[str, str] = {
+    "D1": "the set-up, the error thresholds",
+    "D2": "every measure beyond \"monotone, area-like\", thresholds",
+    "D3": "the measures, the one-sign threshold",
+    "D4": "the Airy closed form, the thresholds",
+    "D5": "\"sharp\", the ratio thresholds",
+    "D6": "R of the extrapolation case, the failure thresholds",
+    "D7": "same ranking in JMIV, the λ values, \"gap closed\", thresholds",
+    "P1": "the filter itself, n, 1-D/2-D, d",
+    "P2": "the whole set-up, what \"finds\" means",
+    "P3": "what \"appropriate\" means, held-out positions, the set-up",
+    "X1": "the whole prediction and set-up",
+    "X2": "the whole prediction and set-up",
+    "X3": "the whole prediction and set-up",
+    "X4": "the whole prediction",
+}
+
 # The quick-profile results first published in REPRODUCE.md (commit 72fd1ac) preceded the rewrite of 7dd28be.
 _SEEN = "after the quick-profile results of 72fd1ac (REPRODUCE.md) had been published"
 RULES: dict[str, RuleHistory] = {
@@ -209,7 +227,7 @@ def statement(claim_id: str) -> str:
     """One line: the source tags, then what they say ('Beyond the paper: …' for a claim no source makes)."""
     src = _claim(claim_id)
     if claim_id.startswith("X"):
-        return f"{BEYOND}: {src.says}" + (f" ({'; '.join(src.tags)})" if src.tags else "")
+        return f"{BEYOND}" + (f" ({'; '.join(src.tags)})" if src.tags else "") + f": {src.says}"
     return f"{'; '.join(src.tags)}: {src.says}"
 
 
@@ -226,10 +244,11 @@ def rule_history(claim_id: str) -> dict:
 
 def record_fields(claim_id: str) -> dict:
     """The fields the runner writes into a claim's results file: ``paper`` (the one-line statement),
-    ``source`` (tags and what they say), ``reading`` and ``rule_history``."""
+    ``source`` (tags and what they say), ``reading`` (list), ``reading_short`` and ``rule_history``."""
     src = _claim(claim_id)
     return {"paper": statement(claim_id), "source": {"tags": list(src.tags), "says": src.says},
-            "reading": readings(claim_id), "rule_history": rule_history(claim_id)}
+            "reading": readings(claim_id), "reading_short": READING_SHORT.get(claim_id, ""),
+            "rule_history": rule_history(claim_id)}
 
 
 def rule_label(history: dict | None, commit: str | None = None) -> str:
