@@ -26,7 +26,7 @@ import copy
 import numpy as np
 import torch
 
-from ..plots import image_rows, new_figure, save_figure
+from ..plots import image_rows, label_axes, new_figure, save_figure
 from . import sources
 from .common import Context, Number, Result, codes, disk_config, disk_test_set, per_seed, seed_runs, verdict_from
 
@@ -191,9 +191,5 @@ def _plot_singular_values(path, free, biased, mf, mb, k: int = 12):
             s = m["sv"][:k]
             lab = f"{'bias-free' if not run.config.model.bias else 'biased'}, seed {run.config.seed}"
             ax.semilogy(np.arange(1, len(s) + 1), np.maximum(s / s[0], 1e-17), style, ms=3, lw=1, label=lab)
-    ax.set_xlabel("index k")
-    ax.set_ylabel("σ_k / σ_1 of the decoded test disks")
-    ax.set_title("singular values of the output matrix", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    label_axes(ax, "index k", "σ_k / σ_1 of the decoded test disks", "singular values of the output matrix")
     return save_figure(fig, path)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import theory
-from ..plots import new_figure, save_figure
+from ..plots import label_axes, new_figure, save_figure
 from ..train import BatchSource
 from . import sources
 from .common import Context, Number, Result, codes, disk_test_set, pearson, seed_runs, verdict_from
@@ -152,11 +152,7 @@ def _plot_profiles(path, ms: list[dict]):
         rr, fl = theory.radial_profile(scale_to(m["profile"], airy))
         ax.plot(rr, fl, ".", ms=3.5, alpha=0.8, label=f"learned D(±1), seed {m['seed']}")
     ax.axvline(R_TRAIN, color="0.5", lw=0.8, ls=":")
-    ax.set_xlabel("radius ρ (px)")
-    ax.set_ylabel("profile (scaled onto f̂)")
-    ax.set_title("Bias-free decoder profile vs Airy optimum", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    label_axes(ax, "radius ρ (px)", "profile (scaled onto f̂)", "Bias-free decoder profile vs Airy optimum")
     save_figure(fig, path)
 
 
@@ -169,9 +165,6 @@ def _plot_codes(path, ms: list[dict]):
         a = float(h @ z / (h @ h)) if h @ h > 0 else 0.0
         (line,) = ax.plot(h, z, ".", ms=4, label=f"seed {m['seed']} (ρ = {m['corr_z_h']:.4f})")
         ax.plot(h, a * h, "-", color=line.get_color(), lw=0.8, alpha=0.7)
-    ax.set_xlabel("ĥ(r) (optimal code, weighted area)")
-    ax.set_ylabel("learned code z (sign-fixed)")
-    ax.set_title("Learned code vs ĥ(r); lines: z = a·ĥ", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    label_axes(ax, "ĥ(r) (optimal code, weighted area)", "learned code z (sign-fixed)",
+               "Learned code vs ĥ(r); lines: z = a·ĥ")
     save_figure(fig, path)

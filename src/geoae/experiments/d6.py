@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..plots import contact_sheet, new_figure, save_figure
+from ..plots import contact_sheet, label_axes, new_figure, save_figure
 from . import sources
 from .common import (
     Context,
@@ -161,11 +161,7 @@ def _plot_mse(path, r, m_hole, m_extra, m_base):
         ax.plot(r, m.mean(0), "-", color="tab:red", lw=1.8, label="mean over seeds")
         ax.plot(r, m_base.mean(0), "--", color="tab:blue", lw=1.4, label="baseline (all radii)")
         ax.set_yscale("log")
-        ax.set_xlabel("test radius r (px)")
-        ax.set_ylabel("per-pixel MSE")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        label_axes(ax, "test radius r (px)", "per-pixel MSE", title)
     save_figure(fig, path)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import theory
 from ..data import render_disks, test_radii
-from ..plots import new_figure, save_figure
+from ..plots import label_axes, new_figure, save_figure
 from . import beyond, sources
 from .common import Context, Number, Result, per_seed, seed_runs
 from .d4 import scale_to
@@ -103,9 +103,6 @@ def _plot_profiles(path, x, cosine, airy, ms):
     for m in ms:
         ax.plot(x, scale_to(m["output"], cosine), ".", ms=4, alpha=0.8,
                 label=f"learned D(±1), seed {m['seed']}")
-    ax.set_xlabel("sample position x")
-    ax.set_ylabel("profile (scaled onto the cosine)")
-    ax.set_title("1-D intervals: learned profile vs cosine prediction", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    label_axes(ax, "sample position x", "profile (scaled onto the cosine)",
+               "1-D intervals: learned profile vs cosine prediction")
     save_figure(fig, path)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import theory
 from ..data import radius_density, render_disks, test_radii
-from ..plots import new_figure, save_figure
+from ..plots import label_axes, new_figure, save_figure
 from . import beyond, sources
 from .common import Context, Number, Result, per_seed, seed_runs
 from .d4 import scale_to
@@ -130,9 +130,5 @@ def _plot_profiles(path, preds: dict, ms: dict, airy: np.ndarray, mu: list[dict]
             ax.plot(*theory.radial_profile(scale_to(x["output"], pred)), ".", ms=3.5, alpha=0.8,
                     label=f"learned D(±1), seed {x['seed']}")
         ax.axvline(beyond.R_TRAIN, color="0.5", lw=0.8, ls=":")
-        ax.set_xlabel("radius ρ (px)")
-        ax.set_ylabel("profile (scaled onto the prediction)")
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=6)
-        ax.grid(alpha=0.3)
+        label_axes(ax, "radius ρ (px)", "profile (scaled onto the prediction)", title, legend_size=6)
     save_figure(fig, path)

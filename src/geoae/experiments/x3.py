@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import theory
 from ..data import ELLIPSE_ASPECT, render_disks, test_radii
-from ..plots import image_rows, new_figure, save_figure
+from ..plots import image_rows, label_axes, new_figure, save_figure
 from . import beyond, sources
 from .common import Context, Number, Result, per_seed, seed_runs
 from .d4 import scale_to
@@ -152,9 +152,7 @@ def _plot_profiles(path, per_shape: dict):
         ax.plot(g, scale_to(ms[0]["svd"], pred).ravel(), "x", color="tab:orange", ms=2.0, mew=0.6,
                 label="discrete optimum (SVD)")
         ax.axvline(beyond.R_TRAIN, color="0.5", lw=0.8, ls=":")
-        ax.set_xlabel("gauge g(t) (px): " + ("‖t‖∞" if sh == "square" else "√(x² + (y/a)²)"))
-        ax.set_ylabel("pixel value (scaled onto the prediction)")
-        ax.set_title(f"{sh}s: values against the shape's gauge", fontsize=10)
-        ax.legend(fontsize=6, markerscale=3)
-        ax.grid(alpha=0.3)
+        label_axes(ax, "gauge g(t) (px): " + ("‖t‖∞" if sh == "square" else "√(x² + (y/a)²)"),
+                   "pixel value (scaled onto the prediction)", f"{sh}s: values against the shape's gauge",
+                   legend_size=6, markerscale=3)
     save_figure(fig, path)
