@@ -96,7 +96,7 @@ def test_provenance_paper_authors_and_commit(tmp_path):
     assert "results of commit `abc123`" in rep
     row = next(line for line in rep.splitlines() if line.startswith("| D1 |"))
     cells = [c.strip() for c in row.split(" | ")]
-    assert cells[-2] == "the paper says disks are reconstructed" and cells[-1].rstrip(" |") == "authors_mse = 0.002"
+    assert cells[-2] == "The paper says disks are reconstructed" and cells[-1].rstrip(" |") == "authors_mse = 0.002"
     assert cells[1] == "ICLR 2018 §3.2" and cells[2] == "the thresholds"
     assert "spearman_rho = 0.004" in cells[5] and "0.002" not in cells[5]
     assert "**Control.** a shuffled code" in md and "their model's MSE" in md
@@ -132,7 +132,7 @@ def test_each_claim_has_source_reading_and_result_and_the_report_opens_with_the_
     assert md.index("**Sources.**") < md.index("## D2")
     assert "The body of the JMIV paper" in md and "P1–P3 are our readings" in md
     section = md[md.index("## D2"):]
-    assert section.index("**What the source says** (ICLR 2018 §3.2.1). z seems area-like") \
+    assert section.index("**What the source says** (ICLR 2018 §3.2.1). Z seems area-like") \
         < section.index("**Our reading**") < section.index("- the growth exponent") < section.index("**Our result.")
     assert "Rule (set at commit 1234567): confirmed if rho > 0.99" in section
     assert "<b>What the source says</b> (ICLR 2018 §3.2.1)" in html and "<li>its threshold</li>" in html

@@ -132,10 +132,11 @@ def claim_label(rec: dict) -> str:
 
 def source_of(rec: dict) -> dict:
     """{'tags', 'says'} of the record (the sources module's current entry for a record without one)."""
-    if isinstance(rec.get("source"), dict):
-        return rec["source"]
-    entry = sources.CLAIMS.get(rec.get("id"))
-    return {"tags": list(entry.tags), "says": entry.says} if entry else {"tags": [], "says": ""}
+    src = rec["source"] if isinstance(rec.get("source"), dict) else None
+    if src is None:
+        entry = sources.CLAIMS.get(rec.get("id"))
+        src = {"tags": list(entry.tags), "says": entry.says} if entry else {"tags": [], "says": ""}
+    return src | {"says": src["says"][:1].upper() + src["says"][1:]}  # a sentence after the tags
 
 
 def readings_of(rec: dict) -> list[str]:
