@@ -1,4 +1,4 @@
-"""The paper's central claim at the issue's budget, in the default test run (Sec. 4.2, D4 and D5).
+"""The paper's central claim at the issue's budget, in the default test run (ICLR 2018 Prop. 2 and §3.2.2: D4 and D5).
 
 Two 3,000-iteration runs, trained together (the quick profile's bias-free and biased seed-0 runs, identical
 configs): a bias-free network reaches the discrete optimum of its training set (loss within 2 %), draws the

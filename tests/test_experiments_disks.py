@@ -200,7 +200,7 @@ def test_reproduce_writes_report_and_does_not_redo(tmp_path):
         verdict = json.loads((tmp_path / exp_id / "results.json").read_text())["verdict"]
         assert f"## {exp_id}:" in md and f"| {exp_id} |" in md
         assert verdict in VERDICTS
-    assert md.count("**Verdict: ") == 2
+    assert md.count("**Our result. Verdict: ") == 2
     before = _mtimes(tmp_path)
     assert reproduce("tiny", only=["D1", "D2"], out=tmp_path, progress=False) == 0
     assert _mtimes(tmp_path) == before
@@ -218,7 +218,7 @@ def test_failing_experiment_is_reported_while_the_other_runs(tmp_path, monkeypat
     assert rec2["status"] == "ok"
     md = (tmp_path / "report.md").read_text()
     assert "Verdict: FAILED" in md and "analysis exploded" in md
-    assert f"**Verdict: {rec2['verdict']}.**" in md
+    assert f"**Our result. Verdict: {rec2['verdict']}.**" in md
 
 
 def test_same_seeds_give_the_same_numbers(tmp_path):

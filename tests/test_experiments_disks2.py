@@ -127,7 +127,7 @@ def test_paired_outcomes_and_the_verdict():
     assert side_of(seed_interval([0.1, 0.2, 0.15, 0.12, 0.18]), "above") == "holds"
     assert side_of(seed_interval([0.1, 0.2, 0.15, 0.12, 0.18]), "below") == "fails"
     assert side_of(seed_interval([-0.1, 0.2, 0.05, -0.12, 0.18]), "above") == "inconclusive"
-    assert side_of(seed_interval([1.0]), "above") == "holds"  # one seed: the value itself
+    assert side_of(seed_interval([1.0]), "above") == "inconclusive"  # one seed: nothing known of the spread
     lo_hi = seed_interval([1.0, 2.0, 3.0])
     assert lo_hi[0] == 2.0 and 1.0 <= lo_hi[1] < 2.0 < lo_hi[2] <= 3.0
     assert seed_interval([1.0, 2.0, 3.0]) == lo_hi  # deterministic

@@ -42,7 +42,9 @@ def test_numbers_come_from_the_results_files(results):
     md = md_path.read_text()
     assert fmt(0.987654321) == "0.9877" and "0.9877" in md
     assert "1.500e-05" in md  # the D6 number, formatted, not typed
-    assert "Verdict: not reproduced." in md and "Rule (written before the results): confirmed if rho > 0.99" in md
+    assert "**Our result. Verdict: not reproduced.**" in md
+    # a record without a rule history takes the sources module's: D6's rule was revised after results
+    assert "Rule (revised after results, commit 7dd28be: " in md and "): confirmed if rho > 0.99" in md
     assert md.index("## D2") < md.index("## D4") < md.index("## D6")  # the paper's order
     html = html_path.read_text()
     assert "data:image/png;base64," in html  # self-contained: the figure is embedded
@@ -85,7 +87,8 @@ def test_headline_follows_the_experiments_order_and_pipes_are_escaped(tmp_path):
 def test_provenance_paper_authors_and_commit(tmp_path):
     """The paper column holds the paper's statement only; the authors' model has its own column; REPRODUCE.md
     names the commit of its results."""
-    rec = _ok("D1", 0.004) | {"paper": "the paper says disks are reconstructed",
+    rec = _ok("D1", 0.004) | {"source": {"tags": ["ICLR 2018 §3.2"], "says": "the paper says disks are reconstructed"},
+                              "reading_short": "the thresholds",
                               "authors": {"authors_mse": {"value": 0.002, "description": "their model's MSE"}}}
     write_json(tmp_path / "D1" / "results.json", rec)
     write_json(tmp_path / "D2" / "results.json", _ok("D2", 0.9))
@@ -93,8 +96,9 @@ def test_provenance_paper_authors_and_commit(tmp_path):
     assert "results of commit `abc123`" in rep
     row = next(line for line in rep.splitlines() if line.startswith("| D1 |"))
     cells = [c.strip() for c in row.split(" | ")]
-    assert cells[-2] == "the paper says disks are reconstructed" and cells[-1].rstrip(" |") == "authors_mse = 0.002"
-    assert "spearman_rho = 0.004" in cells[3] and "0.002" not in cells[3]
+    assert cells[-2] == "The paper says disks are reconstructed" and cells[-1].rstrip(" |") == "authors_mse = 0.002"
+    assert cells[1] == "ICLR 2018 §3.2" and cells[2] == "the thresholds"
+    assert "spearman_rho = 0.004" in cells[5] and "0.002" not in cells[5]
     assert "**Control.** a shuffled code" in md and "their model's MSE" in md
     d2_row = next(line for line in rep.splitlines() if line.startswith("| D2 |"))
     assert d2_row.endswith("|  |")  # no authors' number for D2 here
@@ -117,3 +121,48 @@ def test_another_profile_is_compared(tmp_path):
     assert "| D1 | title D1 | partly | spearman_rho = 0.1 | confirmed (spearman_rho = 0.05) |" in md
     assert "| paper profile |" in md and "not run" in md
     assert any(line.startswith("| claim |") and line.endswith("| paper profile |") for line in rep.splitlines())
+
+
+def test_each_claim_has_source_reading_and_result_and_the_report_opens_with_the_sources(tmp_path):
+    rec = _ok("D2", 0.9) | {"source": {"tags": ["ICLR 2018 §3.2.1"], "says": "z seems area-like"},
+                            "reading": ["the growth exponent", "its threshold"],
+                            "rule_history": {"set_at": "1234567", "revised_after_results": ""}}
+    write_json(tmp_path / "D2" / "results.json", rec)
+    md, html, _ = (p.read_text() for p in build_report(tmp_path))
+    assert md.index("**Sources.**") < md.index("## D2")
+    assert "The body of the JMIV paper" in md and "P1–P3 are our readings" in md
+    section = md[md.index("## D2"):]
+    assert section.index("**What the source says** (ICLR 2018 §3.2.1). Z seems area-like") \
+        < section.index("**Our reading**") < section.index("- the growth exponent") < section.index("**Our result.")
+    assert "Rule (set at commit 1234567): confirmed if rho > 0.99" in section
+    assert "<b>What the source says</b> (ICLR 2018 §3.2.1)" in html and "<li>its threshold</li>" in html
+    assert "Rule (set at commit 1234567)" in html
+
+
+def test_rule_revised_after_results_and_rule_not_yet_committed(tmp_path):
+    revised = {"set_at": "abcdef1", "revised_after_results": "threshold moved after 0.54 px was seen"}
+    write_json(tmp_path / "D6" / "results.json", _ok("D6", 0.1) | {"rule_history": revised})
+    pending = {"set_at": "", "revised_after_results": ""}
+    write_json(tmp_path / "D7" / "results.json", _ok("D7", 0.1) | {"rule_history": pending, "git_commit": "fedcba9876"})
+    md = build_report(tmp_path)[0].read_text()
+    assert "Rule (revised after results, commit abcdef1: threshold moved after 0.54 px was seen)" in md
+    assert "Rule (set at commit fedcba9, the results' commit)" in md
+
+
+def test_inconclusive_is_a_verdict_with_a_neutral_badge(tmp_path):
+    from geoae.report import BADGE
+
+    write_json(tmp_path / "D7" / "results.json", _ok("D7", 0.35, verdict="inconclusive"))
+    rec = load_results(tmp_path)[0]
+    assert rec["status"] == "ok" and rec["verdict"] == "inconclusive"
+    html = build_report(tmp_path)[1].read_text()
+    assert f'style="background:{BADGE["inconclusive"]}">inconclusive<' in html
+    assert BADGE["inconclusive"] not in (BADGE["confirmed"], BADGE["not reproduced"], BADGE["partly"])
+
+
+def test_malformed_source_fields_are_refused(tmp_path):
+    write_json(tmp_path / "D1" / "results.json", _ok("D1", 0.1) | {"source": "ICLR"})
+    write_json(tmp_path / "D2" / "results.json", _ok("D2", 0.1) | {"reading": "one reading"})
+    recs = {r["id"]: r for r in load_results(tmp_path)}
+    assert recs["D1"]["status"] == "failed" and "source is not" in recs["D1"]["error"]
+    assert recs["D2"]["status"] == "failed" and "reading is not" in recs["D2"]["error"]

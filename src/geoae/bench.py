@@ -1,6 +1,6 @@
 """``geoae bench``: training throughput of geoae against a plain PyTorch implementation of the same maths.
 
-(a) ``PlainAutoencoder`` is the paper's network (Newson et al., JMIV 2020, Sec. 3) written the textbook
+(a) ``PlainAutoencoder`` is the paper's network (ICLR 2018 §3.1, Table 1) written the textbook
 way: NCHW tensors, ``nn.Conv2d`` encoder, ``nn.ConvTranspose2d(in, out, 3, stride 2, padding 1,
 output_padding 1)`` decoder, a standard loop over a precomputed list of batches with ``torch.optim.Adam``
 and torch's default threads. Its weights are copied from a geoae model: the UpsampleConv weight w

@@ -15,7 +15,7 @@ Why: the paper's network (``paper64``: 1 → 8 → 4 → 4 → 3 → 2 → d cha
   so results depend neither on the number of threads nor on the kernel configuration (lanes, blocking).
 
 It computes the same mathematics as ``models.Autoencoder`` (E^{l+1} = φ_α(E^l ∗ w^l + b^l),
-D^{l+1} = φ_α(U(D^l) ∗ w^l + b^l), Sec. 3), the per-pixel MSE and the contractive penalty; only the order of
+D^{l+1} = φ_α(U(D^l) ∗ w^l + b^l), ICLR 2018 §3.1), the per-pixel MSE and the contractive penalty; only the order of
 floating-point additions differs from torch's (tests: losses and gradients to 1e-4 for every model the
 experiments train). Which networks it runs is decided from the spec's features (``supports``).
 

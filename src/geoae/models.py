@@ -1,7 +1,7 @@
 """The autoencoders of Newson, Almansa, Gousseau & Ladjal, *Processing Simple Geometric Attributes with
 Autoencoders*, JMIV 62 (2020), and hand-crafted networks of the same family.
 
-Encoder (paper, Sec. 3): every layer is a stride-2 convolution followed by a leaky ReLU,
+Encoder (ICLR 2018 §3.1, Table 1; our notation): every layer is a stride-2 convolution followed by a leaky ReLU,
 
     E^{l+1} = φ_α(E^l ∗ w^l + b^l),        φ_α(t) = max(t, α t),
 

@@ -39,6 +39,18 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
+def label_axes(ax, xlabel: str, ylabel: str, title: str, *, title_size: float = 10, legend_size: float | None = 7,
+               markerscale: float | None = None) -> None:
+    """What every line figure of the report ends with: axis labels, a title, the legend (``legend_size`` None: no
+    legend), a light grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=title_size)
+    if legend_size is not None:
+        ax.legend(fontsize=legend_size, **({} if markerscale is None else {"markerscale": markerscale}))
+    ax.grid(alpha=0.3)
+
+
 def _as_numpy(images) -> np.ndarray:
     arr = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
     return arr.astype(np.float32)

@@ -5,9 +5,13 @@ are written (atomically): ``report.md``, ``report.html`` (self-contained: the PN
 so it opens from disk in any browser) and ``REPRODUCE.md`` (per claim: the command, the runtime, our
 number, the verdict, what the paper states, and our measurement of the authors' released model).
 
-Provenance: "the paper" is only what the paper states (``PAPER`` of the experiment module); numbers measured
-on the authors' released model are in their own column (``authors`` of the results file); our numbers come
-from our runs. REPRODUCE.md names the commit(s) its results were produced by.
+Provenance: each claim has three labelled parts. *What the source says* is one of the three known texts, with
+its tag (``experiments/sources.py``, copied into the results file as ``source``); *our reading* is every choice
+no source makes (``reading``); *our result* is our number, the verdict, and the rule with its history
+(``rule_history``: the commit that set it, and whether it was revised after results had been seen). A results
+file written before these fields existed is shown with the sources module's current entries. Numbers measured
+on the authors' released model are in their own column (``authors``). REPRODUCE.md names the commit(s) its
+results were produced by.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import json
 import math
 from pathlib import Path
 
+from .experiments import sources
 from .experiments.registry import IDS as EXPERIMENT_ORDER
 
-BADGE = {"confirmed": "#2e7d32", "partly": "#ef6c00", "not reproduced": "#c62828", "inconclusive": "#6d4c41",
+BADGE = {"confirmed": "#2e7d32", "partly": "#ef6c00", "not reproduced": "#c62828", "inconclusive": "#546e7a",
          "measured": "#1565c0",
          "failed": "#555"}
 PAPER_REF = ("Newson, Almansa, Gousseau, Ladjal, *Processing Simple Geometric Attributes with Autoencoders*, "
@@ -59,7 +64,7 @@ def load_results(out: Path) -> list[dict]:
     return records
 
 
-_TEXT_FIELDS = ("title", "claim", "paper", "error", "rule", "notes", "profile", "git_commit")
+_TEXT_FIELDS = ("title", "claim", "paper", "error", "rule", "notes", "profile", "git_commit", "reading_short")
 
 
 def malformed(rec, exp_id: str, out: Path) -> str | None:
@@ -83,6 +88,15 @@ def malformed(rec, exp_id: str, out: Path) -> str | None:
             return f"{key} is not an object"
     if not all(isinstance(v, str) for v in rec["descriptions"].values()):
         return "a description is not text"
+    src = rec.get("source")
+    if src is not None and not (isinstance(src, dict) and isinstance(src.get("says"), str)
+                                and isinstance(src.get("tags"), list) and all(isinstance(t, str) for t in src["tags"])):
+        return "source is not {tags: [text], says: text}"
+    if "reading" in rec and not (isinstance(rec["reading"], list) and all(isinstance(r, str) for r in rec["reading"])):
+        return "reading is not a list of text"
+    hist = rec.get("rule_history")
+    if hist is not None and not (isinstance(hist, dict) and all(isinstance(v, str) for v in hist.values())):
+        return "rule_history is not {set_at: text, revised_after_results: text}"
     tables = rec.get("tables", [])
     if not isinstance(tables, list) or not all(
             isinstance(t, dict) and isinstance(t.get("columns"), list) and all(isinstance(c, str) for c in t["columns"])
@@ -103,7 +117,7 @@ def malformed(rec, exp_id: str, out: Path) -> str | None:
     return None
 
 
-BEYOND_INTRO = ("Beyond the paper: the experiments below test our own predictions (the paper's theory carried to "
+BEYOND_INTRO = ("Beyond the paper: the experiments below test our own predictions (ICLR 2018 Prop. 2 carried to "
                 "other dimensions, radius densities and shapes), not claims of the paper; their rules were written "
                 "before their runs.")
 
@@ -114,7 +128,46 @@ def is_beyond(rec: dict) -> bool:
 
 
 def claim_label(rec: dict) -> str:
-    return "Our prediction (beyond the paper)" if is_beyond(rec) else "Paper's claim"
+    return "Our prediction (beyond the paper)" if is_beyond(rec) else "The claim, as we test it"
+
+
+def source_of(rec: dict) -> dict:
+    """{'tags', 'says'} of the record (the sources module's current entry for a record without one)."""
+    src = rec["source"] if isinstance(rec.get("source"), dict) else None
+    if src is None:
+        entry = sources.CLAIMS.get(rec.get("id"))
+        src = {"tags": list(entry.tags), "says": entry.says} if entry else {"tags": [], "says": ""}
+    return src | {"says": src["says"][:1].upper() + src["says"][1:]}  # a sentence after the tags
+
+
+def readings_of(rec: dict) -> list[str]:
+    if "reading" in rec:
+        return list(rec["reading"])
+    return sources.readings(rec["id"]) if rec.get("id") in sources.CLAIMS else []
+
+
+def reading_short_of(rec: dict) -> str:
+    return rec.get("reading_short") or sources.READING_SHORT.get(rec.get("id"), "")
+
+
+def tags_text(rec: dict) -> str:
+    """The source tags, '; '-joined ('no source: our prediction' for a claim no source makes)."""
+    return "; ".join(source_of(rec)["tags"]) or "no source: our prediction"
+
+
+def statement_of(rec: dict) -> str:
+    """The one-line statement of the source (``paper`` of the record, else the sources module's)."""
+    if isinstance(rec.get("source"), dict) and rec.get("paper"):
+        return rec["paper"]
+    return sources.statement(rec["id"]) if rec.get("id") in sources.CLAIMS else (rec.get("paper") or "")
+
+
+def rule_label_of(rec: dict) -> str:
+    """'Rule (set at commit X)' or 'Rule (revised after results, commit X: why)'."""
+    hist = rec.get("rule_history")
+    if not isinstance(hist, dict):
+        hist = sources.rule_history(rec["id"]) if rec.get("id") in sources.CLAIMS else None
+    return sources.rule_label(hist, rec.get("git_commit"))
 
 
 def theorem_note(rec: dict) -> str:
@@ -194,12 +247,15 @@ def _md_section(rec: dict) -> list[str]:
     lines = [f"## {rec['id']}: {rec.get('title', '')}", ""]
     if rec.get("claim"):
         lines += [f"**{claim_label(rec)}.** {rec['claim']}", ""]
-    if rec.get("paper"):
-        lines += [f"**What the paper states.** {rec['paper']}", ""]
+    src = source_of(rec)
+    lines += [f"**What the source says** ({tags_text(rec)}). {src['says']}", ""]
+    reading = readings_of(rec)
+    if reading:
+        lines += ["**Our reading** (choices no source makes):", ""] + [f"- {r}" for r in reading] + [""]
     if rec.get("status") != "ok":
-        return lines + ["**Verdict: FAILED.** The experiment raised an error:", "", "```",
+        return lines + ["**Our result. Verdict: FAILED.** The experiment raised an error:", "", "```",
                         rec.get("error", "unknown error"), "```", ""]
-    lines += [f"**Verdict: {rec['verdict']}.** Rule (written before the results): {rec['rule']}", ""]
+    lines += [f"**Our result. Verdict: {rec['verdict']}.** {rule_label_of(rec)}: {rec['rule']}", ""]
     if rec.get("control"):
         lines += [f"**Control.** {rec['control']}", ""]
     if rec.get("kind") == "theorem":
@@ -253,8 +309,10 @@ def build_markdown(records: list[dict], others: list[dict] | None = None) -> str
     other = compared(records, others)
     extra = f" {_profile_of(others)} profile |" if other else ""
     lines = ["# geoae report: the paper's claims, measured", "", f"Paper: {PAPER_REF}.", "",
+             f"**Sources.** {sources.SOURCES_PARAGRAPH}", "",
              "Every number below is read from the experiment's `results.json`; every verdict follows the rule "
-             "written next to it.", "", f"| claim | title | verdict | headline number |{extra}",
+             "written next to it, with the commit that set it.", "",
+             f"| claim | title | verdict | headline number |{extra}",
              "|---|---|---|---|" + ("---|" if other else "")]
     lines += [f"| {i} | {cell(t)} | {s} | {cell(h)} |" + (f" {cell(other[i])} |" if other else "")
               for i, t, s, h in summary_rows(records)]
@@ -276,19 +334,21 @@ def build_reproduce_md(records: list[dict], others: list[dict] | None = None) ->
              "Runtime: the training time of the claim's runs in core-seconds (each run trains on one core; "
              "`reproduce` trains them on one worker per core, and runs shared between claims are trained "
              f"once and counted for each; {total:.0f} core-s summed over claims) plus the analysis time, measured "
-             "on the machine that produced the results. *The paper* is what the paper states; *authors' model* "
-             "is our measurement of the authors' released model.", "",
-             "| claim | command | runtime | our number | verdict | the paper | authors' model |"
-             + (f" {_profile_of(others)} profile |" if others else ""),
-             "|---|---|---|---|---|---|---|" + ("---|" if others else "")]
+             "on the machine that produced the results. *Source* is the text the claim rests on (tags as in "
+             "SOURCES.md: the JMIV body was never available); *the source says* is its statement; *our reading* "
+             "names the choices no source makes; *authors' model* is our measurement of the authors' released "
+             "model.", "",
+             "| claim | source | our reading | command | runtime | our number | verdict | the source says | "
+             "authors' model |" + (f" {_profile_of(others)} profile |" if others else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if others else "")]
     other = compared(records, others)
     for rec in records:
         ours = ""
         if rec.get("status") == "ok":
             ours = "; ".join(f"{k} = {fmt(v)}" for k, v in numbers_of(rec)[:3])
-        paper = cell(rec.get("paper") or rec.get("claim") or "")
-        lines.append(f"| {rec['id']} | `{command_for(rec)}` | {runtime_of(rec)} | {cell(ours)} | "
-                     f"{status_of(rec)} | {paper} | {cell(authors_of(rec))} |"
+        paper = cell(source_of(rec)["says"])
+        lines.append(f"| {rec['id']} | {cell(tags_text(rec))} | {cell(reading_short_of(rec))} | `{command_for(rec)}` | "
+                     f"{runtime_of(rec)} | {cell(ours)} | {status_of(rec)} | {paper} | {cell(authors_of(rec))} |"
                      + (f" {cell(other.get(rec['id'], ''))} |" if other else ""))
     return "\n".join(lines) + "\n"
 
@@ -314,12 +374,15 @@ def _html_section(rec: dict, out: Path) -> str:
              f'<span class="badge" style="background:{BADGE[status]}">{e(status)}</span></h2>']
     if rec.get("claim"):
         parts.append(f"<p><b>{e(claim_label(rec))}.</b> {e(rec['claim'])}</p>")
-    if rec.get("paper"):
-        parts.append(f"<p><b>What the paper states.</b> {e(rec['paper'])}</p>")
+    parts.append(f"<p><b>What the source says</b> ({e(tags_text(rec))}). {e(source_of(rec)['says'])}</p>")
+    reading = readings_of(rec)
+    if reading:
+        parts.append("<p><b>Our reading</b> (choices no source makes):</p><ul>"
+                     + "".join(f"<li>{e(r)}</li>" for r in reading) + "</ul>")
     if rec.get("status") != "ok":
-        parts.append(f"<pre>{e(rec.get('error', 'unknown error'))}</pre></section>")
+        parts.append(f"<p><b>Our result: FAILED.</b></p><pre>{e(rec.get('error', 'unknown error'))}</pre></section>")
         return "\n".join(parts)
-    parts.append(f"<p><b>Verdict rule</b> (written before the results). {e(rec['rule'])}</p>")
+    parts.append(f"<p><b>Our result.</b> {e(rule_label_of(rec))}: {e(rec['rule'])}</p>")
     if rec.get("control"):
         parts.append(f"<p><b>Control.</b> {e(rec['control'])}</p>")
     rows = "".join(f"<tr><td><code>{e(k)}</code></td><td>{e(fmt(v))}</td><td>{e(rec['descriptions'].get(k, ''))}"
@@ -361,6 +424,7 @@ def build_html(records: list[dict], out: Path, extra: str = "") -> str:
                      + _html_section(r, out) for k, r in enumerate(records))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>geoae report</title><style>{CSS}</style>"
             f"</head><body><h1>geoae report: the paper's claims, measured</h1><p>Paper: {e(PAPER_REF)}.</p>"
+            f"<p><b>Sources.</b> {e(sources.SOURCES_PARAGRAPH)}</p>"
             "<p>Every number is read from the experiment's results.json; every verdict follows the rule shown.</p>"
             f"<table><tr><th>claim</th><th>title</th><th>verdict</th><th>headline number</th></tr>{rows}</table>"
             f"{extra}{body}</body></html>\n")

@@ -1,7 +1,8 @@
 """The one description of an autoencoder's layer stack, from which every executor is built.
 
-Newson et al. (JMIV 2020, Sec. 3) define the encoder by E^{l+1} = φ_α(E^l ∗ w^l + b^l) (stride-2
-convolutions) and the decoder by D^{l+1} = φ_α(U(D^l) ∗ w^l + b^l) (upsample ×2, then convolve). A
+The network of ICLR 2018 §3.1 (Table 1), in our notation: the encoder E^{l+1} = φ_α(E^l ∗ w^l + b^l) (stride-2
+convolutions) and the decoder D^{l+1} = φ_α(U(D^l) ∗ w^l + b^l) (upsample ×2 with U of ICLR 2018 Prop. 1, then
+convolve). A
 ``NetSpec`` lists these layers explicitly (operation, channels, kernel, stride, padding, upsampling mode,
 activation, bias, coordinate channels, frozen weights, grid sizes), derived once from a ``ModelConfig`` by
 ``network_spec``. The torch modules (``models.Autoencoder``), the plain benchmark reference

@@ -1,14 +1,14 @@
 """What the experiments beyond the paper (X1–X4) share: their runs, their measures and their verdict rule.
 
-Newson et al. derive the optimal bias-free decoder for centred disks with uniform radii in 2-D (the Airy
-profile, D4). ``theory.eigen_profile`` generalises the derivation to balls in dimension k and any radius
-density p(r); X1–X3 test those predictions against trained bias-free networks (d = 1), X4 checks the k = 3
-theory on paper. Every X experiment compares a learned decoder output D(±1) with
+ICLR 2018 Prop. 2 characterises the optimal bias-free decoder for centred disks with uniform radii in 2-D;
+its closed form, the Airy profile, is our derivation (D4). ``theory.eigen_profile`` generalises the derivation
+to balls in dimension k and any radius density p(r); X1–X3 test those predictions against trained bias-free
+networks (d = 1), X4 checks the k = 3 theory on paper. Every X experiment compares a learned decoder output D(±1) with
 
 - the **discrete optimum** of its own training set (rank-1 SVD, ``theory.discrete_optimum``): the exact lower
   bound of the loss, so loss ÷ optimum and the profile against it measure training alone;
 - the **continuous prediction** (cosine arch, ``eigen_profile`` of the density, Airy of the shape's gauge);
-- an **alternative** that the prediction must be told apart from (the paper's Airy profile, a radially
+- an **alternative** that the prediction must be told apart from (the Airy profile of D4, a radially
   symmetric image): the distance between prediction and alternative is the scale of the test.
 
 Distances are ``dist(a, b) = min_s ‖s·a − b‖ / ‖b‖ = sin ∠(a, b)``: symmetric, free of the scale and sign that

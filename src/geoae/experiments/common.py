@@ -2,8 +2,9 @@
 
 An experiment module (one per claim of the paper, ``d1.py`` … ``p3.py``, listed in ``registry.py``) defines
 
-    ID, TITLE, CLAIM, PAPER            the claim id, a title, the claim, and what the paper itself states
-                                       (its words or its figure, never our measurement)
+    ID, TITLE, CLAIM, PAPER            the claim id, a title, the claim as we test it, and what the source
+                                       states: ``PAPER = sources.statement(ID)`` (``sources.py`` holds the
+                                       sources' statements, our readings and each rule's history)
     STAGES                             a tuple of functions stage(ctx, done) -> {name: TrainConfig}: the
                                        training runs it needs, keyed by name; ``done`` holds the finished
                                        runs of the earlier stages (D7: a λ search, then the main runs)
@@ -73,7 +74,7 @@ class Result:
 
     numbers: dict[str, Number]  # name -> number; the first is the headline
     verdict: str  # one of VERDICTS
-    rule: str  # the verdict rule, in words, with its thresholds (written before the results)
+    rule: str  # the verdict rule, in words, with its thresholds (its history: ``sources.RULES``)
     control: str = ""  # what the rule compares against, so that a pass is not a property of the set-up
     figures: list[str] = field(default_factory=list)  # file names inside ctx.out
     tables: list[dict] = field(default_factory=list)  # {"title", "columns", "rows"}
@@ -126,25 +127,87 @@ class Initialised:
                                    BatchSource(self.config).generator, 0, [], {})
 
 
-def seed_interval(values, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, lo, hi): the mean of per-seed values and its percentile bootstrap interval over seeds
-    (deterministic: a fixed resampling seed). One seed: the interval is the value; a NaN makes it NaN."""
+def bootstrap_interval(values, stat=np.mean, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+                       ) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat`` over per-seed values: (lo, hi), deterministic for a ``seed``.
+
+    The n values (one per training seed, or paired per-seed differences) are resampled with replacement
+    ``n_boot`` times; lo and hi are the (1 − level)/2 and (1 + level)/2 quantiles of ``stat`` over the resamples.
+    With fewer than two values nothing is known of the spread: (−inf, inf). With few seeds the interval is
+    narrow for what it claims (it never leaves [min, max] for the mean): read it as the seeds' spread, not as a
+    calibrated confidence interval. NaN values are refused (decide first what a NaN means for the rule).
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        raise ValueError("bootstrap_interval: no values")
+    if np.isnan(v).any():
+        raise ValueError(f"bootstrap_interval: NaN among the values {v.tolist()}")
+    if not 0 < level < 1:
+        raise ValueError(f"bootstrap_interval: level={level!r} must lie in (0, 1)")
+    if v.size < 2:
+        return float("-inf"), float("inf")
+    rng = np.random.default_rng(seed)
+    samples = v[rng.integers(0, v.size, size=(int(n_boot), v.size))]
+    stats = np.array([stat(row) for row in samples], dtype=np.float64)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+_HOLDS = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A thresholded claim on per-seed values: the verdict, the estimate, its bootstrap interval, the rule."""
+
+    verdict: str  # "confirmed", "not reproduced" or "inconclusive"
+    estimate: float  # stat of the values
+    lo: float
+    hi: float
+    n: int  # number of values (seeds)
+    threshold: float
+    direction: str
+
+    def __str__(self) -> str:
+        verdict = f"inconclusive at {self.n} seed{'s' * (self.n != 1)}" if self.verdict == "inconclusive" else \
+            self.verdict
+        return (f"{self.estimate:.4g} [{self.lo:.4g}, {self.hi:.4g}] over {self.n} seed{'s' * (self.n != 1)}, "
+                f"needs {self.direction} {self.threshold:g}: {verdict}")
+
+
+def decide(values, threshold: float, direction: str, *, stat=np.mean, level: float = 0.95, n_boot: int = 2000,
+           seed: int = 0) -> Decision:
+    """Judge "stat(values) ``direction`` threshold" (direction one of >=, >, <=, <) with its uncertainty.
+
+    ``confirmed`` if every point of the bootstrap interval (``bootstrap_interval``) satisfies the comparison,
+    ``not reproduced`` if none does, ``inconclusive`` if the interval straddles the threshold (with one seed
+    always: its interval is unbounded). Its ``str`` is the headline, e.g. "0.35 [0.05, 0.65] over 2 seeds,
+    needs >= 0.5: inconclusive at 2 seeds".
+    """
+    if direction not in _HOLDS:
+        raise ValueError(f"decide: direction={direction!r} is not one of {', '.join(_HOLDS)}")
+    v = np.asarray(values, dtype=np.float64).ravel()
+    lo, hi = bootstrap_interval(v, stat=stat, level=level, n_boot=n_boot, seed=seed)
+    holds = _HOLDS[direction]
+    ends = [bool(holds(lo, threshold)), bool(holds(hi, threshold))]
+    verdict = "confirmed" if all(ends) else ("not reproduced" if not any(ends) else "inconclusive")
+    return Decision(verdict, float(stat(v)), lo, hi, int(v.size), float(threshold), direction)
+
+
+def seed_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean of per-seed values and its ``bootstrap_interval``; NaN throughout when a value is
+    NaN (a collapsed run), (mean, −inf, inf) with one seed (nothing is known of the spread)."""
     v = np.asarray(values, np.float64)
     if len(v) == 0 or not np.all(np.isfinite(v)):
         return float("nan"), float("nan"), float("nan")
-    if len(v) == 1:
-        return float(v[0]), float(v[0]), float(v[0])
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
-    q = (1 - level) / 2
-    return float(v.mean()), float(np.quantile(means, q)), float(np.quantile(means, 1 - q))
+    return (float(v.mean()), *bootstrap_interval(v, level=level))
 
 
 def side_of(interval: tuple[float, float, float], claimed: str, threshold: float = 0.0) -> str:
     """'holds' if the interval lies on the ``claimed`` side (``above`` or ``below``) of ``threshold``, 'fails' if
-    on the other, 'inconclusive' if it contains the threshold (or is NaN)."""
+    on the other, 'inconclusive' if it contains the threshold (or is NaN, or unbounded: one seed)."""
     _, lo, hi = interval
-    if not (np.isfinite(lo) and np.isfinite(hi)):
+    if np.isnan(lo) or np.isnan(hi):
         return "inconclusive"
     above, below = lo > threshold, hi < threshold
     if claimed == "above":

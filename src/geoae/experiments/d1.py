@@ -1,4 +1,4 @@
-"""D1: a d = 1 autoencoder encodes and decodes centred disks (Newson et al., JMIV 2020, Sec. 4.1).
+"""D1: a d = 1 autoencoder encodes and decodes centred disks (JMIV abstract; ICLR 2018 §3.2).
 
 The paper's disk autoencoder (``paper64``, d = 1, biases, SPEC 2.1) is trained on 64 × 64 ``area`` disks
 (``disk_config``: one run per seed, shared with D2 and D5). We measure the per-pixel MSE of every test disk
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..plots import image_rows, line_plot
+from . import sources
 from .common import (
     Context,
     Number,
@@ -35,8 +36,7 @@ ID = "D1"
 TITLE = "A d = 1 autoencoder encodes and decodes centred disks"
 CLAIM = ("An autoencoder with a one-dimensional latent space encodes and decodes images of centred disks "
          "of any radius in the training range.")
-PAPER = ("Sec. 4.1: the autoencoder with a scalar code encodes and decodes disks; reconstructions are shown "
-         "as figures, no error is given.")
+PAPER = sources.statement("D1")  # what the source says (sources.py)
 
 R_GOOD = 30.0  # the comparison range r ≤ 30 (the largest disks touch the border: harder, also for the authors)
 CONFIRM, PARTLY, WORST_SEED = 5e-3, 2e-2, 1e-2

@@ -1,4 +1,4 @@
-"""D2: the encoder integrates: z is a monotone function of the disk's area (Newson et al., Sec. 4.1).
+"""D2: the encoder integrates: z is a monotone function of the disk's area (ICLR 2018 §3.2.1, §3.3).
 
 Uses the biased runs of D1 (same configs, trained once). On evenly spaced test disks we measure
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..plots import image_row, new_figure, save_figure
+from . import sources
 from .common import (
     Context,
     Number,
@@ -45,8 +46,7 @@ ID = "D2"
 TITLE = "The encoder integrates: z is a monotone function of the area"
 CLAIM = ("The trained encoder computes (a monotone function of) the area of the disk: the code z is a "
          "monotone function of the radius, close to an integral of the image.")
-PAPER = ("Sec. 4.1: the encoder integrates the image: the code is a monotone function of the disk's area (a "
-         "figure of z against r); no number is given.")
+PAPER = sources.statement("D2")  # what the source says (sources.py)
 
 RHO_MIN = 0.99
 AREA_LIKE = 1.5  # "area-like": the growth exponent k closer to the area's 2 than to the radius's 1

@@ -1,4 +1,4 @@
-"""D3: a bias-free decoder is homogeneous, D(λz) = λD(z), so its outputs are h(r)·f(t) (Prop. 1).
+"""D3: a bias-free decoder is homogeneous, D(λz) = λD(z), so its outputs are h(r)·f(t) (ICLR 2018 Prop. 1).
 
 Uses the bias-free runs (``disk_config(..., bias=False)``, shared with D4 and D5) and, for contrast, the
 biased runs of D1. On the codes z of the test disks we measure
@@ -26,7 +26,8 @@ import copy
 import numpy as np
 import torch
 
-from ..plots import image_rows, new_figure, save_figure
+from ..plots import image_rows, label_axes, new_figure, save_figure
+from . import sources
 from .common import Context, Number, Result, codes, disk_config, disk_test_set, per_seed, seed_runs, verdict_from
 
 ID = "D3"
@@ -34,8 +35,7 @@ TITLE = "A bias-free decoder is homogeneous: outputs are h(r)·f(t)"
 CLAIM = ("Without biases, a decoder of convolutions, zero-insertion upsampling and leaky ReLUs satisfies "
          "D(λz) = λD(z) for λ > 0 (Prop. 1); with d = 1 every output is one fixed image scaled by the code: "
          "y(t, r) = h(r) f(t).")
-PAPER = ("Proposition 1 (a theorem): a bias-free decoder is positively homogeneous, so with d = 1 its outputs "
-         "are h(r) f(t); the paper shows bias-free reconstructions as scaled copies of one radial profile.")
+PAPER = sources.statement("D3")  # what the source says (sources.py)
 
 LAMBDAS = (0.5, 2.0, 10.0)
 HOMOGENEITY_TOL, RANK1_TOL, BROKEN = 1e-5, 1e-6, 1e-3
@@ -191,9 +191,5 @@ def _plot_singular_values(path, free, biased, mf, mb, k: int = 12):
             s = m["sv"][:k]
             lab = f"{'bias-free' if not run.config.model.bias else 'biased'}, seed {run.config.seed}"
             ax.semilogy(np.arange(1, len(s) + 1), np.maximum(s / s[0], 1e-17), style, ms=3, lw=1, label=lab)
-    ax.set_xlabel("index k")
-    ax.set_ylabel("σ_k / σ_1 of the decoded test disks")
-    ax.set_title("singular values of the output matrix", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    label_axes(ax, "index k", "σ_k / σ_1 of the decoded test disks", "singular values of the output matrix")
     return save_figure(fig, path)

@@ -1,4 +1,4 @@
-"""D4: a trained bias-free autoencoder finds the optimum of Prop. 2: f ≈ Airy f̂ and z ∝ ĥ(r).
+"""D4: a trained bias-free autoencoder finds the optimum of ICLR 2018 Prop. 2: f ≈ Airy f̂ and z ∝ ĥ(r).
 
 Uses the bias-free runs (``disk_config(..., bias=False)``, shared with D3 and D5), trained on radii
 U(0, R), R the recipe's largest radius (32 on 64 × 64, 31.5 on 63 × 63). For each run we compare
@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from .. import theory
-from ..plots import new_figure, save_figure
+from ..plots import label_axes, new_figure, save_figure
 from ..train import BatchSource
+from . import sources
 from .common import Context, Number, Result, codes, disk_test_set, pearson, r_train, seed_runs, verdict_from
 from .d3 import bias_free_runs
 
@@ -29,8 +30,7 @@ TITLE = "A trained bias-free network finds the optimum: f ≈ Airy f̂, z ∝ ĥ
 CLAIM = ("A bias-free autoencoder (d = 1) trained on disks of radii up to R converges to the optimum of the "
          "decoding energy (Prop. 2): its decoder draws the Airy profile f̂(ρ) ∝ √3·Ai(−x₁ρ/R) + Bi(−x₁ρ/R) "
          "and its code is proportional to the weighted area ĥ(r).")
-PAPER = ("Sec. 4.2: the bias-free network, during training, indeed finds the closed-form solution (a figure "
-         "overlays the learned profile on the optimal f̂); no number is given.")
+PAPER = sources.statement("D4")  # what the source says (sources.py)
 
 # confirmed: the network reaches the discrete optimum of its own data (loss, profile), and that optimum and the
 # learned profile are the Airy f̂ (the continuous theory on the pixel grid)
@@ -152,11 +152,7 @@ def _plot_profiles(path, ms: list[dict]):
         rr, fl = theory.radial_profile(scale_to(m["profile"], airy))
         ax.plot(rr, fl, ".", ms=3.5, alpha=0.8, label=f"learned D(±1), seed {m['seed']}")
     ax.axvline(R, color="0.5", lw=0.8, ls=":")
-    ax.set_xlabel("radius ρ (px)")
-    ax.set_ylabel("profile (scaled onto f̂)")
-    ax.set_title("Bias-free decoder profile vs Airy optimum", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    label_axes(ax, "radius ρ (px)", "profile (scaled onto f̂)", "Bias-free decoder profile vs Airy optimum")
     save_figure(fig, path)
 
 
@@ -169,9 +165,6 @@ def _plot_codes(path, ms: list[dict]):
         a = float(h @ z / (h @ h)) if h @ h > 0 else 0.0
         (line,) = ax.plot(h, z, ".", ms=4, label=f"seed {m['seed']} (ρ = {m['corr_z_h']:.4f})")
         ax.plot(h, a * h, "-", color=line.get_color(), lw=0.8, alpha=0.7)
-    ax.set_xlabel("ĥ(r) (optimal code, weighted area)")
-    ax.set_ylabel("learned code z (sign-fixed)")
-    ax.set_title("Learned code vs ĥ(r); lines: z = a·ĥ", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    label_axes(ax, "ĥ(r) (optimal code, weighted area)", "learned code z (sign-fixed)",
+               "Learned code vs ĥ(r); lines: z = a·ĥ")
     save_figure(fig, path)

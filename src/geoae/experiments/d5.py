@@ -1,4 +1,4 @@
-"""D5: biases let the decoder threshold, giving sharp disks (Newson et al., Sec. 4.2).
+"""D5: biases let the decoder threshold, giving sharp disks (ICLR 2018 §3.2.2).
 
 Compares, seed by seed, the biased runs (D1's) with the bias-free runs (D3's) on the same test disks:
 
@@ -19,6 +19,7 @@ import torch
 
 from ..plots import image_rows, line_plot, new_figure, save_figure
 from ..theory import discrete_optimum, pixel_radii, radial_profile
+from . import sources
 from .common import Context, Number, Result, disk_test_set, mean_std, reconstructions, seed_runs, verdict_from
 from .d3 import runs as d3_runs
 
@@ -26,8 +27,7 @@ ID = "D5"
 TITLE = "Biases let the decoder threshold, giving sharp disks"
 CLAIM = ("Without biases the decoder can only output scaled copies of one smooth profile (blurry disks); "
          "with biases it can threshold, giving sharp disks and a much lower reconstruction error.")
-PAPER = ("Sec. 4.2: without biases the reconstructions are blurry (scaled copies of one profile); with biases "
-         "the network can threshold and draw sharp disks (figures; no number is given).")
+PAPER = sources.statement("D5")  # what the source says (sources.py)
 
 EDGE_RADII = (4.0, 28.0)
 SHARP = 0.8  # edge step of a sharp disk (the exact disks give 1)

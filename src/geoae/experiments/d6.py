@@ -1,4 +1,4 @@
-"""D6: the autoencoder does not generalise outside its training radii (the hole experiment of ICLR 2018 §3.2.3).
+"""D6: the autoencoder does not generalise outside its training radii (ICLR 2018 §3.2.3: the hole experiment).
 
 Training distributions, under the context's recipe (``geoae.recipes``: its network, data, optimiser and kept
 weights), all with biases, one run per seed each:
@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..plots import contact_sheet, new_figure, save_figure
+from ..plots import contact_sheet, label_axes, new_figure, save_figure
+from . import sources
 from .common import (
     Context,
     Number,
@@ -41,9 +42,7 @@ TITLE = "Generalisation fails: unseen radii (a hole, or beyond the largest) are 
 CLAIM = ("An autoencoder trained on disks whose radii avoid an interval (the hole, radii 11–18 of 32), or stop "
          "below the largest radius, does not reconstruct the disks it did not see: the hole is not "
          "interpolated and larger disks are not extrapolated.")
-PAPER = ("Sec. 4.3: trained on disks without the radii 11 to 18 (of 32), the autoencoder does not reconstruct "
-         "the disks of the hole: it cannot interpolate (a figure of reconstructions and of the code); no number "
-         "is given.")
+PAPER = sources.statement("D6")  # what the source says (sources.py)
 
 HOLE = (11.0, 18.0)
 R_EXTRA = 24.0
@@ -155,11 +154,7 @@ def _plot_mse(path, r, m_hole, m_extra, m_base):
         ax.plot(r, m.mean(0), "-", color="tab:red", lw=1.8, label="mean over seeds")
         ax.plot(r, m_base.mean(0), "--", color="tab:blue", lw=1.4, label="baseline (all radii)")
         ax.set_yscale("log")
-        ax.set_xlabel("test radius r (px)")
-        ax.set_ylabel("per-pixel MSE")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        label_axes(ax, "test radius r (px)", "per-pixel MSE", title)
     save_figure(fig, path)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..plots import new_figure, save_figure
 from ..recipes import get_recipe
+from . import sources
 from .common import Context, Number, Result, mean_std
 from .d6 import HOLE, MSE_FAIL, RADIUS_FAIL, in_hole, unseen_scores
 
@@ -29,8 +30,7 @@ ID = "D6F"
 TITLE = "What decides the hole: one recipe item at a time, from the released recipe to the ICLR 2018 one"
 CLAIM = ("Not a claim of the paper: a diagnostic. The hole of D6 is interpolated under one recipe and not under "
          "the other; changing one item of the released recipe at a time shows which item decides.")
-PAPER = ("No source compares recipes; the two recipes are those of SOURCES.md (ICLR 2018 §3.1, Table 1; released "
-         "code).")
+PAPER = sources.statement("D6F")
 
 BASE, OTHER = "released", "iclr2018"
 FACTORS = {  # factor -> the recipe items set to the other recipe's value

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..plots import new_figure, save_figure
+from . import sources
 from .common import (
     Context,
     Number,
@@ -57,9 +58,7 @@ CLAIM = ("With a hole in the training radii: the locality-preserving regulariser
          "training pair straddles the hole; weight decay on all weights (type 2) lets the decoder's weights "
          "shrink while the code z grows, and hurts; weight decay on the encoder only (type 3) gives the best "
          "interpolation inside the hole.")
-PAPER = ("Sec. 4.3: of the regularisations tried, the locality-preserving loss does not fill the hole, weight "
-         "decay on all weights lets z grow, and weight decay on the encoder alone gives the best interpolation "
-         "(figures of reconstructions and of z(r) per regulariser); no number is given.")
+PAPER = sources.statement("D7")  # what the source says (sources.py)
 
 PAPER_REGULARISERS = ("none", "locality", "l2_all", "l2_encoder")  # the claim is about these
 EXTRA = "contractive"  # the released code's penalty: tiny profile only

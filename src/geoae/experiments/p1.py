@@ -15,12 +15,13 @@ import torch
 from ..data import all_dirac_positions, render_diracs
 from ..models import PositionEncoder
 from ..plots import image_row, line_plot
+from . import sources
 from .common import Context, Number, Result, codes, r_squared, verdict_from
 
 ID = "P1"
 TITLE = "A hand-crafted filter encodes Dirac position exactly"
 CLAIM = "A hand-crafted (bias-free, non-negative) convolutional encoder encodes the position of a Dirac perfectly."
-PAPER = "Sec. 5: a hand-crafted filter achieves the encoding perfectly (a construction; no number is given)."
+PAPER = sources.statement("P1")  # what the source says (sources.py)
 
 SIZE = 64
 EXACT = 1e-6  # largest relative error allowed for "exact" (float32 rounding is ~6e-8)

@@ -33,6 +33,7 @@ from ..data import DiracData, all_dirac_positions, render_diracs
 from ..models import ModelConfig, PositionEncoder
 from ..plots import image_row, line_plot
 from ..train import TrainConfig
+from . import sources
 from .common import (
     Context,
     Initialised,
@@ -51,8 +52,7 @@ ID = "P2"
 TITLE = "A trained encoder finds the position filter"
 CLAIM = "An encoder trained on Diracs naturally finds the (ramp) position filter: z is a linear, monotone " \
         "function of the position."
-PAPER = ("Sec. 5: the network naturally finds the hand-crafted filter during training (a figure of a learned "
-         "filter next to the ramp); no number is given.")
+PAPER = sources.statement("P2")  # what the source says (sources.py)
 
 R2_MIN = 0.9  # a seed "finds the ramp" if R² >= R2_MIN and monotonicity >= RHO_MIN
 RHO_MIN = 0.95

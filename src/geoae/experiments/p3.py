@@ -1,8 +1,8 @@
 """P3: decoding Diracs works when the training positions are sampled appropriately.
 
-**What the claim means here (fixed before the results).** "Sampled appropriately" is a sampling of the
-training positions that leaves positions out; "decoding can be achieved" means that the trained autoencoder
-reconstructs the Diracs at the held-out positions, scored by the position accuracy (argmax of D(E(x)) = the
+**Our reading of the claim (fixed after the first results: ``sources.RULES``).** "Sampled appropriately" is a
+sampling of the training positions that leaves positions out; "decoding can be achieved" means that the trained
+autoencoder reconstructs the Diracs at the held-out positions, scored by the position accuracy (argmax of D(E(x)) = the
 true position) on those positions only. Training on every position and scoring the same positions would
 test memorisation, not the claim, so ``all`` is reported as a reference and does not enter the verdict.
 
@@ -27,14 +27,14 @@ import numpy as np
 import torch
 
 from ..plots import image_row, line_plot
+from . import sources
 from .common import Context, Number, Result, mean_std, reconstructions, verdict_from
 from .p2 import _group, all_diracs, dirac_config, dirac_size, size_text
 
 ID = "P3"
 TITLE = "Decoding Dirac position depends on the sampling of the training positions"
 CLAIM = "Decoding the position of a Dirac can be achieved if the dataset is sampled in an appropriate manner."
-PAPER = ("Sec. 5: the decoding can be achieved if the data set is sampled in an appropriate manner (shown "
-         "experimentally, by figures); no number is given.")
+PAPER = sources.statement("P3")  # what the source says (sources.py)
 
 WORKS = 0.9  # held-out positions decode if the mean accuracy on them is >= WORKS
 PARTLY = 0.5

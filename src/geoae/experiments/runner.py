@@ -26,6 +26,7 @@ from pathlib import Path
 from .. import interrupts
 from ..train import git_commit, train_many, write_json
 from ..training.schedule import check_executor
+from . import sources
 from .common import PROFILES, Context, Initialised
 from .registry import BY_ID, IDS, job_key, split_key
 
@@ -126,6 +127,7 @@ def _record(key: str, ctx: Context, runs: dict, error: str | None, t0: float) ->
         from ..recipes import get_recipe
 
         record |= {"recipe": recipe, "recipe_detail": get_recipe(recipe).describe()}
+    record |= sources.record_fields(exp_id)  # paper, source, reading, reading_short, rule_history
     try:
         module = exp.load()
         record |= {"title": module.TITLE, "claim": module.CLAIM, "paper": module.PAPER}

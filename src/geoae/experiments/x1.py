@@ -5,7 +5,7 @@ k = 1 (centred intervals [−r, r], r ~ U(0, R)) its solution is the cosine arch
 optimal code is ĥ(r) = ⟨f̂, 1_{[−r, r]}⟩ ∝ sin(πr/(2R)). We train the ``paper1d`` network of the paper's family
 (bias-free, d = 1) on 1,000 signals of 64 samples (``DiskData(ndim=1)``, area rendering, R = 32) and compare
 the learned D(±1), separately, with the discrete optimum of the same 1,000 signals (rank-1 SVD) and with the
-cosine sampled at the 64 sample centres; the alternative it must be told apart from is the paper's 2-D answer,
+cosine sampled at the 64 sample centres; the alternative it must be told apart from is the 2-D answer of D4,
 the Airy profile f̂(|x|) of the same R.
 """
 
@@ -15,18 +15,17 @@ import numpy as np
 
 from .. import theory
 from ..data import render_disks, test_radii
-from ..plots import new_figure, save_figure
-from . import beyond
+from ..plots import label_axes, new_figure, save_figure
+from . import beyond, sources
 from .common import Context, Number, Result, per_seed, seed_runs
 from .d4 import scale_to
 
 ID = "X1"
 TITLE = "Beyond the paper: intervals in 1-D: the bias-free decoder draws a cosine arch (k = 1)"
-CLAIM = ("The paper's derivation carried to dimension k = 1: a bias-free d = 1 autoencoder trained on "
+CLAIM = ("ICLR 2018 Prop. 2 carried to dimension k = 1: a bias-free d = 1 autoencoder trained on "
          "centred intervals of uniform half-lengths r ≤ R learns the profile f̂(x) = cos(π|x|/(2R)) and a code "
          "proportional to ĥ(r) = ⟨f̂, 1_[−r,r]⟩ ∝ sin(πr/(2R)).")
-PAPER = ("Beyond the paper: it treats 2-D disks only (the Airy profile, Sec. 4.2); 1-D intervals are not "
-         "discussed.")
+PAPER = sources.statement("X1")  # what the source says (sources.py)
 CORR_OK = 0.99  # Pearson(z, ĥ) for every seed
 
 
@@ -104,9 +103,6 @@ def _plot_profiles(path, x, cosine, airy, ms):
     for m in ms:
         ax.plot(x, scale_to(m["output"], cosine), ".", ms=4, alpha=0.8,
                 label=f"learned D(±1), seed {m['seed']}")
-    ax.set_xlabel("sample position x")
-    ax.set_ylabel("profile (scaled onto the cosine)")
-    ax.set_title("1-D intervals: learned profile vs cosine prediction", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    label_axes(ax, "sample position x", "profile (scaled onto the cosine)",
+               "1-D intervals: learned profile vs cosine prediction")
     save_figure(fig, path)

@@ -10,7 +10,7 @@ bias-free d = 1 disk network (``disk_config(bias=False)``, 64 × 64, R = 32) on 
 
 and compare the learned D(±1), separately, with the discrete optimum of the run's own 1,000 images and with the
 eigen-solver's profile for that density sampled at the pixel radii. The alternative it must be told apart from
-is the paper's uniform-density Airy profile. The uniform-density runs (those of D3/D4, shared) are a control:
+is the uniform-density Airy profile (D4). The uniform-density runs (those of D3/D4, shared) are a control:
 the same measures find Airy there, not the non-uniform predictions.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 
 from .. import theory
 from ..data import radius_density, render_disks, test_radii
-from ..plots import new_figure, save_figure
-from . import beyond
+from ..plots import label_axes, new_figure, save_figure
+from . import beyond, sources
 from .common import Context, Number, Result, per_seed, seed_runs
 from .d4 import scale_to
 
@@ -30,7 +30,7 @@ TITLE = "Beyond the paper: non-uniform radius densities: the learned profile fol
 CLAIM = ("For radii drawn with a non-uniform density p(r) (p ∝ R − r; p ∝ r), a bias-free d = 1 "
          "autoencoder learns the optimal profile of that density (the top eigenfunction of "
          "λ f(ρ) = ∫_ρ^R F(r) p(r) dr, F(r) = ∫_0^r f(ρ) ρ dρ), not the uniform-density Airy profile.")
-PAPER = "Beyond the paper: it derives and tests the uniform density only (Prop. 2, Sec. 4.2)."
+PAPER = sources.statement("X2")  # what the source says (sources.py)
 
 
 def densities(ctx: Context) -> tuple[str, ...]:
@@ -130,9 +130,5 @@ def _plot_profiles(path, preds: dict, ms: dict, airy: np.ndarray, mu: list[dict]
             ax.plot(*theory.radial_profile(scale_to(x["output"], pred)), ".", ms=3.5, alpha=0.8,
                     label=f"learned D(±1), seed {x['seed']}")
         ax.axvline(beyond.R_TRAIN, color="0.5", lw=0.8, ls=":")
-        ax.set_xlabel("radius ρ (px)")
-        ax.set_ylabel("profile (scaled onto the prediction)")
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=6)
-        ax.grid(alpha=0.3)
+        label_axes(ax, "radius ρ (px)", "profile (scaled onto the prediction)", title, legend_size=6)
     save_figure(fig, path)

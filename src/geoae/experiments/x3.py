@@ -21,8 +21,8 @@ import numpy as np
 
 from .. import theory
 from ..data import ELLIPSE_ASPECT, render_disks, test_radii
-from ..plots import image_rows, new_figure, save_figure
-from . import beyond
+from ..plots import image_rows, label_axes, new_figure, save_figure
+from . import beyond, sources
 from .common import Context, Number, Result, per_seed, seed_runs
 from .d4 import scale_to
 
@@ -30,10 +30,9 @@ ID = "X3"
 TITLE = "Beyond the paper: squares and ellipses: the decoder draws Airy of the shape's gauge, not a radial profile"
 CLAIM = ("A bias-free d = 1 autoencoder trained on centred squares (or ellipses of fixed aspect "
          "ratio) of uniform size reaches the discrete optimum of its data, which is not radially symmetric, and "
-         "its decoder draws f̂(g(t)): the Airy profile of the paper evaluated at the shape's gauge g (‖t‖_∞ for "
+         "its decoder draws f̂(g(t)): the Airy profile (D4) evaluated at the shape's gauge g (‖t‖_∞ for "
          "squares, √(x² + (y/a)²) for ellipses).")
-PAPER = ("Beyond the paper: it treats disks only; the authors' released generator family (and SPEC 1.1) lists "
-         "squares and ellipses for later.")
+PAPER = sources.statement("X3")  # what the source says (sources.py)
 
 
 def shapes(ctx: Context) -> tuple[str, ...]:
@@ -153,9 +152,7 @@ def _plot_profiles(path, per_shape: dict):
         ax.plot(g, scale_to(ms[0]["svd"], pred).ravel(), "x", color="tab:orange", ms=2.0, mew=0.6,
                 label="discrete optimum (SVD)")
         ax.axvline(beyond.R_TRAIN, color="0.5", lw=0.8, ls=":")
-        ax.set_xlabel("gauge g(t) (px): " + ("‖t‖∞" if sh == "square" else "√(x² + (y/a)²)"))
-        ax.set_ylabel("pixel value (scaled onto the prediction)")
-        ax.set_title(f"{sh}s: values against the shape's gauge", fontsize=10)
-        ax.legend(fontsize=6, markerscale=3)
-        ax.grid(alpha=0.3)
+        label_axes(ax, "gauge g(t) (px): " + ("‖t‖∞" if sh == "square" else "√(x² + (y/a)²)"),
+                   "pixel value (scaled onto the prediction)", f"{sh}s: values against the shape's gauge",
+                   legend_size=6, markerscale=3)
     save_figure(fig, path)

@@ -17,15 +17,16 @@ import math
 import numpy as np
 
 from .. import theory
+from . import sources
 from .beyond import R_TRAIN
 from .common import Context, Number, Result, disk_iterations
 
 ID = "X4"
 TITLE = "Beyond the paper: balls in 3-D on paper: the closed form agrees with the eigen-solver; the cost of a run"
-CLAIM = ("The paper's derivation carried to dimension k: for centred balls in k = 3 dimensions with "
+CLAIM = ("ICLR 2018 Prop. 2 carried to dimension k: for centred balls in k = 3 dimensions with "
          "uniform radii the optimal bias-free profile is √ρ·J_{−1/4}(ρ²/(2√λ)) with λ = R⁴/(4j²), j the first "
          "zero of J_{−1/4}; the discretised eigen-solver reproduces it (and the k = 1 cosine, k = 2 Airy).")
-PAPER = "Beyond the paper: it treats 2-D disks only (Prop. 2); a 3-D experiment is not discussed."
+PAPER = sources.statement("X4")  # what the source says (sources.py)
 
 PROFILE_OK, ENERGY_OK = 1e-3, 1e-3  # confirmed: relative L2 of the profile and relative error of λ, every k
 PROFILE_PARTLY, ENERGY_PARTLY = 1e-2, 1e-2

@@ -1,4 +1,4 @@
-"""Training: Adam on MSE + λ·ψ, reproducible, resumable, parallel (Newson et al., JMIV 2020, Sec. 3, 4.3).
+"""Training: Adam on MSE + λ·ψ, reproducible, resumable, parallel (ICLR 2018 §3.1, §3.2.4).
 
 One file per job:
 

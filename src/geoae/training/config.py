@@ -1,7 +1,8 @@
 """``TrainConfig``: everything that determines a training run, validated, with a stable JSON form and digest.
 
-The objective (Newson et al., JMIV 2020, Sec. 3 and 4.3) is L(θ) = MSE + λ·ψ(θ, x) with ψ one of
-``objectives.REGULARISERS``; Adam with (lr, betas), ``iterations`` steps of ``batch_size`` images.
+The objective (ICLR 2018 §3.1; the regularisers of ICLR 2018 §3.2.4 and of the released code) is
+L(θ) = MSE + λ·ψ(θ, x) with ψ one of ``objectives.REGULARISERS``; Adam with (lr, betas), ``iterations`` steps
+of ``batch_size`` images.
 """
 
 from __future__ import annotations

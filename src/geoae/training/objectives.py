@@ -1,4 +1,4 @@
-"""The training objective and its executors: L = MSE + λ·ψ (Newson et al., JMIV 2020, Sec. 3 and 4.3).
+"""The training objective and its executors: L = MSE + λ·ψ (ICLR 2018 §3.1, §3.2.4).
 
     L(θ) = 1/(B·#pix) Σ_b ‖D(E(x_b)) − x_b‖²  +  λ · ψ(θ, x)
 
