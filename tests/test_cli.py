@@ -161,17 +161,26 @@ def test_choices_come_from_the_library_constants():
     assert by_option["--rendering"] == data.RENDERINGS and by_option["--scheme"] == data.SCHEMES
 
 
-@pytest.mark.parametrize("command", ["train", "reproduce", "bench", "info"])
-def test_help_epilogs_list_the_settings_and_the_tiny_profile(command, capsys):
+def test_the_settings_are_listed_in_the_main_help_only(capsys):
     from geoae.environment import SETTINGS
 
-    with pytest.raises(SystemExit) as exc:
-        main([command, "--help"])
-    assert exc.value.code == 0
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out and meaning in out for name, (meaning, _) in SETTINGS.items())
+    for command in ("train", "reproduce", "bench", "info", "data", "export"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        listed = [name for name, (meaning, _) in SETTINGS.items() if meaning in out]
+        assert not listed, f"geoae {command} --help lists the settings: {listed}"
+        if command in ("train", "reproduce", "bench", "info"):
+            assert "`geoae info` shows those in force" in out
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
     out = capsys.readouterr().out
-    assert all(name in out for name in SETTINGS)
-    if command == "reproduce":
-        assert "tiny" in out and "smoke test" in out
+    assert "tiny" in out and "smoke test" in out
 
 
 # ------------------------------------------------------------------------------------- info, quiet
@@ -237,3 +246,85 @@ def test_train_accepts_a_runs_config_json(tmp_path):
     assert main(["-q", "train", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b")]) == 0
     a, b = (json.loads((tmp_path / r / "config.json").read_text())["config"] for r in "ab")
     assert a == b and a["seed"] == 3 and a["model"]["output_activation"] == "identity"
+
+
+def _tiny_train(out, *extra):
+    return ["train", "--size", "16", "--n-train", "16", "--iterations", "2", "--batch-size", "4", *extra,
+            "--out", str(out)]
+
+
+def test_train_prints_a_one_line_summary_and_the_config_only_when_verbose(tmp_path, capsys):
+    assert main(_tiny_train(tmp_path / "a", "--no-bias")) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("training paper64 16x16, d=1, bias-free; 16 disks (area); 2 iterations of 4")
+    assert out[0].endswith(f"-> {tmp_path / 'a'}") and not any(line.lstrip().startswith("{") for line in out)
+    assert len(out) == 2 and out[1].startswith("finished: train MSE")
+    assert main(_tiny_train(tmp_path / "a", "--no-bias", "--verbose")) == 0  # finished: a no-op, config shown
+    out = capsys.readouterr().out
+    config = json.loads(out[out.index("{"):out.index("\n}") + 2])
+    assert config["model"]["bias"] is False and config["iterations"] == 2
+    assert main(["-q", *_tiny_train(tmp_path / "a", "--no-bias", "--verbose")]) == 0
+    assert capsys.readouterr().out == ""  # --quiet wins
+
+
+def _this_geoae() -> dict:
+    """The environment of a child `python -m geoae` that imports the geoae under test, from any directory."""
+    import os
+    from pathlib import Path
+
+    import geoae
+
+    src = str(Path(geoae.__file__).resolve().parents[1])
+    return os.environ | {"PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize("argv", [["info", "--json"], ["info"], ["data", "diracs", "--size", "8", "--out", "d.npz"]])
+def test_a_closed_output_pipe_ends_quietly_with_141(argv, tmp_path):
+    """`geoae info --json | head -1`: the reader has gone before geoae writes (deterministic: the pipe is closed
+    before the interpreter has even imported geoae): no message, exit code 141 (128 + SIGPIPE)."""
+    from geoae.cli import EXIT_PIPE
+
+    proc = subprocess.Popen([sys.executable, "-m", "geoae", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=tmp_path, env=_this_geoae())
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait() == EXIT_PIPE == 141 and err == ""
+    if argv[0] == "data":
+        assert (tmp_path / "d.npz").is_file()  # the work was done; only its message was lost
+
+
+def test_a_shell_pipeline_into_head_prints_no_error(tmp_path):
+    proc = subprocess.run(f"set -o pipefail; {sys.executable} -m geoae info --json | head -1", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, cwd=tmp_path, env=_this_geoae())
+    assert proc.stdout == "{\n" and proc.stderr == "" and proc.returncode in (0, 141)
+
+
+def test_a_refused_explore_has_one_error_prefix(tmp_path, capsys):
+    for name, size in (("a", "16"), ("b", "8")):
+        assert main(["-q", "train", "--size", size, "--n-train", "8", "--iterations", "1", "--batch-size", "4",
+                     "--out", str(tmp_path / name)]) == 0
+    assert main(["explore", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("geoae explore: error: runs on one page share") and err.count("geoae explore") == 1
+    assert "\n" not in err and not (tmp_path / "x.html").exists()
+
+
+def test_info_lists_the_optional_extras_and_whether_each_is_installed(capsys, monkeypatch):
+    import importlib.util
+
+    from geoae.environment import EXTRAS
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    assert main(["info", "--json"]) == 0
+    extras = {e["extra"]: e for e in json.loads(capsys.readouterr().out)["extras"]}
+    assert set(extras) == set(EXTRAS) == {"keras", "tensorboard", "mlflow", "ray"}
+    assert extras["ray"]["installed"] is False and extras["ray"]["version"] is None
+    for name, module in (("keras", "h5py"), ("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+        assert extras[name]["installed"] is (real(module) is not None)
+    assert extras["mlflow"]["install"] == "pip install 'geoae[mlflow]'"
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    ray_line = next(line for line in text.splitlines() if line.lstrip().startswith("ray "))
+    assert "not installed" in ray_line and "--executor ray" in ray_line

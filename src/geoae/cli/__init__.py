@@ -13,7 +13,9 @@ Exit codes:
   a failed experiment), one line; or an internal error (a bug in geoae: a hint says how to report it, and
   ``GEOAE_DEBUG=1`` shows the traceback);
 - 2: bad input, refused before anything was written (also a corrupted or foreign checkpoint or model);
-- 130: interrupted (Ctrl-C): the finished work is kept and the same command resumes it.
+- 130: interrupted (Ctrl-C): the finished work is kept and the same command resumes it;
+- 141: standard output was closed by its reader (``geoae info --json | head -1``): no message, the code of a
+  process ended by SIGPIPE, as ``cat`` or ``yes`` give in a shell pipeline.
 
 The package: ``parser.py`` builds the parsers, ``checks.py`` holds the ``check_*`` functions, ``commands.py``
 the ``run_*`` functions and ``COMMANDS``; this module runs one command (``main``).
@@ -31,7 +33,9 @@ from .commands import COMMANDS
 from .parser import _subparsers as _subparsers  # tests walk every parser
 from .parser import get_parser
 
-__all__ = ["COMMANDS", "UsageError", "get_parser", "main"]
+__all__ = ["COMMANDS", "EXIT_PIPE", "UsageError", "get_parser", "main"]
+
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader has gone
 
 
 @contextlib.contextmanager
@@ -84,6 +88,8 @@ def _run(args) -> int:
         if args.command != "info":  # info shows a bad setting instead of refusing
             read_settings()
         plan = check(args)
+    except BrokenPipeError:
+        raise  # the reader of our output has gone: main ends quietly
     except (ValueError, OSError, ImportError) as err:  # UsageError, SettingsError, CheckpointError, missing h5py
         _say(prog, err)
         return 2
@@ -91,6 +97,8 @@ def _run(args) -> int:
         return _internal(prog, err)
     try:
         return work(args, plan)
+    except BrokenPipeError:
+        raise
     except (UsageError, SettingsError, CheckpointError) as err:
         _say(prog, err)
         return 2
@@ -101,9 +109,33 @@ def _run(args) -> int:
         return _internal(prog, err)
 
 
+def _output_gone() -> int:
+    """Standard output's reader has gone (``geoae info --json | head -1``): no message, the exit code of a
+    process ended by SIGPIPE (141), and standard output pointed at /dev/null so that the interpreter's final
+    flush does not complain either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a replaced sys.stdout)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - kept open until the process ends
+    return EXIT_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (module docstring). Ctrl-C anywhere, even one swallowed by a
-    finaliser on the way (``interrupts``), ends it with 130, the finished work kept."""
+    finaliser on the way (``interrupts``), ends it with 130, the finished work kept; a closed output pipe ends
+    it quietly with 141."""
+    try:
+        try:
+            return _main(argv)
+        finally:  # also after --help: a closed pipe shows here, not in the interpreter's last flush
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _output_gone()
+
+
+def _main(argv: list[str] | None) -> int:
     prog = "geoae"
     try:
         with interrupts.sigint_handler():

@@ -297,7 +297,7 @@ def check_explore(args) -> str:
             raise UsageError(f"RUN_DIR {run_dir} is not a finished run directory (it needs metrics.json and "
                              "model.safetensors; train it with `geoae train` or `geoae reproduce`)")
         runs.append(load_run(run_dir))  # CheckpointError names a damaged file
-    with _named({}, "geoae explore: "):
+    with _named({}):  # the message names the run or the mismatch
         return explorer_html(runs, title=args.title or f"geoae explorer: {len(runs)} run(s)", labels=args.label)
 
 
@@ -325,7 +325,7 @@ def check_convert_keras(args):
 
     _check_in_file("H5", args.h5)
     _check_out_dir("--out", args.out)
-    with _named({}, "geoae convert-keras: "):
+    with _named({}):
         return check_conversion(args.h5, args.out)
 
 

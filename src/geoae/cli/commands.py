@@ -88,7 +88,9 @@ def run_theory(args, _) -> int:
 def run_train(args, config) -> int:
     from ..training import train
 
-    print(json.dumps(config.to_dict(), indent=None))
+    if args.verbose:
+        print(json.dumps(config.to_dict(), indent=2))
+    print(f"training {config.summary()} -> {args.out}")
     callbacks = []
     with contextlib.ExitStack() as stack:
         if args.tensorboard is not None:

@@ -53,6 +53,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return f"{text} (required)" if action.required else f"{text} (default: %(default)s)"
 
 
+SETTINGS_POINTER = ("environment settings (GEOAE_THREADS, GEOAE_WORKERS, GEOAE_BACKEND, ...):\n"
+                    "`geoae --help` lists them all, `geoae info` shows those in force")
+
 PROFILE_HELP = ("scale of the experiments: quick = minutes on 2 cores (the default), paper = the paper's scale "
                 "(hours), tiny = seconds, a smoke test of the whole pipeline whose numbers mean nothing")
 
@@ -98,6 +101,8 @@ def _train_options(tr: argparse.ArgumentParser) -> None:
     tr.add_argument("--reg-weight", type=float, help=f"λ, the weight of the regulariser {dflt(d.reg_weight)}")
     tr.add_argument("--seed", type=int, help=f"seed of the weights and the data {dflt(d.seed)}")
     tr.add_argument("--out", type=_path, required=True, help="run directory (re-running resumes it)")
+    tr.add_argument("--verbose", "-v", action="store_true",
+                    help="print the whole configuration (JSON) before training (default: a one-line summary)")
     tr.add_argument("--tensorboard", type=_path, default=None, metavar="DIR",
                     help="also write live TensorBoard event files here (needs geoae[tensorboard]) (default: none; "
                     "the run's history.jsonl is always written as it grows)")
@@ -163,11 +168,11 @@ def get_parser() -> argparse.ArgumentParser:
     th.add_argument("--out", type=_path, default=Path("results/theory"), help="output directory")
 
     tr = sub.add_parser("train", help="train one autoencoder; the run directory can be resumed",
-                        epilog=settings_epilog())
+                        epilog=SETTINGS_POINTER)
     _train_options(tr)
 
     rp = sub.add_parser("reproduce", help="run the paper's experiments and write the report",
-                        epilog=settings_epilog())
+                        epilog=SETTINGS_POINTER)
     rp.add_argument("--profile", default="quick", choices=PROFILES, help=PROFILE_HELP)
     rp.add_argument("--only", default=None, help="comma-separated claim ids, e.g. D4,P1 (default: all)")
     rp.add_argument("--out", type=_path, default=Path("results"), help="results directory")
@@ -207,7 +212,7 @@ def get_parser() -> argparse.ArgumentParser:
                     help="name of each run, in order (repeat; default: the config entries that differ)")
 
     be = sub.add_parser("bench", help="training throughput: geoae's trainer against plain PyTorch",
-                        epilog=settings_epilog())
+                        epilog=SETTINGS_POINTER)
     be.add_argument("--batch-size", type=int, default=64, help="images per training step")
     be.add_argument("--threads", type=int, default=None,
                     help="torch threads of the plain reference and torch.mm (default: all cores); geoae's "
@@ -222,8 +227,8 @@ def get_parser() -> argparse.ArgumentParser:
     be.add_argument("--size", type=int, default=64, help="image side m (64 is the paper's)")
     be.add_argument("--json", action="store_true", help="print the figures as JSON")
 
-    info = sub.add_parser("info", help="versions, CPU, fused-kernel availability and the GEOAE_* settings",
-                          epilog=settings_epilog())
+    info = sub.add_parser("info", help="versions, CPU, fused-kernel availability, the optional extras installed "
+                          "and the GEOAE_* settings in force", epilog=SETTINGS_POINTER)
     info.add_argument("--json", action="store_true", help="print as JSON")
 
     ck = sub.add_parser("convert-keras", help="the authors' Keras weights (.h5) as a geoae run directory",

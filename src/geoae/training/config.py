@@ -130,6 +130,21 @@ class TrainConfig:
         config.validate()
         return config
 
+    def summary(self) -> str:
+        """One line saying what the run is: network, data, optimisation and digest (``to_dict`` has it all)."""
+        m, data = self.model, self.data
+        shape = f"{m.size}" if m.arch == "paper1d" else f"{m.size}x{m.size}"
+        net = f"{m.arch} {shape}, d={m.latent_dim}, {'biases' if m.bias else 'bias-free'}"
+        if isinstance(data, DiracData):
+            count = "each position" if data.n is None else f"{data.n}"
+            what = f"{count} Diracs ({data.ndim}-D, scheme {data.scheme})"
+        else:
+            shapes = "disks" if data.ndim == 2 else "intervals"
+            what = f"{'fresh' if data.fresh else data.n} {shapes} ({data.rendering})"
+        reg = "" if self.regulariser == "none" else f", {self.regulariser} λ={self.reg_weight:g}"
+        return (f"{net}; {what}; {self.iterations} iterations of {self.batch_size}, lr {self.lr:g}{reg}, "
+                f"seed {self.seed}; digest {self.digest()}")
+
     def digest(self) -> str:
         """A short hash of the config: names run directories and ties checkpoints to their config."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
