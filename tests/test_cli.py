@@ -328,3 +328,82 @@ def test_info_lists_the_optional_extras_and_whether_each_is_installed(capsys, mo
     text = capsys.readouterr().out
     ray_line = next(line for line in text.splitlines() if line.lstrip().startswith("ray "))
     assert "not installed" in ray_line and "--executor ray" in ray_line
+
+
+# ------------------------------------------------------------------------------- configs that compose
+
+
+def _config_of(*argv):
+    from geoae.cli.checks import train_config
+
+    return train_config(get_parser_args(["train", *argv, "--out", "unused"]))
+
+
+def get_parser_args(argv):
+    from geoae.cli import get_parser
+
+    return get_parser().parse_args(argv)
+
+
+def test_a_partial_json_or_toml_config_merges_over_the_defaults(tmp_path):
+    (tmp_path / "binary.json").write_text('{"data": {"rendering": "binary"}}')
+    (tmp_path / "keras.toml").write_text('lr = 0.01\n[model]\narch = "keras63"\nalpha = 0.1\n'
+                                         '[data]\nexclude = [[11, 18]]\n')
+    config = _config_of("--config", str(tmp_path / "binary.json"))
+    assert config.data.rendering == "binary" and config.data.n == 1000 and config.model.size == 64
+    config = _config_of("--config", str(tmp_path / "binary.json"), "--config", str(tmp_path / "keras.toml"))
+    assert config.model.arch == "keras63" and config.model.size == config.data.size == 63  # the arch's size
+    assert config.lr == 0.01 and config.model.alpha == 0.1 and config.data.exclude == ((11, 18),)
+    assert config.data.rendering == "binary"  # from the first file
+
+
+def test_set_overrides_files_and_options_with_json_values_else_strings(tmp_path):
+    (tmp_path / "c.json").write_text('{"lr": 0.5, "data": {"rendering": "gaussian"}}')
+    config = _config_of("--config", str(tmp_path / "c.json"), "--lr", "0.2", "--set", "data.rendering=binary",
+                        "--set", "model.alpha=0.05", "--set", "model.bias=false", "--set", "data.r_max=20")
+    assert config.lr == 0.2 and config.data.rendering == "binary" and config.model.alpha == 0.05
+    assert config.model.bias is False and config.data.r_max == 20
+    assert _config_of("--lr", "0.2", "--set", "lr=0.3").lr == 0.3  # --set wins over an option
+
+
+def test_the_new_train_options(tmp_path):
+    config = _config_of("--rendering", "gaussian", "--log-every", "7", "--channels", "8,8,4,4,2")
+    assert config.data.rendering == "gaussian" and config.log_every == 7 and config.model.channels == (8, 8, 4, 4, 2)
+    config = _config_of("--arch", "paper1d", "--size", "32", "--data", "diracs", "--scheme", "hole", "--hole", "8:16")
+    assert config.data.scheme == "hole" and config.data.hole == (8, 16) and config.data.ndim == 1
+    assert _config_of("--data", "diracs", "--scheme", "stride", "--stride", "4").data.stride == 4
+    assert _config_of("--arch", "keras63").model.size == 63
+
+
+@pytest.mark.parametrize(("files", "argv", "message"), [
+    ({"a.json": '{"data": {"rendering": "blurry"}}'}, ["--config", "{a.json}"],
+     "--config {a.json}: data.rendering='blurry' is not one of 'binary', 'area', 'gaussian'"),
+    ({"a.toml": '[model]\nsize = "big"\n'}, ["--config", "{a.toml}"], "--config {a.toml}: model.size"),
+    ({"a.toml": "[model\n"}, ["--config", "{a.toml}"], "--config {a.toml}: not valid TOML"),
+    ({"a.json": "{}"}, ["--config", "{a.json}", "--set", "model.alhpa=0.1"],
+     "--set model.alhpa=0.1: model.alhpa: unknown"),
+    ({}, ["--set", "lr"], "--set 'lr': expected KEY=VALUE"),
+    ({}, ["--set", "=3"], "--set '=3': expected KEY=VALUE"),
+    ({}, ["--rendering", "binary", "--data", "diracs"], "--rendering: only for disks, not for --data diracs"),
+    ({}, ["--scheme", "hole"], "--scheme: only for diracs, not for --data disks"),
+    ({}, ["--channels", "8,x"], "--channels: expected comma-separated integers"),
+    ({}, ["--arch", "keras63", "--size", "64"], "--size must be 63 for arch='keras63', got 64"),
+])
+def test_a_bad_composed_config_names_the_key_and_where_it_was_set(files, argv, message, tmp_path, capsys):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    fill = lambda s: s.replace("{a.json}", str(tmp_path / "a.json")).replace("{a.toml}", str(tmp_path / "a.toml"))  # noqa: E731
+    assert main(["train", *map(fill, argv), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and fill(message) in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_with_a_partial_toml_config_and_set(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text('iterations = 2\nbatch_size = 4\n[model]\nsize = 16\n[data]\nn = 16\n')
+    assert main(["train", "--config", str(tmp_path / "c.toml"), "--set", "data.rendering=binary", "--no-bias",
+                 "--out", str(tmp_path / "run")]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert saved["data"]["rendering"] == "binary" and saved["data"]["size"] == saved["model"]["size"] == 16
+    assert saved["model"]["bias"] is False and saved["iterations"] == 2
+    assert "16 disks (binary)" in capsys.readouterr().out

@@ -5,6 +5,7 @@ and the ``GEOAE_*`` settings before any work, and returns what the work needs (t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -119,91 +120,144 @@ def check_theory(args):
 # config key -> the `geoae train` option that sets it
 TRAIN_OPTIONS = {
     "model.arch": "--arch", "model.size": "--size", "model.latent_dim": "--latent-dim", "model.bias": "--no-bias",
-    "model.alpha": "--alpha", "model.upsample": "--upsample", "model.output_activation": "--output-activation",
-    "data.kind": "--data", "data.size": "--size", "data.n": "--n-train", "data.fresh": "--fresh",
-    "data.exclude": "--exclude", "data.r_max": "--r-max", "iterations": "--iterations", "batch_size": "--batch-size",
-    "lr": "--lr", "regulariser": "--regulariser", "reg_weight": "--reg-weight", "seed": "--seed",
+    "model.alpha": "--alpha", "model.channels": "--channels", "model.upsample": "--upsample",
+    "model.output_activation": "--output-activation", "data.kind": "--data", "data.size": "--size",
+    "data.n": "--n-train", "data.fresh": "--fresh", "data.exclude": "--exclude", "data.r_max": "--r-max",
+    "data.rendering": "--rendering", "data.scheme": "--scheme", "data.hole": "--hole", "data.stride": "--stride",
+    "data.fraction": "--fraction", "data.quadrant": "--quadrant", "iterations": "--iterations",
+    "batch_size": "--batch-size", "lr": "--lr", "regulariser": "--regulariser", "reg_weight": "--reg-weight",
+    "seed": "--seed", "log_every": "--log-every",
 }
+OPTIONS_SOURCE = "the options"  # the name of the layer of options given, in composed-config errors
 
 
-def _given(args) -> dict[str, str]:
-    """The config keys set by options the user gave, and those options."""
-    attr = {"--no-bias": "no_bias", "--n-train": "n_train", "--latent-dim": "latent_dim", "--r-max": "r_max",
-            "--output-activation": "output_activation", "--batch-size": "batch_size", "--reg-weight": "reg_weight"}
-    given = {}
-    for key, option in TRAIN_OPTIONS.items():
-        value = getattr(args, attr.get(option, option[2:]))
-        if value not in (None, False, []):
-            given[key] = option
-    return given
+def _put(partial: dict, key: str, value) -> None:
+    """Set the dotted ``key`` in a nested dict."""
+    *parents, last = key.split(".")
+    for part in parents:
+        partial = partial.setdefault(part, {})
+    partial[last] = value
 
 
-def _read_config(path: Path):
-    """The TrainConfig in a JSON file (a TrainConfig, or a run's config.json)."""
-    from ..training import TrainConfig
+def _option_values(args) -> dict:
+    """The partial config of the options given (None and False: not given)."""
+    values = {"model.arch": args.arch, "model.size": args.size, "model.latent_dim": args.latent_dim,
+              "model.bias": False if args.no_bias else None, "model.alpha": args.alpha,
+              "model.channels": list(args.channels) if args.channels else None, "model.upsample": args.upsample,
+              "model.output_activation": args.output_activation, "data.kind": args.data, "data.n": args.n_train,
+              "data.fresh": True if args.fresh else None,
+              "data.exclude": [list(iv) for iv in args.exclude] if args.exclude else None, "data.r_max": args.r_max,
+              "data.rendering": args.rendering, "data.scheme": args.scheme,
+              "data.hole": list(args.hole) if args.hole else None, "data.stride": args.stride,
+              "data.fraction": args.fraction, "data.quadrant": args.quadrant, "iterations": args.iterations,
+              "batch_size": args.batch_size, "lr": args.lr, "regulariser": args.regulariser,
+              "reg_weight": args.reg_weight, "seed": args.seed, "log_every": args.log_every}
+    partial: dict = {}
+    for key, value in values.items():
+        if value is not None:
+            _put(partial, key, value)
+    return partial
 
+
+def _parse_set(text: str) -> dict:
+    """``--set KEY=VALUE``: a partial config of one dotted key; the value is JSON, else a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not all(part.isidentifier() for part in key.split(".")):
+        raise UsageError(f"--set {text!r}: expected KEY=VALUE with a dotted config key, e.g. data.rendering=binary "
+                         "or model.alpha=0.05")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        value = raw
+    partial: dict = {}
+    _put(partial, key, value)
+    return partial
+
+
+def _read_config(path: Path) -> dict:
+    """The (partial) config in a .json or .toml file (a TrainConfig's keys, or a run's config.json)."""
     _check_in_file("--config", path)
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UsageError(f"--config {path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, not a config file")
     raw = path.read_bytes()
     try:
-        given = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise UsageError(f"--config {path}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start})"
                          ) from None
-    except json.JSONDecodeError as err:
-        raise UsageError(f"--config {path}: not valid JSON ({err})") from None
-    except RecursionError:
-        raise UsageError(f"--config {path}: not a config (JSON nested too deeply)") from None
+    if path.suffix.lower() == ".toml":
+        given = _read_toml(path, text)
+    else:
+        try:
+            given = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"--config {path}: not valid JSON ({err}); a TOML file must end in .toml") from None
+        except RecursionError:
+            raise UsageError(f"--config {path}: not a config (JSON nested too deeply)") from None
     if isinstance(given, dict) and "config" in given and "model" not in given:  # a run's config.json
         given = given["config"]
-    with _named({}, f"--config {path}: "):
-        return TrainConfig.from_dict(given)
+    if not isinstance(given, dict):
+        raise UsageError(f"--config {path}: a TrainConfig must be a JSON object (keys and values), got "
+                         f"{type(given).__name__}")
+    return given
 
 
-def check_train(args):
-    import dataclasses
+def _read_toml(path: Path, text: str) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UsageError(f"--config {path}: reading TOML needs Python >= 3.11 (or pip install tomli); "
+                             "or give the config as JSON") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"--config {path}: not valid TOML ({err})") from None
 
+
+def train_config(args, base: dict | None = None):
+    """The TrainConfig of ``geoae train``'s arguments: ``base`` (a full config dict, e.g. a recipe's
+    ``config.to_dict()``; None: TrainConfig's defaults), then each ``--config`` file, then the options given,
+    then each ``--set``, merged by ``TrainConfig.from_partial``. A bad value names its option, or its key and
+    the file or ``--set`` that gave it."""
     from ..data import DiracData, DiskData
-    from ..training import TrainConfig, is_finished, load_run
+    from ..training import TrainConfig
+    from ..training.config import ConfigError, merge_partial
+
+    base = TrainConfig().to_dict() if base is None else base
+    layers = [(f"--config {path}", _read_config(path)) for path in args.config or ()]
+    options = _option_values(args)
+    layers.append((OPTIONS_SOURCE, options))
+    layers += [(f"--set {text}", _parse_set(text)) for text in args.set or ()]
+    sources, partials = [name for name, _ in layers], [partial for _, partial in layers]
+    merged = merge_partial(base, *partials)
+    kind = merged.get("data", {}).get("kind", "disks") if isinstance(merged.get("data"), dict) else None
+    fields = {"disks": DiskData, "diracs": DiracData}.get(kind)
+    if fields is not None:
+        known = {f.name for f in dataclasses.fields(fields)}
+        wrong = [TRAIN_OPTIONS[f"data.{k}"] for k in options.get("data", {}) if k not in known | {"kind"}]
+        if wrong:
+            other = "diracs" if kind == "disks" else "disks"
+            raise UsageError(f"{', '.join(wrong)}: only for {other}, not for --data {kind}")
+    try:
+        return TrainConfig.from_partial(base, *partials, sources=sources)
+    except ConfigError as err:
+        if err.source == OPTIONS_SOURCE and err.key in TRAIN_OPTIONS:
+            raise UsageError(TRAIN_OPTIONS[err.key] + err.message[len(err.key):]) from None
+        raise UsageError(str(err)) from None
+
+
+def check_train(args, base: dict | None = None):
+    """``base``: the config dict the options apply to (a recipe's, when ``--recipe`` selects one); None:
+    TrainConfig's defaults."""
+    from ..training import is_finished, load_run
 
     _check_out_dir("--out", args.out)
     _check_tracking(args)
-    base = TrainConfig() if args.config is None else _read_config(args.config)
-    # without --config every value is an option's (given or default); with it, the options given name theirs
-    names = TRAIN_OPTIONS if args.config is None else _given(args)
-    with _named(names, f"--config {args.config}: " if args.config is not None else ""):
-        model, data = base.model, base.data
-        mchanges = {k: v for k, v in {"arch": args.arch, "size": args.size, "latent_dim": args.latent_dim,
-                                      "alpha": args.alpha, "upsample": args.upsample,
-                                      "output_activation": args.output_activation}.items() if v is not None}
-        if args.no_bias:
-            mchanges["bias"] = False
-        model = dataclasses.replace(model, **mchanges)
-        try:
-            if args.data == "diracs" and not isinstance(data, DiracData):
-                data = DiracData(size=model.size, ndim=1 if model.arch == "paper1d" else 2)
-            elif args.data == "disks" and not isinstance(data, DiskData):
-                data = DiskData(n=TrainConfig().data.n, size=model.size)
-            dchanges = {"size": model.size}
-            for key, val in (("n", args.n_train), ("exclude", tuple(args.exclude) if args.exclude else None),
-                             ("r_max", args.r_max), ("fresh", True if args.fresh else None)):
-                if val is not None:
-                    dchanges[key] = val
-            known = {f.name for f in dataclasses.fields(data)}
-            bad = [TRAIN_OPTIONS[f"data.{k}"] for k in dchanges if k not in known]
-            if bad:
-                raise UsageError(f"{', '.join(bad)}: only for disks, not for --data diracs")
-            data = dataclasses.replace(data, **dchanges)
-        except ValueError as err:
-            if isinstance(err, UsageError):
-                raise
-            raise ValueError(f"data.{err}") from None
-        tchanges = {k: v for k, v in {"iterations": args.iterations, "batch_size": args.batch_size, "lr": args.lr,
-                                      "regulariser": args.regulariser, "reg_weight": args.reg_weight,
-                                      "seed": args.seed}.items() if v is not None}
-        config = dataclasses.replace(base, model=model, data=data, **tchanges)
-        config.validate()
+    config = train_config(args, base)
     if is_finished(args.out):
         done = load_run(args.out)  # CheckpointError (exit 2) for a damaged run
         if done.config.digest() != config.digest():

@@ -34,6 +34,12 @@ def _int_interval(text: str) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 8,8,4,4,2, got {text!r}") from None
+
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line with exit code 2, like every other bad input."""
@@ -62,6 +68,7 @@ PROFILE_HELP = ("scale of the experiments: quick = minutes on 2 cores (the defau
 
 def _train_options(tr: argparse.ArgumentParser) -> None:
     """`geoae train`'s options: each overrides one field of --config (else of TrainConfig's defaults)."""
+    from ..data import RENDERINGS, SCHEMES
     from ..models import ARCHS, OUTPUT_ACTIVATIONS, UPSAMPLES
     from ..training import REGULARISERS, TrainConfig
 
@@ -70,17 +77,27 @@ def _train_options(tr: argparse.ArgumentParser) -> None:
     def dflt(value) -> str:
         return f"(default: from --config, else {value})"
 
-    tr.add_argument("--config", type=_path,
-                    help="JSON file with a TrainConfig, or a run's config.json; the options below override it "
+    tr.add_argument("--config", type=_path, action="append", metavar="FILE",
+                    help="a config file, .json or .toml, merged over the defaults: a whole TrainConfig, a run's "
+                    "config.json, or only the keys to change, e.g. {\"data\": {\"rendering\": \"binary\"}} "
+                    "(repeatable: later files win; the options below and --set win over files) "
                     "(default: TrainConfig's defaults)")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", dest="set",
+                    help="one config key, dotted, e.g. --set data.rendering=binary --set model.alpha=0.05 "
+                    "--set data.exclude=[[11,18]]; the value is read as JSON, else taken as a string "
+                    "(repeatable; wins over --config and the options) (default: none)")
     tr.add_argument("--arch", choices=ARCHS, help=f"network: paper64 (m × m images, m a power of two), paper1d "
                     f"(1-D signals), keras63 (the authors' released 63 × 63 code) {dflt(d.model.arch)}")
-    tr.add_argument("--size", type=int, help=f"image side m / signal length n {dflt(d.model.size)}")
+    tr.add_argument("--size", type=int, help="image side m / signal length n (default: from --config, else the "
+                    "arch's: 63 for keras63, else 64)")
     tr.add_argument("--latent-dim", type=int, help=f"code dimension d {dflt(d.model.latent_dim)}")
     tr.add_argument("--no-bias", action="store_true", help="remove every bias (the paper's ablation) "
                     "(default: biases, unless --config removes them)")
     tr.add_argument("--alpha", type=float, help="leaky ReLU slope α (default: from --config, else the arch's: "
                     "0.2 for paper64 / paper1d, 0.05 for keras63)")
+    tr.add_argument("--channels", type=_channels, metavar="C1,C2,...",
+                    help="encoder channels after the input, one per layer but the last (the code), e.g. 8,8,4,4,2 "
+                    "(default: from --config, else the arch's)")
     tr.add_argument("--upsample", choices=UPSAMPLES, help=f"decoder upsampling {dflt(d.model.upsample)}")
     tr.add_argument("--output-activation", choices=OUTPUT_ACTIVATIONS,
                     help=f"activation of the decoder's last layer {dflt(d.model.output_activation)}")
@@ -93,6 +110,18 @@ def _train_options(tr: argparse.ArgumentParser) -> None:
     tr.add_argument("--exclude", type=_interval, action="append", metavar="LO:HI",
                     help="radius interval left out of training, e.g. 11:18 (repeatable) (default: none)")
     tr.add_argument("--r-max", type=float, help="largest training radius (default: from --config, else m/2)")
+    tr.add_argument("--rendering", choices=RENDERINGS, help="disks: binary = 1 inside, area = exact pixel coverage, "
+                    f"gaussian = blurred edge {dflt(d.data.rendering)}")
+    tr.add_argument("--scheme", choices=SCHEMES, help="Diracs: the positions kept: all, a random --fraction, all but "
+                    "a --hole, every --stride-th, all but a --quadrant (2-D) (default: from --config, else all)")
+    tr.add_argument("--hole", type=_int_interval, metavar="LO:HI", help="Diracs, --scheme hole: positions LO..HI-1 "
+                    "removed (default: from --config, else the middle quarter)")
+    tr.add_argument("--stride", type=int, help="Diracs, --scheme stride: the grid step (default: from --config, "
+                    "else 2)")
+    tr.add_argument("--fraction", type=float, help="Diracs, --scheme random: the kept fraction (default: from "
+                    "--config, else 0.5)")
+    tr.add_argument("--quadrant", type=int, choices=range(4), help="Diracs, --scheme quadrant: the held-out "
+                    "quadrant, 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right (default: from --config, else 3)")
     tr.add_argument("--iterations", type=int, help=f"training steps {dflt(d.iterations)}")
     tr.add_argument("--batch-size", type=int, help=f"images per step {dflt(d.batch_size)}")
     tr.add_argument("--lr", type=float, help=f"Adam's learning rate {dflt(d.lr)}")
@@ -100,6 +129,8 @@ def _train_options(tr: argparse.ArgumentParser) -> None:
                     "l2_all (type 2), l2_encoder (type 3), contractive (released code) " + dflt(d.regulariser))
     tr.add_argument("--reg-weight", type=float, help=f"λ, the weight of the regulariser {dflt(d.reg_weight)}")
     tr.add_argument("--seed", type=int, help=f"seed of the weights and the data {dflt(d.seed)}")
+    tr.add_argument("--log-every", type=int, help="iterations between logged records (history.jsonl, TensorBoard, "
+                    f"MLflow) {dflt(d.log_every)}")
     tr.add_argument("--out", type=_path, required=True, help="run directory (re-running resumes it)")
     tr.add_argument("--verbose", "-v", action="store_true",
                     help="print the whole configuration (JSON) before training (default: a one-line summary)")
