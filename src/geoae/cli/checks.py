@@ -276,7 +276,7 @@ def _check_tracking(args) -> None:
             raise UsageError("--tensorboard needs the tensorboard package: pip install geoae[tensorboard]") from None
     if args.mlflow is not None:
         if not args.mlflow.strip():
-            raise UsageError("--mlflow: expected a tracking URI such as file:./mlruns, got an empty string")
+            raise UsageError("--mlflow: expected a tracking URI such as sqlite:///mlflow.db, got an empty string")
         try:
             import mlflow  # noqa: F401
         except ImportError:
@@ -327,14 +327,19 @@ def check_report(args):
 
 
 def check_export(args):
-    for run_dir in args.run_dirs:
-        if not ((run_dir / "history.jsonl").is_file() or (run_dir / "history.json").is_file()):
-            raise UsageError(f"RUN_DIR {run_dir} is not a run directory (no history.jsonl)")
+    """The runs to export (``tracking.find_runs``: run directories, or folders of them)."""
+    from ..tracking import find_runs
+
+    try:
+        runs = find_runs(args.run_dirs)
+    except ValueError as err:
+        raise UsageError(f"RUN_DIR {err}") from None
     _check_out_dir("--out", args.out)
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
         raise UsageError("--to tensorboard needs the tensorboard package: pip install geoae[tensorboard]") from None
+    return runs
 
 
 def check_explore(args) -> str:

@@ -86,24 +86,35 @@ def run_theory(args, _) -> int:
 
 
 def run_train(args, config) -> int:
-    from ..training import train
+    from ..training import is_finished, train
 
     if args.verbose:
         print(json.dumps(config.to_dict(), indent=2))
     print(f"training {config.summary()} -> {args.out}")
-    callbacks = []
+    trackers = []
     with contextlib.ExitStack() as stack:
-        if args.tensorboard is not None:
-            from ..tracking import TensorBoardLogger
+        if is_finished(args.out):  # a finished run: training is a no-op, and so is tracking
+            if args.tensorboard is not None or args.mlflow is not None:
+                print(f"{args.out} is already finished: nothing new to track (`geoae export {args.out}` writes "
+                      "its TensorBoard run)")
+        else:
+            if args.tensorboard is not None:
+                from ..tracking import TensorBoardLogger
 
-            callbacks.append(stack.enter_context(TensorBoardLogger(args.tensorboard)))
-        if args.mlflow is not None:
-            from ..tracking import MLflowLogger
+                trackers.append(stack.enter_context(TensorBoardLogger(args.tensorboard / args.out.name, config)))
+            if args.mlflow is not None:
+                from ..tracking import MLflowLogger
 
-            callbacks.append(stack.enter_context(MLflowLogger(args.out.name, tracking_uri=args.mlflow,
-                                                              params={"digest": config.digest()})))
-        result = train(config, args.out, progress=not args.quiet, callbacks=callbacks)
+                trackers.append(stack.enter_context(MLflowLogger(args.out.name, tracking_uri=args.mlflow,
+                                                                 config=config)))
+        result = train(config, args.out, progress=not args.quiet, callbacks=trackers)
+        for tracker in trackers:
+            tracker.finish(result.metrics, args.out)
     print(f"finished: train MSE {result.metrics['train_mse']:.4g}, run in {args.out}")
+    if args.tensorboard is not None and trackers:
+        print(f"TensorBoard: tensorboard --logdir {args.tensorboard}")
+    if args.mlflow is not None and trackers:
+        print(f"MLflow: mlflow ui --backend-store-uri {args.mlflow}")
     return 0
 
 
@@ -155,11 +166,17 @@ def run_report(args, _) -> int:
     return 0
 
 
-def run_export(args, _) -> int:
+def run_export(args, runs) -> int:
     from ..tracking import export_tensorboard
 
-    written = export_tensorboard(args.run_dirs, args.out)
-    print(f"wrote TensorBoard event files for {len(written)} runs under {args.out}/ (tensorboard --logdir {args.out})")
+    for done in export_tensorboard(args.run_dirs, args.out):
+        if done.points == 0:
+            print(f"{done.run_dir}: no training history (a converted model, e.g. the authors'): only its "
+                  f"hyper-parameters, final metrics and reconstruction -> {done.folder}")
+        else:
+            state = "" if done.finished else " (unfinished: curves only)"
+            print(f"{done.run_dir}: {done.points} points per curve{state} -> {done.folder}")
+    print(f"wrote {len(runs)} TensorBoard run(s) under {args.out}/ (tensorboard --logdir {args.out})")
     return 0
 
 

@@ -70,6 +70,7 @@ def _train_options(tr: argparse.ArgumentParser) -> None:
     """`geoae train`'s options: each overrides one field of --config (else of TrainConfig's defaults)."""
     from ..data import RENDERINGS, SCHEMES
     from ..models import ARCHS, OUTPUT_ACTIVATIONS, UPSAMPLES
+    from ..tracking import SUGGESTED_MLFLOW_URI
     from ..training import REGULARISERS, TrainConfig
 
     d = TrainConfig()
@@ -135,11 +136,14 @@ def _train_options(tr: argparse.ArgumentParser) -> None:
     tr.add_argument("--verbose", "-v", action="store_true",
                     help="print the whole configuration (JSON) before training (default: a one-line summary)")
     tr.add_argument("--tensorboard", type=_path, default=None, metavar="DIR",
-                    help="also write live TensorBoard event files here (needs geoae[tensorboard]) (default: none; "
-                    "the run's history.jsonl is always written as it grows)")
-    tr.add_argument("--mlflow", default=None, metavar="URI",
-                    help="also log the curves to this MLflow tracking store, e.g. file:./mlruns (needs "
-                    "geoae[mlflow]) (default: none)")
+                    help="also write a live TensorBoard run to DIR/<run name>/: the curves, a reconstruction image "
+                    "at each logging step, the config as hparams with the final metrics (needs geoae[tensorboard]; "
+                    "then tensorboard --logdir DIR) (default: none; the run's history.jsonl is always written)")
+    tr.add_argument("--mlflow", nargs="?", const=SUGGESTED_MLFLOW_URI, default=None, metavar="URI",
+                    help=f"also log an MLflow run to this tracking store: the whole config as params, the curves "
+                    f"per step, the final metrics, the run directory as artifacts; --mlflow alone means "
+                    f"{SUGGESTED_MLFLOW_URI} (read it with mlflow ui --backend-store-uri {SUGGESTED_MLFLOW_URI}); "
+                    "needs geoae[mlflow] (default: none)")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -229,9 +233,11 @@ def get_parser() -> argparse.ArgumentParser:
                      "headline numbers are shown next to these (default: none)")
 
     exp = sub.add_parser("export", help="export finished or interrupted runs' training curves to another tool")
-    exp.add_argument("run_dirs", nargs="+", type=_path, metavar="RUN_DIR", help="run directories")
+    exp.add_argument("run_dirs", nargs="+", type=_path, metavar="RUN_DIR",
+                     help="run directories, or folders of them (e.g. runs/, results/: every run below)")
     exp.add_argument("--to", choices=("tensorboard",), default="tensorboard", help="the format")
-    exp.add_argument("--out", type=_path, default=Path("tensorboard"), help="output directory (one folder per run)")
+    exp.add_argument("--out", type=_path, default=Path("tensorboard"), help="output directory, one TensorBoard run "
+                     "per run directory (exporting again replaces them: the same points, not twice as many)")
 
     ex = sub.add_parser("explore", help="write an interactive latent-space explorer (one self-contained HTML "
                         "file) for finished runs")
