@@ -179,7 +179,8 @@ CLI_CASES = [
     (["train", "--tensorboard", f"{T}/file.txt"], "--tensorboard {tmp}/file.txt: an existing file"),
     (["train", "--mlflow", " "], "--mlflow: expected a tracking URI"),
     # export
-    (["export", f"{T}/empty", "--out", f"{T}/tb"], "RUN_DIR {tmp}/empty is not a run directory (no history.jsonl)"),
+    (["export", f"{T}/empty", "--out", f"{T}/tb"],
+     "RUN_DIR {tmp}/empty is neither a run directory (no history.jsonl) nor a folder of runs"),
     (["export", f"{T}/missing", "--out", f"{T}/tb"], "RUN_DIR {tmp}/missing is not a run directory"),
     (["export", f"{T}/empty", "--to", "csv"], "argument --to: invalid choice: 'csv'"),
     # reproduce
