@@ -145,7 +145,8 @@ CLI_CASES = [
     (["train", "--out", f"{T}/file.txt"], "--out {tmp}/file.txt: an existing file, not a directory"),
     (["train", "--out", f"{T}/file.txt/run"], "--out {tmp}/file.txt/run: {tmp}/file.txt is a file"),
     (["train", "--size", "48"], "--size must be a power of two from 2 to 4096 for arch='paper64'"),
-    (["train", "--size", "8192"], "--size must be an integer in [2, 4096], got 8192"),
+    (["train", "--size", "8192"], "--size must be a power of two from 2 to 4096 for arch='paper64' (no silent crop), "
+     "got 8192"),
     (["train", "--latent-dim", "0"], "--latent-dim must be an integer from 1 to 4096, got 0"),
     (["train", "--alpha", "-1"], "--alpha must be a number from 0 to 100 or None, got -1.0"),
     (["train", "--n-train", "0"], "--n-train must be an integer in [1, "),
@@ -161,8 +162,8 @@ CLI_CASES = [
     (["train", "--r-max", "40"], "--r-max=40 must be <= size/2 = 32"),
     (["train", "--exclude", "0:32"], "--exclude intervals cover the whole range"),
     (["train", "--data", "diracs", "--r-max", "5"], "--r-max: only for disks, not for --data diracs"),
-    (["train", "--arch", "paper1d"], "--arch='paper1d' does not fit the data"),
-    (["train", "--arch", "keras63"], "--size must be 63 for arch='keras63', got 64"),
+    (["train", "--arch", "paper1d", "--set", "data.ndim=2"], "--arch='paper1d' does not fit the data"),
+    (["train", "--arch", "keras63", "--size", "64"], "--size must be 63 for arch='keras63', got 64"),
     (["train", "--config", f"{T}/n0.json", "--arch", "keras63"], "--config {tmp}/n0.json: data.n must be"),
     # train: --config files
     (["train", "--config", f"{T}/bad.json"], "--config {tmp}/bad.json: not valid JSON (Expecting"),
@@ -178,7 +179,8 @@ CLI_CASES = [
     (["train", "--tensorboard", f"{T}/file.txt"], "--tensorboard {tmp}/file.txt: an existing file"),
     (["train", "--mlflow", " "], "--mlflow: expected a tracking URI"),
     # export
-    (["export", f"{T}/empty", "--out", f"{T}/tb"], "RUN_DIR {tmp}/empty is not a run directory (no history.jsonl)"),
+    (["export", f"{T}/empty", "--out", f"{T}/tb"],
+     "RUN_DIR {tmp}/empty is neither a run directory (no history.jsonl) nor a folder of runs"),
     (["export", f"{T}/missing", "--out", f"{T}/tb"], "RUN_DIR {tmp}/missing is not a run directory"),
     (["export", f"{T}/empty", "--to", "csv"], "argument --to: invalid choice: 'csv'"),
     # reproduce

@@ -161,17 +161,26 @@ def test_choices_come_from_the_library_constants():
     assert by_option["--rendering"] == data.RENDERINGS and by_option["--scheme"] == data.SCHEMES
 
 
-@pytest.mark.parametrize("command", ["train", "reproduce", "bench", "info"])
-def test_help_epilogs_list_the_settings_and_the_tiny_profile(command, capsys):
+def test_the_settings_are_listed_in_the_main_help_only(capsys):
     from geoae.environment import SETTINGS
 
-    with pytest.raises(SystemExit) as exc:
-        main([command, "--help"])
-    assert exc.value.code == 0
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out and meaning in out for name, (meaning, _) in SETTINGS.items())
+    for command in ("train", "reproduce", "bench", "info", "data", "export"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        listed = [name for name, (meaning, _) in SETTINGS.items() if meaning in out]
+        assert not listed, f"geoae {command} --help lists the settings: {listed}"
+        if command in ("train", "reproduce", "bench", "info"):
+            assert "`geoae info` shows those in force" in out
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
     out = capsys.readouterr().out
-    assert all(name in out for name in SETTINGS)
-    if command == "reproduce":
-        assert "tiny" in out and "smoke test" in out
+    assert "tiny" in out and "smoke test" in out
 
 
 # ------------------------------------------------------------------------------------- info, quiet
@@ -237,3 +246,164 @@ def test_train_accepts_a_runs_config_json(tmp_path):
     assert main(["-q", "train", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b")]) == 0
     a, b = (json.loads((tmp_path / r / "config.json").read_text())["config"] for r in "ab")
     assert a == b and a["seed"] == 3 and a["model"]["output_activation"] == "identity"
+
+
+def _tiny_train(out, *extra):
+    return ["train", "--size", "16", "--n-train", "16", "--iterations", "2", "--batch-size", "4", *extra,
+            "--out", str(out)]
+
+
+def test_train_prints_a_one_line_summary_and_the_config_only_when_verbose(tmp_path, capsys):
+    assert main(_tiny_train(tmp_path / "a", "--no-bias")) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("training paper64 16x16, d=1, bias-free; 16 disks (area); 2 iterations of 4")
+    assert out[0].endswith(f"-> {tmp_path / 'a'}") and not any(line.lstrip().startswith("{") for line in out)
+    assert len(out) == 2 and out[1].startswith("finished: train MSE")
+    assert main(_tiny_train(tmp_path / "a", "--no-bias", "--verbose")) == 0  # finished: a no-op, config shown
+    out = capsys.readouterr().out
+    config = json.loads(out[out.index("{"):out.index("\n}") + 2])
+    assert config["model"]["bias"] is False and config["iterations"] == 2
+    assert main(["-q", *_tiny_train(tmp_path / "a", "--no-bias", "--verbose")]) == 0
+    assert capsys.readouterr().out == ""  # --quiet wins
+
+
+def _this_geoae() -> dict:
+    """The environment of a child `python -m geoae` that imports the geoae under test, from any directory."""
+    import os
+    from pathlib import Path
+
+    import geoae
+
+    src = str(Path(geoae.__file__).resolve().parents[1])
+    return os.environ | {"PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize("argv", [["info", "--json"], ["info"], ["data", "diracs", "--size", "8", "--out", "d.npz"]])
+def test_a_closed_output_pipe_ends_quietly_with_141(argv, tmp_path):
+    """`geoae info --json | head -1`: the reader has gone before geoae writes (deterministic: the pipe is closed
+    before the interpreter has even imported geoae): no message, exit code 141 (128 + SIGPIPE)."""
+    from geoae.cli import EXIT_PIPE
+
+    proc = subprocess.Popen([sys.executable, "-m", "geoae", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=tmp_path, env=_this_geoae())
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait() == EXIT_PIPE == 141 and err == ""
+    if argv[0] == "data":
+        assert (tmp_path / "d.npz").is_file()  # the work was done; only its message was lost
+
+
+def test_a_shell_pipeline_into_head_prints_no_error(tmp_path):
+    proc = subprocess.run(f"set -o pipefail; {sys.executable} -m geoae info --json | head -1", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, cwd=tmp_path, env=_this_geoae())
+    assert proc.stdout == "{\n" and proc.stderr == "" and proc.returncode in (0, 141)
+
+
+def test_a_refused_explore_has_one_error_prefix(tmp_path, capsys):
+    for name, size in (("a", "16"), ("b", "8")):
+        assert main(["-q", "train", "--size", size, "--n-train", "8", "--iterations", "1", "--batch-size", "4",
+                     "--out", str(tmp_path / name)]) == 0
+    assert main(["explore", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("geoae explore: error: runs on one page share") and err.count("geoae explore") == 1
+    assert "\n" not in err and not (tmp_path / "x.html").exists()
+
+
+def test_info_lists_the_optional_extras_and_whether_each_is_installed(capsys, monkeypatch):
+    import importlib.util
+
+    from geoae.environment import EXTRAS
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    assert main(["info", "--json"]) == 0
+    extras = {e["extra"]: e for e in json.loads(capsys.readouterr().out)["extras"]}
+    assert set(extras) == set(EXTRAS) == {"keras", "tensorboard", "mlflow", "ray"}
+    assert extras["ray"]["installed"] is False and extras["ray"]["version"] is None
+    for name, module in (("keras", "h5py"), ("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+        assert extras[name]["installed"] is (real(module) is not None)
+    assert extras["mlflow"]["install"] == "pip install 'geoae[mlflow]'"
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    ray_line = next(line for line in text.splitlines() if line.lstrip().startswith("ray "))
+    assert "not installed" in ray_line and "--executor ray" in ray_line
+
+
+# ------------------------------------------------------------------------------- configs that compose
+
+
+def _config_of(*argv):
+    from geoae.cli.checks import train_config
+
+    return train_config(get_parser_args(["train", *argv, "--out", "unused"]))
+
+
+def get_parser_args(argv):
+    from geoae.cli import get_parser
+
+    return get_parser().parse_args(argv)
+
+
+def test_a_partial_json_or_toml_config_merges_over_the_defaults(tmp_path):
+    (tmp_path / "binary.json").write_text('{"data": {"rendering": "binary"}}')
+    (tmp_path / "keras.toml").write_text('lr = 0.01\n[model]\narch = "keras63"\nalpha = 0.1\n'
+                                         '[data]\nexclude = [[11, 18]]\n')
+    config = _config_of("--config", str(tmp_path / "binary.json"))
+    assert config.data.rendering == "binary" and config.data.n == 1000 and config.model.size == 64
+    config = _config_of("--config", str(tmp_path / "binary.json"), "--config", str(tmp_path / "keras.toml"))
+    assert config.model.arch == "keras63" and config.model.size == config.data.size == 63  # the arch's size
+    assert config.lr == 0.01 and config.model.alpha == 0.1 and config.data.exclude == ((11, 18),)
+    assert config.data.rendering == "binary"  # from the first file
+
+
+def test_set_overrides_files_and_options_with_json_values_else_strings(tmp_path):
+    (tmp_path / "c.json").write_text('{"lr": 0.5, "data": {"rendering": "gaussian"}}')
+    config = _config_of("--config", str(tmp_path / "c.json"), "--lr", "0.2", "--set", "data.rendering=binary",
+                        "--set", "model.alpha=0.05", "--set", "model.bias=false", "--set", "data.r_max=20")
+    assert config.lr == 0.2 and config.data.rendering == "binary" and config.model.alpha == 0.05
+    assert config.model.bias is False and config.data.r_max == 20
+    assert _config_of("--lr", "0.2", "--set", "lr=0.3").lr == 0.3  # --set wins over an option
+
+
+def test_the_new_train_options(tmp_path):
+    config = _config_of("--rendering", "gaussian", "--log-every", "7", "--channels", "8,8,4,4,2")
+    assert config.data.rendering == "gaussian" and config.log_every == 7 and config.model.channels == (8, 8, 4, 4, 2)
+    config = _config_of("--arch", "paper1d", "--size", "32", "--data", "diracs", "--scheme", "hole", "--hole", "8:16")
+    assert config.data.scheme == "hole" and config.data.hole == (8, 16) and config.data.ndim == 1
+    assert _config_of("--data", "diracs", "--scheme", "stride", "--stride", "4").data.stride == 4
+    assert _config_of("--arch", "keras63").model.size == 63
+
+
+@pytest.mark.parametrize(("files", "argv", "message"), [
+    ({"a.json": '{"data": {"rendering": "blurry"}}'}, ["--config", "{a.json}"],
+     "--config {a.json}: data.rendering='blurry' is not one of 'binary', 'area', 'gaussian'"),
+    ({"a.toml": '[model]\nsize = "big"\n'}, ["--config", "{a.toml}"], "--config {a.toml}: model.size"),
+    ({"a.toml": "[model\n"}, ["--config", "{a.toml}"], "--config {a.toml}: not valid TOML"),
+    ({"a.json": "{}"}, ["--config", "{a.json}", "--set", "model.alhpa=0.1"],
+     "--set model.alhpa=0.1: model.alhpa: unknown"),
+    ({}, ["--set", "lr"], "--set 'lr': expected KEY=VALUE"),
+    ({}, ["--set", "=3"], "--set '=3': expected KEY=VALUE"),
+    ({}, ["--rendering", "binary", "--data", "diracs"], "--rendering: only for disks, not for --data diracs"),
+    ({}, ["--scheme", "hole"], "--scheme: only for diracs, not for --data disks"),
+    ({}, ["--channels", "8,x"], "--channels: expected comma-separated integers"),
+    ({}, ["--arch", "keras63", "--size", "64"], "--size must be 63 for arch='keras63', got 64"),
+])
+def test_a_bad_composed_config_names_the_key_and_where_it_was_set(files, argv, message, tmp_path, capsys):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    fill = lambda s: s.replace("{a.json}", str(tmp_path / "a.json")).replace("{a.toml}", str(tmp_path / "a.toml"))  # noqa: E731
+    assert main(["train", *map(fill, argv), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and fill(message) in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_with_a_partial_toml_config_and_set(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text('iterations = 2\nbatch_size = 4\n[model]\nsize = 16\n[data]\nn = 16\n')
+    assert main(["train", "--config", str(tmp_path / "c.toml"), "--set", "data.rendering=binary", "--no-bias",
+                 "--out", str(tmp_path / "run")]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert saved["data"]["rendering"] == "binary" and saved["data"]["size"] == saved["model"]["size"] == 16
+    assert saved["model"]["bias"] is False and saved["iterations"] == 2
+    assert "16 disks (binary)" in capsys.readouterr().out

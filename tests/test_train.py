@@ -311,3 +311,61 @@ def test_workers_from_environment(monkeypatch):
     monkeypatch.setenv("GEOAE_WORKERS", "zero")
     with pytest.raises(ValueError, match="GEOAE_WORKERS"):
         T.default_workers()
+
+
+# ------------------------------------------------------------------------------------ composed configs
+
+
+def test_a_partial_dict_merges_over_the_defaults_and_leaves_its_inputs_alone():
+    from geoae.training.config import merge_partial
+
+    base = T.TrainConfig().to_dict()
+    before = json.dumps(base, sort_keys=True)
+    partial = {"data": {"rendering": "binary"}}
+    config = T.TrainConfig.from_partial(base, partial, {"model": {"alpha": 0.05}}, {"lr": 0.01})
+    assert config.data.rendering == "binary" and config.data.n == T.TrainConfig().data.n
+    assert config.model.alpha == 0.05 and config.lr == 0.01 and config.model.arch == "paper64"
+    assert json.dumps(base, sort_keys=True) == before and partial == {"data": {"rendering": "binary"}}
+    assert merge_partial(base) == base and merge_partial(base) is not base
+    later = T.TrainConfig.from_partial(base, {"seed": 1, "data": {"n": 10}}, {"seed": 2})
+    assert later.seed == 2 and later.data.n == 10  # later overrides win, key by key
+
+
+@pytest.mark.parametrize(("partial", "size"), [({"model": {"arch": "keras63"}}, 63),
+                                               ({"model": {"arch": "keras63", "size": 63}}, 63),
+                                               ({"model": {"size": 32}}, 32), ({"data": {"size": 16}}, 16)])
+def test_the_arch_implies_its_size_and_the_two_sizes_move_together(partial, size):
+    config = T.TrainConfig.from_partial(T.TrainConfig().to_dict(), partial)
+    assert config.model.size == config.data.size == size
+
+
+def test_the_arch_does_not_override_a_size_given_later_or_kept_by_the_base():
+    keras = T.TrainConfig.from_partial(T.TrainConfig().to_dict(), {"model": {"arch": "keras63"}}).to_dict()
+    assert T.TrainConfig.from_partial(keras, {"lr": 0.1}).model.size == 63  # the base's arch: its size kept
+    back = T.TrainConfig.from_partial(keras, {"model": {"arch": "paper64", "size": 32}})
+    assert back.model.size == back.data.size == 32
+
+
+def test_a_new_data_kind_starts_from_its_own_defaults():
+    base = T.TrainConfig.from_partial(T.TrainConfig().to_dict(), {"data": {"rendering": "binary", "n": 7}}).to_dict()
+    diracs = T.TrainConfig.from_partial(base, {"model": {"arch": "paper1d", "size": 32}, "data": {"kind": "diracs",
+                                                                                               "scheme": "hole"}})
+    assert isinstance(diracs.data, DiracData) and diracs.data.n is None and diracs.data.ndim == 1
+    assert diracs.data.scheme == "hole" and diracs.data.size == 32
+    disks = T.TrainConfig.from_partial(diracs.to_dict(), {"model": {"arch": "paper64"}, "data": {"kind": "disks"}})
+    assert isinstance(disks.data, DiskData) and disks.data.n == T.TrainConfig().data.n and disks.model.size == 64
+    assert disks.data.rendering == "area"  # the base's binary rendering belonged to its disks, long gone
+
+
+@pytest.mark.parametrize(("overrides", "key", "source"), [
+    (({"data": {"rendering": "blurry"}}, {"lr": 0.1}), "data.rendering", "a.toml"),
+    (({"data": {"rendering": "binary"}}, {"lr": -1}), "lr", "--set lr=-1"),
+    (({"model": {"bogus": 1}}, {}), "model.bogus", "a.toml"),
+    (({"data": 5}, {}), "data", "a.toml"),
+])
+def test_a_bad_value_names_its_key_and_the_override_that_set_it(overrides, key, source):
+    from geoae.training.config import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        T.TrainConfig.from_partial(T.TrainConfig().to_dict(), *overrides, sources=["a.toml", "--set lr=-1"])
+    assert exc.value.key == key and exc.value.source == source and str(exc.value).startswith(f"{source}: {key}")

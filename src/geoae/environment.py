@@ -7,18 +7,28 @@ epilogs and ``geoae info``. ``describe()`` gathers what ``geoae info`` prints.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
 import textwrap
 from pathlib import Path
 
-__all__ = ["SETTINGS", "settings_in_force", "settings_epilog", "isa_flags", "describe", "format_description"]
+__all__ = ["SETTINGS", "EXTRAS", "extras_installed", "settings_in_force", "settings_epilog", "isa_flags", "describe",
+           "format_description"]
 
 from .settings import VARIABLES
 
 # name -> (meaning, default as the user sees it), from the one list, ``settings.VARIABLES``
 SETTINGS: dict[str, tuple[str, str]] = {v.name: (v.meaning, v.default) for v in VARIABLES}
+
+# the optional extras of pyproject.toml: extra -> (module imported, distributions that provide it, what needs it)
+EXTRAS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "keras": ("h5py", ("h5py",), "reading the authors' Keras weights: convert-keras, reproduce --official-weights"),
+    "tensorboard": ("tensorboard", ("tensorboard",), "train --tensorboard, export --to tensorboard"),
+    "mlflow": ("mlflow", ("mlflow-skinny", "mlflow"), "train --mlflow"),
+    "ray": ("ray", ("ray",), "reproduce --executor ray (docs/cluster.md)"),
+}
 
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "neon", "asimd", "sve")
 
@@ -47,6 +57,25 @@ def settings_in_force() -> list[dict]:
         value = in_force.get(field, f"error: {in_force['error']}" if "error" in in_force else None)
         rows.append({"name": v.name, "value": os.environ.get(v.name), "in_force": value, "meaning": v.meaning,
                      "default": v.default})
+    return rows
+
+
+def extras_installed() -> list[dict]:
+    """Each optional extra: its name, the module it needs, whether that is importable (found, not imported:
+    Ray and MLflow take seconds to import), the installed version, what needs it and how to install it."""
+    import importlib.metadata
+    import importlib.util
+
+    rows = []
+    for extra, (module, distributions, purpose) in EXTRAS.items():
+        installed = importlib.util.find_spec(module) is not None
+        version = None
+        for dist in distributions if installed else ():
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                version = importlib.metadata.version(dist)
+                break
+        rows.append({"extra": extra, "module": module, "installed": installed, "version": version,
+                     "for": purpose, "install": f"pip install 'geoae[{extra}]'"})
     return rows
 
 
@@ -110,8 +139,15 @@ def describe() -> dict:
         "isa": isa_flags(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         **kernel,
+        "extras": extras_installed(),
         "settings": settings_in_force(),
     }
+
+
+def _extra_state(extra: dict) -> str:
+    if not extra["installed"]:
+        return "not installed"
+    return f"{extra['module']} {extra['version']}" if extra["version"] else "installed"
 
 
 def format_description(info: dict) -> str:
@@ -130,6 +166,8 @@ def format_description(info: dict) -> str:
         f"isa      {' '.join(info['isa']) or 'none of ' + ', '.join(ISA_FLAGS)} "
         f"(torch's CPU capability: {info['torch_cpu_capability']})",
         f"fused    {fused_line}",
+        "extras   (optional: pip install 'geoae[NAME]')",
+        *(f"  {e['extra']:<12} {_extra_state(e):<22} for {e['for']}" for e in info["extras"]),
         "settings (environment variables; unset ones take their default)",
     ]
     for s in info["settings"]:

@@ -61,6 +61,7 @@ from .spec import LayerSpec, NetSpec, network_spec
 
 __all__ = [
     "ARCHS",
+    "DEFAULT_SIZE",
     "UPSAMPLES",
     "OUTPUT_ACTIVATIONS",
     "ENCODERS",
@@ -91,6 +92,7 @@ ENCODERS = ("learned", "position")
 PAPER_CHANNELS = (8, 4, 4, 3, 2)  # paper64, m = 64: 1 → 8 → 4 → 4 → 3 → 2 → d
 KERAS_CHANNELS = (8, 4, 3, 2)  # keras63: 1 → 8 → 4 → 3 → 2 → d
 DEFAULT_ALPHA = {"paper64": 0.2, "paper1d": 0.2, "keras63": 0.05}
+DEFAULT_SIZE = {"paper64": 64, "paper1d": 64, "keras63": 63}  # the size an arch implies when none is given
 OFFICIAL_WEIGHTS = Path("shared/reference/official_disk_model/disk_example_model_weights.h5")
 OFFICIAL_WEIGHTS_ENV = "GEOAE_OFFICIAL_WEIGHTS"  # a path to the authors' weights, wherever they are
 MAX_WIDTH = 4096  # largest code dimension d and channel count
