@@ -407,3 +407,28 @@ def test_train_with_a_partial_toml_config_and_set(tmp_path, capsys):
     assert saved["data"]["rendering"] == "binary" and saved["data"]["size"] == saved["model"]["size"] == 16
     assert saved["model"]["bias"] is False and saved["iterations"] == 2
     assert "16 disks (binary)" in capsys.readouterr().out
+
+
+def test_train_recipe_starts_from_the_named_set_up_and_names_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", "released", "--set", "iterations=2", "--set", "data.n=64", "--log-every", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    cfg = saved["config"]
+    assert saved["recipe"] == "released"
+    assert (cfg["model"]["arch"], cfg["data"]["size"], cfg["data"]["quantise"], cfg["lr"], cfg["optimizer"],
+            cfg["keep"], cfg["iterations"]) == ("keras63", 63, 255, 0.01, "adam_keras", "best_batch", 2)
+    assert "kept_iteration" in json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--recipe", "keras"], "--recipe: invalid choice: 'keras'"),
+    (["reproduce", "--recipe", "iclr2018,foo"], "--recipe 'iclr2018,foo': unknown recipe 'foo'"),
+    (["reproduce", "--recipe", ","], "--recipe ',': an empty name"),
+])
+def test_unknown_recipes_are_refused_before_any_work(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as err:
+        rc = main([*argv, "--out", str(tmp_path / "x")])
+        raise SystemExit(rc)
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "x").exists()

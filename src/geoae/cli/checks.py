@@ -257,6 +257,10 @@ def check_train(args, base: dict | None = None):
 
     _check_out_dir("--out", args.out)
     _check_tracking(args)
+    if base is None and getattr(args, "recipe", None) is not None:
+        from ..recipes import get_recipe
+
+        base = get_recipe(args.recipe).config("paper").to_dict()
     config = train_config(args, base)
     if is_finished(args.out):
         done = load_run(args.out)  # CheckpointError (exit 2) for a damaged run
@@ -299,6 +303,15 @@ def check_reproduce(args):
             raise UsageError(f"--only {args.only!r}: unknown id {unknown[0]}; {allowed}")
         ids = list(dict.fromkeys(ids))
     _check_int("--seeds", args.seeds, 1, MAX_SEEDS)
+    if args.recipe is not None:
+        from ..recipes import NAMES
+
+        names = [s.strip() for s in args.recipe.split(",")]
+        bad = [n for n in names if n not in NAMES]
+        if bad:
+            what = f"unknown recipe {bad[0]!r}" if all(names) else "an empty name"
+            raise UsageError(f"--recipe {args.recipe!r}: {what}; give comma-separated names from {', '.join(NAMES)}")
+        args.recipe = tuple(dict.fromkeys(names))
     _check_out_dir("--out", args.out)
     check_executor(args.executor, args.address)  # a bad choice, or ray without the Ray package
     if args.official_weights is not None:

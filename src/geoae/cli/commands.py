@@ -123,7 +123,7 @@ def run_reproduce(args, ids) -> int:
 
     with _official_weights(args.official_weights, args.out, ids):
         return reproduce(profile=args.profile, only=ids, out=args.out, seeds=args.seeds, progress=not args.quiet,
-                         executor=args.executor, address=args.address)
+                         executor=args.executor, address=args.address, recipes=args.recipe)
 
 
 @contextlib.contextmanager

@@ -78,6 +78,13 @@ def _train_options(tr: argparse.ArgumentParser) -> None:
     def dflt(value) -> str:
         return f"(default: from --config, else {value})"
 
+    from ..recipes import NAMES as RECIPE_NAMES
+
+    tr.add_argument("--recipe", choices=RECIPE_NAMES, default=None,
+                    help="start from a named set-up of the disk runs (geoae.recipes): iclr2018 = the ICLR 2018 "
+                    "text's, released = the authors' Keras code's (keras63, blurred 8-bit 63 × 63 disks, lr 0.01, "
+                    "best-batch snapshot), geoae = ours; at the paper profile's budget; --config, the options and "
+                    "--set apply on top (default: TrainConfig's defaults)")
     tr.add_argument("--config", type=_path, action="append", metavar="FILE",
                     help="a config file, .json or .toml, merged over the defaults: a whole TrainConfig, a run's "
                     "config.json, or only the keys to change, e.g. {\"data\": {\"rendering\": \"binary\"}} "
@@ -211,6 +218,10 @@ def get_parser() -> argparse.ArgumentParser:
     rp.add_argument("--profile", default="quick", choices=PROFILES, help=PROFILE_HELP)
     rp.add_argument("--only", default=None, help="comma-separated claim ids, e.g. D4,P1 (default: all)")
     rp.add_argument("--out", type=_path, default=Path("results"), help="results directory")
+    rp.add_argument("--recipe", default=None, metavar="NAME[,NAME]",
+                    help="the recipes the disk claims D1-D7 run under, comma-separated, from iclr2018, released, "
+                    "geoae (default: each claim's own: iclr2018 and released in the paper profile; in the quick "
+                    "profile D1 and D6 under both, D2-D5 and D7 under iclr2018)")
     rp.add_argument("--seeds", type=int, default=None,
                     help="number of seeds (default: the profile's: quick 2, paper 5, tiny 1; X1-X3 take 3 in quick)")
     rp.add_argument("--official-weights", type=_path, default=None, metavar="H5",
