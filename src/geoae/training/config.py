@@ -16,11 +16,17 @@ from ..data import DiracData, DiskData, finite_real
 from ..models import ModelConfig
 from .objectives import REGULARISERS
 
-__all__ = ["TrainConfig", "MAX_ITERATIONS", "MAX_BATCH"]
+__all__ = ["TrainConfig", "MAX_ITERATIONS", "MAX_BATCH", "offset_seed"]
 
 MAX_ITERATIONS = 10**8
 MAX_BATCH = 65536
 MAX_SEED = 2**63 - 1
+
+
+def offset_seed(seed: int, offset: int) -> int:
+    """The seed ``offset`` places after ``seed`` among 0 … 2**63 - 1, wrapping round: ``seed + offset`` for every
+    seed below 2**63 - offset (the numbers of every existing run), a valid seed for the largest ones too."""
+    return (seed + offset) % (MAX_SEED + 1)
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> None:
