@@ -538,9 +538,12 @@ def check_report(args):
 
 
 def check_export(args):
+    from .tracking import export_plan
+
     for run_dir in args.run_dirs:
         if not ((run_dir / "history.jsonl").is_file() or (run_dir / "history.json").is_file()):
             raise UsageError(f"RUN_DIR {run_dir} is not a run directory (no history.jsonl)")
+    export_plan(args.run_dirs)  # every history checked (ValueError naming the bad record) before any is written
     _check_out_dir("--out", args.out)
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401

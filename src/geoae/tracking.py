@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["TensorBoardLogger", "MLflowLogger", "export_tensorboard", "CURVES"]
+__all__ = ["TensorBoardLogger", "MLflowLogger", "export_tensorboard", "export_plan", "CURVES"]
 
 CURVES = ("loss", "mse", "penalty")  # the scalars of each logged record
 
@@ -82,20 +82,63 @@ class MLflowLogger:
         self.close()
 
 
-def export_tensorboard(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
-    """Event files under ``out_dir/<run directory name>/`` from each run's logged history (finished or not).
-    Raises ValueError naming a directory that holds no run history."""
+def export_plan(run_dirs: Sequence[str | Path]) -> list[tuple[Path, Path, list[dict]]]:
+    """(run directory, its folder under the export's ``--out``, its history) for each run: every history read
+    and checked before anything is written (ValueError naming the file and the first bad record). The folder is
+    the shortest end of the run's path that no other run shares (``a/run`` and ``b/run``: ``a/run``, ``b/run``)."""
     from .training.rundir import read_history
 
-    dirs = [Path(d) for d in run_dirs]
+    dirs = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # the same run given twice: exported once
+    plan = []
     for d in dirs:
-        if not ((d / "history.jsonl").exists() or (d / "history.json").exists()):
+        if not ((d / "history.jsonl").is_file() or (d / "history.json").is_file()):
             raise ValueError(f"{d} is not a run directory (no history.jsonl)")
-    written = []
-    for d in dirs:
-        target = Path(out_dir) / d.resolve().name
-        with TensorBoardLogger(target) as logger:
-            for record in read_history(d):
-                logger(record)
-        written.append(target)
-    return written
+        try:
+            history = read_history(d)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{d}: its history cannot be read ({err})") from None
+        if not isinstance(history, list):
+            raise ValueError(f"{d}: its history is not a list of records")
+        for n, record in enumerate(history, 1):
+            ok = (isinstance(record, dict) and type(record.get("iteration")) is int and record["iteration"] >= 0
+                  and all(type(record.get(k)) in (int, float) for k in CURVES))
+            if not ok:
+                raise ValueError(f"{d}: history record {n} is malformed (it needs an integer iteration and the "
+                                 f"numbers {', '.join(CURVES)}): {str(record)[:100]}")
+        plan.append([d, history])
+    for k, (d, history) in enumerate(plan):
+        depth = 1
+        while depth < len(d.parts) and any(d.parts[-depth:] == o.parts[-depth:] for o, _ in plan[:k] + plan[k + 1:]):
+            depth += 1
+        plan[k] = (d, Path(*[part for part in d.parts[-depth:] if part != d.anchor]), history)
+    return plan
+
+
+def export_tensorboard(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """Event files under ``out_dir/<run directory name>/`` from each run's logged history (finished or not);
+    runs of the same name get their parent folders too (``export_plan``). Every history is checked first and
+    the event files are written in a temporary folder, then moved into place: a malformed history (ValueError
+    naming it) or a failure leaves nothing behind."""
+    import shutil
+    import tempfile
+
+    plan = export_plan(run_dirs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".geoae-export-"))
+    try:
+        for _, name, history in plan:
+            with TensorBoardLogger(staging / name) as logger:
+                for record in history:
+                    logger(record)
+        written = []
+        for _, name, _ in plan:
+            target = out_dir / name
+            target.mkdir(parents=True, exist_ok=True)
+            for staged in (staging / name).iterdir():
+                if staged.is_file():
+                    os.replace(staged, target / staged.name)
+            written.append(target)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
