@@ -136,9 +136,9 @@ CLI_CASES = [
     (["data", "diracs", "--scheme", "quadrant", "--ndim", "1"], "--quadrant is only defined for ndim=2"),
     (["data", "diracs", "--seed", "-1"], "--seed -1: must be an integer from 0"),
     # theory
-    (["theory", "--radius", "0"], "--radius 0.0: must be a number in (0, 1e+06]"),
-    (["theory", "--radius", "inf"], "--radius inf: must be a number in (0, 1e+06]"),
-    (["theory", "--radius", "1e300"], "--radius 1e+300: must be a number in (0, 1e+06]"),
+    (["theory", "--radius", "0"], "--radius 0.0: must be a number in [0.001, 1e+06]"),
+    (["theory", "--radius", "inf"], "--radius inf: must be a number in [0.001, 1e+06]"),
+    (["theory", "--radius", "1e300"], "--radius 1e+300: must be a number in [0.001, 1e+06]"),
     (["theory", "--k", "4"], "argument --k: invalid choice: 4"),
     (["theory", "--out", f"{T}/file.txt"], "--out {tmp}/file.txt: an existing file, not a directory"),
     # train: options

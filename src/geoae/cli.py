@@ -287,6 +287,7 @@ MAX_SEEDS = 100  # reproduce --seeds
 MAX_REPEATS = 1000  # bench --repeats, --sweep-repeats, --sweep
 MAX_STEPS = 10**6  # bench --steps, --sweep-steps
 MAX_RADIUS = 1e6  # theory --radius (pixels)
+MIN_RADIUS = 1e-3
 MAX_CONFIG_BYTES = 16 * 2**20  # train --config
 
 
@@ -316,6 +317,10 @@ def _named(names: dict[str, str], prefix: str = ""):
 def _check_writable(option: str, path: Path, folder: Path) -> None:
     """Files can be created in ``folder``, or in the nearest existing folder above it (where the missing ones
     would be made): tried with a temporary file, removed at once, so nothing is left."""
+    from .checks import broken_link
+
+    if (link := broken_link(path)) is not None:
+        raise UsageError(f"{option} {path}: {link} is a symbolic link to nothing (dangling, or a loop of links)")
     existing = folder
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
@@ -376,8 +381,9 @@ def check_data(args):
 
 def check_theory(args):
     R = args.radius
-    if not (math.isfinite(R) and 0 < R <= MAX_RADIUS):
-        raise UsageError(f"--radius {R}: must be a number in (0, {MAX_RADIUS:g}] (the largest training radius R, px)")
+    if not (math.isfinite(R) and MIN_RADIUS <= R <= MAX_RADIUS):  # below 1e-3 px, R³ and f̂ leave float range
+        raise UsageError(f"--radius {R}: must be a number in [{MIN_RADIUS:g}, {MAX_RADIUS:g}] (the largest training "
+                         "radius R, px)")
     _check_out_dir("--out", args.out)
 
 
@@ -431,8 +437,11 @@ def check_train(args):
 
     from .data import DiracData, DiskData
     from .training import TrainConfig, is_finished, load_run
+    from .training.rundir import check_run_directory
 
     _check_out_dir("--out", args.out)
+    with _named({"out_dir": "--out"}):
+        check_run_directory(args.out)  # a folder of the user's own files is not a run directory
     _check_tracking(args)
     base = TrainConfig() if args.config is None else _read_config(args.config)
     # without --config every value is an option's (given or default); with it, the options given name theirs
@@ -511,7 +520,10 @@ def check_reproduce(args):
         ids = list(dict.fromkeys(ids))
     _check_int("--seeds", args.seeds, 1, MAX_SEEDS)
     _check_out_dir("--out", args.out)
-    check_executor(args.executor, args.address)  # a bad choice, or ray without the Ray package
+    from .experiments.runner import check_official_weights, check_places
+
+    check_places(args.out, args.profile, ids)  # runs/ and the claims' folders writable
+    check_executor(args.executor, args.address)  # a bad choice, ray without the Ray package, a cluster not there
     if args.official_weights is not None:
         _check_in_file("--official-weights", args.official_weights)
         from .models import load_official_model
@@ -524,6 +536,7 @@ def check_reproduce(args):
             load_official_model(args.official_weights)
     else:
         official_model_path()  # a GEOAE_OFFICIAL_WEIGHTS that names no file: FileNotFoundError naming it
+        check_official_weights(ids)  # … or a file --official-weights would refuse
     return ids
 
 
