@@ -412,13 +412,14 @@ def _given(args) -> dict[str, str]:
 def _read_config(path: Path):
     """The TrainConfig in a JSON file (a TrainConfig, or a run's config.json)."""
     from .training import TrainConfig
+    from .training.config import config_json_loads
 
     _check_in_file("--config", path)
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UsageError(f"--config {path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, not a config file")
     raw = path.read_bytes()
     try:
-        given = json.loads(raw.decode("utf-8"))
+        given = config_json_loads(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
         raise UsageError(f"--config {path}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start})"
                          ) from None
@@ -802,12 +803,14 @@ COMMANDS = {"data": (check_data, run_data), "theory": (check_theory, run_theory)
 
 
 def _say(prog: str, err: BaseException) -> None:
-    """One line on standard error: ``geoae CMD: error: …`` (an OSError as its file and reason)."""
+    """One line on standard error: ``geoae CMD: error: …`` (an OSError as its file and reason); a standard error
+    that cannot be written (a full disk, /dev/full) does not change the exit code."""
     if isinstance(err, OSError) and err.strerror:
         text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
     else:
         text = str(err)
-    print(f"{prog}: error: {' '.join(text.split())}", file=sys.stderr)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{prog}: error: {' '.join(text.split())}", file=sys.stderr, flush=True)
 
 
 def _internal(prog: str, err: BaseException) -> int:

@@ -10,13 +10,14 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass, field
 
 from ..data import DiracData, DiskData, finite_real
 from ..models import ModelConfig
 from .objectives import REGULARISERS
 
-__all__ = ["TrainConfig", "MAX_ITERATIONS", "MAX_BATCH", "offset_seed"]
+__all__ = ["TrainConfig", "MAX_ITERATIONS", "MAX_BATCH", "offset_seed", "config_json_loads"]
 
 MAX_ITERATIONS = 10**8
 MAX_BATCH = 65536
@@ -27,6 +28,31 @@ def offset_seed(seed: int, offset: int) -> int:
     """The seed ``offset`` places after ``seed`` among 0 … 2**63 - 1, wrapping round: ``seed + offset`` for every
     seed below 2**63 - offset (the numbers of every existing run), a valid seed for the largest ones too."""
     return (seed + offset) % (MAX_SEED + 1)
+
+
+def _numpy_real(value) -> bool:
+    """A real number of another type than bool, int and float (a numpy scalar such as np.float32)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | int | float)
+
+
+class HugeInteger:
+    """An integer literal of a JSON config too long to convert (``config_from_json``): it stays in the config as
+    this value, so that validation names its key ("seed must be an integer …, got <a 5000-digit integer>")."""
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<a {self.digits}-digit integer>"
+
+
+MAX_DIGITS = 100  # no config value needs more (seeds: 19 digits)
+
+
+def config_json_loads(text: str):
+    """``json.loads`` for config files: an integer of more than ``MAX_DIGITS`` digits becomes a ``HugeInteger``
+    (Python refuses to convert those over 4300 digits with an error naming neither file nor key)."""
+    return json.loads(text, parse_int=lambda s: int(s) if len(s) <= MAX_DIGITS else HugeInteger(len(s.lstrip("-"))))
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> None:
@@ -57,6 +83,17 @@ class TrainConfig:
     data_seed: int | None = None  # None: the same as `seed`
     log_every: int = 50
     checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        # betas as a list ([0.9, 0.999], as JSON gives them) and numpy scalars (np.float32(1e-3)) are the tuple and
+        # the floats they hold; anything else is left for validate() to name
+        if isinstance(self.betas, list):
+            object.__setattr__(self, "betas", tuple(self.betas))
+        if isinstance(self.betas, tuple):
+            object.__setattr__(self, "betas", tuple(float(b) if _numpy_real(b) else b for b in self.betas))
+        for name in ("lr", "reg_weight"):
+            if _numpy_real(getattr(self, name)):
+                object.__setattr__(self, name, float(getattr(self, name)))
 
     def validate(self) -> None:
         """Raise ValueError naming the first offending field (nested ones as ``model.size``, ``data.n``), its

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .. import fused, interrupts
+from ..checks import broken_link
 from ..data import DiskData, render_disks, sample_radii
 from ..models import Autoencoder, build_model
 from ..settings import Settings, read_settings
@@ -194,6 +195,8 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
     if not isinstance(out_dir, str | os.PathLike) or not str(out_dir).strip():
         raise ValueError(f"out_dir must be a directory path (None: record nothing), got {out_dir!r}")
     out_dir = Path(out_dir)
+    if (link := broken_link(out_dir)) is not None:
+        raise ValueError(f"out_dir {out_dir}: {link} is a symbolic link to nothing (dangling, or a loop of links)")
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir {out_dir} exists and is not a directory")
     check_run_directory(out_dir)
