@@ -479,6 +479,10 @@ def check_train(args):
                                       "seed": args.seed}.items() if v is not None}
         config = dataclasses.replace(base, model=model, data=data, **tchanges)
         config.validate()
+    from .settings import read_settings
+    from .training.loop import check_backend
+
+    check_backend(config, read_settings())  # GEOAE_BACKEND=fused where the kernels cannot run: refused now
     if is_finished(args.out):
         done = load_run(args.out)  # CheckpointError (exit 2) for a damaged run
         if done.config.digest() != config.digest():

@@ -170,8 +170,10 @@ def md(text) -> str:
 
 
 def code(text) -> str:
-    """Text shown inside a markdown code span (backticks cannot end it early)."""
-    return str(text).replace("`", "'").replace("\n", " ")
+    """Text shown as a markdown code span: in backticks where it holds no backtick, ``<``, ``|`` nor line
+    break, else as escaped text (``cell``)."""
+    text = str(text)
+    return f"`{text}`" if not any(c in text for c in "`<|\n") else cell(text)
 
 
 def cell(text) -> str:
@@ -201,13 +203,13 @@ def commits_of(records: list[dict]) -> str:
     for rec in records:
         c = rec.get("git_commit") or "unknown"
         counts[c] = counts.get(c, 0) + 1
-    return ", ".join(f"`{code(c)}`" + (f" ({n} claims)" if len(counts) > 1 else "")
+    return ", ".join(code(c) + (f" ({n} claims)" if len(counts) > 1 else "")
                      for c, n in sorted(counts.items(), key=lambda t: -t[1]))
 
 
 def command_for(rec: dict) -> str:
     profile = rec.get("profile", "quick")
-    return code(f"geoae reproduce --profile {profile} --only {rec['id']}")
+    return f"geoae reproduce --profile {profile} --only {rec['id']}"
 
 
 # ------------------------------------------------------------------------------------------ markdown
@@ -228,19 +230,19 @@ def _md_section(rec: dict) -> list[str]:
         lines += [f"**What the paper states.** {md(rec['paper'])}", ""]
     if rec.get("status") != "ok":
         return lines + ["**Verdict: FAILED.** The experiment raised an error:", "", "```",
-                        code(rec.get("error", "unknown error")), "```", ""]
+                        str(rec.get("error", "unknown error")).replace("`", "'"), "```", ""]
     lines += [f"**Verdict: {rec['verdict']}.** Rule (written before the results): {md(rec['rule'])}", ""]
     if rec.get("control"):
         lines += [f"**Control.** {md(rec['control'])}", ""]
     if rec.get("kind") == "theorem":
         lines += [f"*{theorem_note(rec)}*", ""]
     lines += ["| measured | value | what it is |", "|---|---|---|"]
-    lines += [f"| `{code(k)}` | {cell(fmt(v))} | {cell(rec['descriptions'].get(k, ''))} |" for k, v in numbers_of(rec)]
+    lines += [f"| {code(k)} | {cell(fmt(v))} | {cell(rec['descriptions'].get(k, ''))} |" for k, v in numbers_of(rec)]
     lines.append("")
     if rec.get("authors"):
         lines += ["*The authors' released model, measured by us:*", "", "| measured | value | what it is |",
                   "|---|---|---|"]
-        lines += [f"| `{code(k)}` | {cell(fmt(v['value']))} | {cell(v['description'])} |"
+        lines += [f"| {code(k)} | {cell(fmt(v['value']))} | {cell(v['description'])} |"
                   for k, v in rec["authors"].items()]
         lines.append("")
     for table in rec.get("tables", []):
@@ -250,8 +252,8 @@ def _md_section(rec: dict) -> list[str]:
     if lacks_official_comparison(rec):
         lines += [f"**Authors' model: not compared.** {OFFICIAL_HINT}", ""]
     lines += [f"![{md(f)}]({rec['id']}/{quote(f)})" for f in rec.get("figures", [])]
-    lines += ["", f"Profile `{code(rec['profile'])}`, seeds {md(rec['seeds'])}, runtime: {runtime_of(rec)}, "
-              f"commit `{code(rec.get('git_commit', 'unknown'))}`.", ""]
+    lines += ["", f"Profile {code(rec['profile'])}, seeds {md(rec['seeds'])}, runtime: {runtime_of(rec)}, "
+              f"commit {code(rec.get('git_commit', 'unknown'))}.", ""]
     return lines
 
 
@@ -318,7 +320,7 @@ def build_reproduce_md(records: list[dict], others: list[dict] | None = None) ->
         if rec.get("status") == "ok":
             ours = "; ".join(f"{k} = {fmt(v)}" for k, v in numbers_of(rec)[:3])
         paper = cell(rec.get("paper") or rec.get("claim") or "")
-        lines.append(f"| {rec['id']} | `{command_for(rec)}` | {runtime_of(rec)} | {cell(ours)} | "
+        lines.append(f"| {rec['id']} | {code(command_for(rec))} | {runtime_of(rec)} | {cell(ours)} | "
                      f"{status_of(rec)} | {paper} | {cell(authors_of(rec))} |"
                      + (f" {cell(other.get(rec['id'], ''))} |" if other else ""))
     return "\n".join(lines) + "\n"

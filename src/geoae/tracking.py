@@ -105,13 +105,15 @@ def export_plan(run_dirs: Sequence[str | Path]) -> list[tuple[Path, Path, list[d
             if not ok:
                 raise ValueError(f"{d}: history record {n} is malformed (it needs an integer iteration and the "
                                  f"numbers {', '.join(CURVES)}): {str(record)[:100]}")
-        plan.append([d, history])
-    for k, (d, history) in enumerate(plan):
+        plan.append((d, history))
+    named = []
+    for d, history in plan:
+        others = [o for o, _ in plan if o != d]
         depth = 1
-        while depth < len(d.parts) and any(d.parts[-depth:] == o.parts[-depth:] for o, _ in plan[:k] + plan[k + 1:]):
+        while depth < len(d.parts) and any(d.parts[-depth:] == o.parts[-depth:] for o in others):
             depth += 1
-        plan[k] = (d, Path(*[part for part in d.parts[-depth:] if part != d.anchor]), history)
-    return plan
+        named.append((d, Path(*[part for part in d.parts[-depth:] if part != d.anchor]), history))
+    return named
 
 
 def export_tensorboard(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:

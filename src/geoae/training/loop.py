@@ -160,6 +160,18 @@ def make_executor(model: Autoencoder, settings: Settings, threads: int | None = 
     return executor, {"name": "fused", "threads": threads} | kernel.info()
 
 
+def check_backend(config: TrainConfig, settings: Settings) -> None:
+    """Under ``GEOAE_BACKEND=fused``, raise ValueError before any work where the fused kernels cannot train
+    ``config`` (a network they do not compute, a kernel library that does not build, load or run here)."""
+    if settings.backend != "fused":
+        return
+    reason = fused.supports(build_model(config.model, seed=0).spec)
+    if reason is None and fused.kernel(settings) is None:
+        reason = f"the fused kernel is unavailable: {fused.unavailable_reason(settings)}"
+    if reason is not None:
+        raise ValueError(f"GEOAE_BACKEND=fused cannot train this run: {reason}")
+
+
 def _executor_identity(info: dict) -> dict:
     """What must not change when a run resumes: the executor and, for the fused kernels, their build (the
     library's name hashes the source, flags, compiler and CPU: ``-march=native`` builds differ by CPU kind)."""
@@ -190,6 +202,7 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
     callbacks = tuple(callbacks) if isinstance(callbacks, Sequence) and not isinstance(callbacks, str) else callbacks
     if not isinstance(callbacks, tuple) or not all(callable(c) for c in callbacks):
         raise ValueError(f"callbacks must be a sequence of callables f(record, model), got {callbacks!r}"[:200])
+    check_backend(config, settings)
     if out_dir is None:
         return _run(config, None, settings, threads, progress, resume, callbacks)
     if not isinstance(out_dir, str | os.PathLike) or not str(out_dir).strip():
