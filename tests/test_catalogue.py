@@ -1233,8 +1233,10 @@ def test_the_envelope_covers_any_tensors_and_metadata(tmp_path):
     rewrite_header(path, lambda m: m.update(kept_loss="0.1"))
     with pytest.raises(CheckpointError, match="do not match their checksum"):
         load_tensors(path)
-    with pytest.raises(ValueError, match="reserved keys"):
-        save_tensors(path, {"w": torch.ones(1)}, {"checksum": "planted"})
+    save_tensors(path, {"w": torch.ones(1)}, {"checksum": "planted", "sha256": "planted", "a": "b"})
+    assert load_tensors(path)[1]["checksum"] != "planted" and "sha256" not in load_tensors(path)[1]
+    with pytest.raises(ValueError, match="metadata must map text to text"):
+        save_tensors(path, {"w": torch.ones(1)}, {"iteration": 5})
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

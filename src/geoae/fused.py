@@ -213,9 +213,9 @@ def _try_in_child(path: Path, flags: tuple[str, ...], timeout: float = 300) -> N
             return
         if proc.returncode < 0:
             try:
-                how = f"killed by {signal.Signals(-proc.returncode).name}"
+                how = f"killed by {signal.Signals(-proc.returncode).name}: this CPU cannot run it"
             except ValueError:
-                how = f"killed by signal {-proc.returncode}"
+                how = f"killed by signal {-proc.returncode}: this CPU cannot run it"
         else:
             how = f"exit {proc.returncode}: {' '.join(proc.stderr.strip().splitlines()[-1:])[-300:]}"
     except subprocess.TimeoutExpired:
@@ -223,7 +223,7 @@ def _try_in_child(path: Path, flags: tuple[str, ...], timeout: float = 300) -> N
     march = _flag_value(flags, "-march=") or "(none)"
     raise KernelCrashed(
         f"the fused kernel library {library_path(flags, path.parent).name} (-march={march}, lanes={lanes}, "
-        f"wg={wg}) failed when tried in a child process ({how}): this CPU cannot run it; refused and not cached. "
+        f"wg={wg}) failed when tried in a child process ({how}); refused and not cached. "
         f"Check GEOAE_MARCH (now {os.environ.get('GEOAE_MARCH') or 'unset: native'}) and GEOAE_KERNEL (now "
         f"{os.environ.get('GEOAE_KERNEL') or 'unset: auto'}), e.g. unset them or use GEOAE_MARCH=x86-64-v3")
 

@@ -154,12 +154,13 @@ def _checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """A safetensors file in geoae's integrity envelope: a checksum over its tensors and its metadata (every
-    entry, whatever its name), written atomically."""
+    entry, whatever its name), written atomically. Checksums in ``metadata`` (the metadata of a file read back)
+    are dropped: the file gets its own."""
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
     bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
-    if bad or CHECKSUM_KEY in metadata or LEGACY_CHECKSUM_KEY in metadata:
-        raise ValueError(f"metadata must map text to text without the reserved keys {CHECKSUM_KEY!r}, "
-                         f"{LEGACY_CHECKSUM_KEY!r}; got {sorted(map(str, metadata))}")
+    if bad:
+        raise ValueError(f"metadata must map text to text, got {bad[0]!r}: {metadata[bad[0]]!r}"[:200])
+    metadata = {k: v for k, v in metadata.items() if k not in (CHECKSUM_KEY, LEGACY_CHECKSUM_KEY)}
     write_bytes_atomic(Path(path), save(tensors, metadata=metadata | {CHECKSUM_KEY: _checksum(tensors, metadata)}))
 
 
