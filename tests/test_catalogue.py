@@ -96,6 +96,7 @@ FILES = {
     "list.json": b"[]",
     "deep.json": b"[" * 100_000 + b"]" * 100_000,
     "corrupt.h5": b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4,
+    "huge.json": b'{"seed": ' + b"9" * 5000 + b"}",
 }
 DIRS = ("dir.npz", "empty", "results")
 
@@ -136,9 +137,10 @@ CLI_CASES = [
     (["data", "diracs", "--scheme", "quadrant", "--ndim", "1"], "--quadrant is only defined for ndim=2"),
     (["data", "diracs", "--seed", "-1"], "--seed -1: must be an integer from 0"),
     # theory
-    (["theory", "--radius", "0"], "--radius 0.0: must be a number in (0, 1e+06]"),
-    (["theory", "--radius", "inf"], "--radius inf: must be a number in (0, 1e+06]"),
-    (["theory", "--radius", "1e300"], "--radius 1e+300: must be a number in (0, 1e+06]"),
+    (["theory", "--radius", "0"], "--radius 0.0: must be a number in [0.001, 1e+06]"),
+    (["theory", "--radius", "inf"], "--radius inf: must be a number in [0.001, 1e+06]"),
+    (["theory", "--radius", "1e300"], "--radius 1e+300: must be a number in [0.001, 1e+06]"),
+    (["theory", "--radius", "1e-300"], "--radius 1e-300: must be a number in [0.001, 1e+06]"),  # issue 24
     (["theory", "--k", "4"], "argument --k: invalid choice: 4"),
     (["theory", "--out", f"{T}/file.txt"], "--out {tmp}/file.txt: an existing file, not a directory"),
     # train: options
@@ -174,6 +176,8 @@ CLI_CASES = [
     (["train", "--config", f"{T}/n0.json"], "--config {tmp}/n0.json: data.n must be an integer in [1, "),
     (["train", "--config", f"{T}/list.json"], "--config {tmp}/list.json: a TrainConfig must be a JSON object"),
     (["train", "--config", f"{T}/deep.json"], "--config {tmp}/deep.json: not a config (JSON nested too deeply)"),
+    (["train", "--config", f"{T}/huge.json"], "--config {tmp}/huge.json: seed must be an integer from 0 to "
+                                              "9223372036854775807, got <a 5000-digit integer>"),
     (["train", "--config", f"{T}/missing.json"], "--config {tmp}/missing.json: not found"),
     (["train", "--config", f"{T}/empty"], "--config {tmp}/empty: not a file"),
     (["train", "--tensorboard", f"{T}/file.txt"], "--tensorboard {tmp}/file.txt: an existing file"),
@@ -232,6 +236,14 @@ SETTINGS_CASES = [
     ("GEOAE_MARCH", "-O0 -fplugin=x", "GEOAE_MARCH must be a compiler -march name"),
     ("GEOAE_DEBUG", "yes", "GEOAE_DEBUG must be one of 0, 1, got 'yes'"),
     ("GEOAE_OFFICIAL_WEIGHTS", "{tmp}/missing.h5", "GEOAE_OFFICIAL_WEIGHTS='{tmp}/missing.h5' is not a file"),
+    # issue 24
+    ("GEOAE_CACHE", "{tmp}/file.txt", "GEOAE_CACHE must be a directory of your own (existing, or one that can be "
+                                      "created), got '{tmp}/file.txt' (an existing file)"),
+    ("GEOAE_CACHE", "{tmp}/file.txt/sub", "GEOAE_CACHE must be a directory of your own"),
+    ("GEOAE_CACHE", "/proc/self/geoae", "GEOAE_CACHE must be a directory of your own (existing, or one that can "
+                                        "be created), got '/proc/self/geoae' (a kernel file system)"),
+    ("GEOAE_OFFICIAL_WEIGHTS", "{tmp}/corrupt.h5", "GEOAE_OFFICIAL_WEIGHTS='{tmp}/corrupt.h5': {tmp}/corrupt.h5: "
+                                                   "not a readable Keras weights file"),
 ]
 SETTINGS_COMMANDS = {
     "train": ["train", "--size", "16", "--n-train", "16", "--iterations", "2", "--out", "{tmp}/run"],
@@ -281,6 +293,8 @@ SETTINGS_RUNS = [(variable, value, needle, command) for variable, value, needle 
 @pytest.mark.parametrize(("variable", "value", "needle", "command"), SETTINGS_RUNS,
                          ids=[f"{c}-{v}={x}" for v, x, _, c in SETTINGS_RUNS])
 def test_bad_setting_is_refused_before_any_work(variable, value, needle, command, world, capsys, monkeypatch):
+    if "corrupt.h5" in value:
+        pytest.importorskip("h5py", reason="h5py absent (pip install geoae[keras])")
     monkeypatch.setenv(variable, value.replace(T, str(world)))
     refused(SETTINGS_COMMANDS[command], world, capsys, needle)
 
@@ -374,6 +388,17 @@ API_CASES = [
     (lambda m: train(SMALL, threads=0), ValueError, "threads must be an integer from 1 to 64"),
     (lambda m: train_many([SMALL], "unused", workers=0), ValueError, "workers must be an integer from 1 to 256"),
     (lambda m: train_many(["config"], "unused"), ValueError, "train_many takes TrainConfig objects"),
+    # issue 24
+    (lambda m: train(SMALL, ""), ValueError, "out_dir must be a directory path (None: record nothing), got ''"),
+    (lambda m: train(SMALL, " "), ValueError, "out_dir must be a directory path"),
+    (lambda m: train(SMALL, 5), ValueError, "out_dir must be a directory path (None: record nothing), got 5"),
+    (lambda m: train(SMALL, "run", callbacks=[1]), ValueError, "callbacks must be a sequence of callables f(record, "
+                                                                "model), got (1,)"),
+    (lambda m: train(SMALL, "run", callbacks=print), ValueError, "callbacks must be a sequence of callables"),
+    (lambda m: dataclasses.replace(SMALL, betas=[0.9, 1.5]).validate(), ValueError,
+     "betas must be two numbers in [0, 1), got (0.9, 1.5)"),
+    (lambda m: dataclasses.replace(SMALL, lr=np.float32("nan")).validate(), ValueError,
+     "lr must be a finite number > 0.0 and <= 10, got nan"),
 ]
 
 
@@ -442,6 +467,18 @@ MALFORMED = {
                                             "numbers": {}, "descriptions": {}, "tables": [5]}).encode(),
     "not UTF-8": b'{"id": "D1", "title": "\xe9"}',
     "not JSON": b"{",
+    # issue 24: each of these aborted the whole report with an internal error
+    "a control that is not text": json.dumps({"id": "D1", "status": "ok", "verdict": "confirmed", "rule": "r",
+                                              "numbers": {}, "descriptions": {}, "control": {"a": 1},
+                                              "profile": "tiny", "seeds": [0]}).encode(),
+    "a numeric table title": json.dumps({"id": "D1", "status": "ok", "verdict": "confirmed", "rule": "r",
+                                         "numbers": {}, "descriptions": {}, "profile": "tiny", "seeds": [0],
+                                         "tables": [{"title": 5, "columns": ["a"], "rows": [[1]]}]}).encode(),
+    "a runtime that is not a number": json.dumps({"id": "D1", "status": "failed", "error": "x",
+                                                  "runtime_s": "abc"}).encode(),
+    "a NUL in a figure name": json.dumps({"id": "D1", "status": "ok", "verdict": "confirmed", "rule": "r",
+                                          "numbers": {}, "descriptions": {}, "profile": "tiny", "seeds": [0],
+                                          "figures": ["a\u0000.png"]}).encode(),
 }
 
 
@@ -1064,3 +1101,494 @@ def test_settings_are_read_or_refused_naming_the_variable(drawn):
         return
     assert broken is None and isinstance(found, Settings) and found.threads == int(env["GEOAE_THREADS"])
     event("accepted")
+
+
+# ------------------------------------------------------- issue 24: a finished run is the run asked for
+
+
+def rewrite_header(path: Path, change, *, planted: bool = False) -> None:
+    """Rewrite the metadata of a safetensors file (``change(metadata)`` edits it in place); ``planted``: with a
+    checksum recomputed over the changed header, as a tamperer who knows the envelope would."""
+    from geoae.training.rundir import CHECKSUM_KEY, _checksum
+
+    blob = path.read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    header, data_part = json.loads(blob[8:8 + n]), blob[8 + n:]
+    metadata = header.get("__metadata__", {})
+    change(metadata)
+    if planted:
+        metadata.pop(CHECKSUM_KEY, None)
+        tensors = load_tensors_unchecked(path)
+        metadata[CHECKSUM_KEY] = _checksum(tensors, metadata)
+    header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data_part)
+
+
+def load_tensors_unchecked(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+@pytest.fixture()
+def stopped_run(tmp_path, monkeypatch):
+    """A run of SMALL stopped by Ctrl-C after its checkpoint of step 4, and the config file of it."""
+    undo = at_batch(monkeypatch, 5, ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(SMALL, tmp_path / "run")
+    undo()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(SMALL.to_dict()))
+    return tmp_path / "run", config
+
+
+HEADER_TAMPERS = {
+    "iteration 4 -> 6 (in range)": (lambda m: m.update(iteration="6"), False),
+    "iteration 4 -> 11": (lambda m: m.update(iteration="11"), False),
+    "iteration 4 -> -2": (lambda m: m.update(iteration="-2"), False),
+    "iteration 4 -> 6, checksum planted": (lambda m: m.update(iteration="6"), True),
+    "iteration 4 -> 99, checksum planted": (lambda m: m.update(iteration="99"), True),
+    "junk history, checksum planted": (lambda m: m.update(history=json.dumps([{"junk": "<b>"}] * 2)), True),
+    "history of another length, checksum planted": (
+        lambda m: m.update(history=json.dumps(json.loads(m["history"])[:1])), True),
+    "history with a string loss, checksum planted": (
+        lambda m: m.update(history=json.dumps([r | {"loss": "x"} for r in json.loads(m["history"])])), True),
+    "executor not an object, checksum planted": (lambda m: m.update(executor="[1]"), True),
+    "no checksum": (lambda m: m.pop("checksum"), False),
+    "an extra key": (lambda m: m.update(note="hello"), False),
+}
+
+
+@pytest.mark.parametrize("tamper", list(HEADER_TAMPERS))
+def test_a_tampered_checkpoint_header_is_refused_not_resumed(tamper, stopped_run, capsys):
+    """Issue 24, kind 1: the header's iteration "300" -> "700" resumed with wrong weights and exit 0."""
+    run, config = stopped_run
+    change, planted = HEADER_TAMPERS[tamper]
+    checkpoint = run / "checkpoint.safetensors"
+    rewrite_header(checkpoint, change, planted=planted)
+    before = snapshot(run)
+    assert main(["-q", "train", "--config", str(config), "--out", str(run)]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert str(checkpoint) in line and "delete it" in line, line
+    assert snapshot(run) == before  # nothing resumed, history.jsonl not rewritten from the header
+    assert "junk" not in (run / "history.jsonl").read_text()
+
+
+def test_an_untampered_checkpoint_still_resumes_bit_identical(stopped_run):
+    run, _ = stopped_run
+    rewrite_header(run / "checkpoint.safetensors", lambda m: None)  # re-serialised, same content
+    assert same(dict(train(SMALL, run).model.state_dict()), dict(train(SMALL).model.state_dict()))
+    assert train(SMALL, run).metrics["resumed_from"] == 4
+
+
+MODEL_TAMPERS = {
+    "no checksum (a file saved without geoae's metadata)": (lambda m: m.clear(), False),
+    "no config digest, checksum planted": (lambda m: m.pop("config_digest"), True),
+    "another config's digest, checksum planted": (lambda m: m.update(config_digest="0123456789ab"), True),
+    "a changed digest": (lambda m: m.update(config_digest="0123456789ab"), False),
+}
+
+
+@pytest.mark.parametrize("tamper", list(MODEL_TAMPERS))
+def test_a_model_file_without_its_envelope_is_refused_by_explore_and_load_run(tamper, finished_run, tmp_path,
+                                                                              capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    change, planted = MODEL_TAMPERS[tamper]
+    rewrite_header(run / "model.safetensors", change, planted=planted)
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_run(run)
+    assert main(["explore", str(run), "--out", str(tmp_path / "e.html")]) == 2
+    assert "model.safetensors" in one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "e.html").exists()
+
+
+def test_a_model_file_of_an_earlier_geoae_is_still_read(finished_run, tmp_path):
+    """Files written before the envelope carry a checksum of their tensors only (``sha256``): still read."""
+    from geoae.training.rundir import _checksum
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    tensors = load_tensors_unchecked(run / "model.safetensors")
+
+    def legacy(m):
+        m.pop("checksum")
+        m["sha256"] = _checksum(tensors)
+
+    rewrite_header(run / "model.safetensors", legacy)
+    assert same(dict(load_run(run).model.state_dict()), weights_of(finished_run))
+    rewrite_header(run / "model.safetensors", lambda m: m.update(sha256="0" * 64))
+    with pytest.raises(CheckpointError, match="do not match their checksum"):
+        load_run(run)
+
+
+def test_the_envelope_covers_any_tensors_and_metadata(tmp_path):
+    """Extra state (a snapshot under ``kept/`` and its ``kept_loss``) is covered like the rest."""
+    from geoae.training.rundir import save_tensors
+
+    path = tmp_path / "x.safetensors"
+    save_tensors(path, {"model.w": torch.ones(3), "kept/model.w": torch.zeros(3)}, {"kept_loss": "0.5"})
+    tensors, metadata = load_tensors(path)
+    assert metadata["kept_loss"] == "0.5" and torch.equal(tensors["kept/model.w"], torch.zeros(3))
+    rewrite_header(path, lambda m: m.update(kept_loss="0.1"))
+    with pytest.raises(CheckpointError, match="do not match their checksum"):
+        load_tensors(path)
+    save_tensors(path, {"w": torch.ones(1)}, {"checksum": "planted", "sha256": "planted", "a": "b"})
+    assert load_tensors(path)[1]["checksum"] != "planted" and "sha256" not in load_tensors(path)[1]
+    with pytest.raises(ValueError, match="metadata must map text to text"):
+        save_tensors(path, {"w": torch.ones(1)}, {"iteration": 5})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.sampled_from(["iteration", "history", "executor", "format", "config_digest",
+                                                  "checksum", "extra"]),
+                                st.one_of(st.none(), st.text(max_size=30),
+                                          st.integers(-10, 10**6).map(str),
+                                          st.lists(st.dictionaries(st.sampled_from(["iteration", "loss", "mse",
+                                                                                    "penalty", "x"]),
+                                                                   st.one_of(st.integers(-5, 20),
+                                                                             st.floats(allow_nan=True), st.text(
+                                                                                 max_size=3))),
+                                                   max_size=4).map(json.dumps))),
+                      min_size=1, max_size=3),
+       planted=st.booleans())
+def test_any_corrupted_checkpoint_header_is_refused_or_means_the_same(edits, planted, stopped_run):
+    """Hypothesis: whatever is done to the header (keys removed, changed, added; the checksum recomputed or
+    not), loading the checkpoint either raises CheckpointError or gives back exactly what was saved."""
+    from geoae.training import loop
+    from geoae.training.rundir import RunDirectory
+
+    run, _ = stopped_run
+    checkpoint = run / "checkpoint.safetensors"
+    original = checkpoint.read_bytes()
+
+    def change(m):
+        for key, value in edits:
+            if value is None:
+                m.pop(key, None)
+            else:
+                m[key] = value
+
+    try:
+        rewrite_header(checkpoint, change, planted=planted)
+        model = build_model(SMALL.model, seed=SMALL.seed)
+        optimizer, batches = loop.make_optimizer(model, SMALL), loop.BatchSource(SMALL)
+        try:
+            iteration, history, _ = RunDirectory(run).load_checkpoint(SMALL, model, optimizer, batches.generator)
+        except CheckpointError as err:
+            assert str(checkpoint) in str(err)
+            event("refused")
+            return
+        event("accepted")
+        assert iteration == 4 and history == read_history_of(original)
+    finally:
+        checkpoint.write_bytes(original)
+
+
+def read_history_of(blob: bytes) -> list[dict]:
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(json.loads(blob[8:8 + n])["__metadata__"]["history"])
+
+
+# ---- kind 2: settings that still broke runs
+
+CRASHING_COMPILER = """#!/bin/sh
+# a 'compiler' whose library raises SIGILL as soon as it is loaded (an instruction this CPU lacks)
+out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done
+printf '#include <signal.h>\\n__attribute__((constructor)) static void boom(void) { raise(SIGILL); }\\n' > "$out.c"
+cc -shared -fPIC "$out.c" -o "$out"; status=$?; rm -f "$out.c"; exit $status
+"""
+
+
+def test_a_kernel_library_that_crashes_is_refused_named_and_not_cached(tmp_path, monkeypatch, capsys):
+    """Issue 24, kind 2: GEOAE_MARCH=skylake-avx512 on an AVX2 CPU: SIGILL (exit 132) with no message, `geoae
+    info` said "available", and the library stayed cached."""
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    script = tmp_path / "cc.sh"
+    script.write_text(CRASHING_COMPILER)
+    monkeypatch.setattr(fused, "_compiler", lambda: ["/bin/sh", str(script)])
+    cache = tmp_path / "cache"
+    for name, value in (("GEOAE_CACHE", str(cache)), ("GEOAE_MARCH", "skylake-avx512"),
+                        ("GEOAE_KERNEL", "lanes=16,wg=8")):
+        monkeypatch.setenv(name, value)
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("fused"))
+    assert line.startswith("fused    unavailable ("), line
+    for needle in ("SIGILL", "fused-", "GEOAE_MARCH (now skylake-avx512)", "GEOAE_KERNEL (now lanes=16,wg=8)",
+                   "not cached"):
+        assert needle in line, line
+    assert not list(cache.glob("*.so")) and not list(cache.glob("*.tried"))  # nothing cached as good
+    monkeypatch.setenv("GEOAE_BACKEND", "fused")
+    before = snapshot(tmp_path)
+    assert main(["-q", "train", "--size", "16", "--n-train", "16", "--iterations", "2", "--out",
+                 str(tmp_path / "run")]) == 2
+    err = one_line_error(capsys.readouterr().err)
+    assert "GEOAE_BACKEND=fused cannot train this run" in err and "SIGILL" in err, err
+    assert snapshot(tmp_path) == before and not (tmp_path / "run").exists()
+
+
+def test_a_built_library_is_cached_only_once_tried(fake_compiler):
+    flags, cache, path = fake_compiler
+    assert path.with_suffix(".tried").read_text().strip() == fused._digest(path)
+    path.with_suffix(".tried").unlink()  # a library cached by an older geoae: not tried yet
+    assert not fused._verified(path)
+    assert fused._build(flags, cache) == path and fused._verified(path)
+
+
+def test_info_names_only_the_bad_setting(monkeypatch, capsys):
+    """Issue 24, kind 7: GEOAE_THREADS=abc showed every setting as that error."""
+    monkeypatch.setenv("GEOAE_THREADS", "abc")
+    assert main(["info"]) == 0
+    lines = {ln.split()[0].split("=")[0]: ln for ln in capsys.readouterr().out.splitlines()
+             if ln.strip().startswith("GEOAE_")}
+    assert "error: GEOAE_THREADS must be an integer from 1 to 64, got 'abc'" in lines["GEOAE_THREADS"]
+    assert all("error" not in ln for name, ln in lines.items() if name != "GEOAE_THREADS"), lines
+
+
+# ---- kind 3: bad files
+
+RESULT_FIELDS = ["title", "status", "profile", "seeds", "runtime_s", "train_core_s", "numbers", "descriptions",
+                 "verdict", "rule", "figures", "tables", "control", "notes", "claim", "paper", "git_commit",
+                 "authors", "error", "number_order", "kind"]
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
+                                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+                           max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(st.sampled_from(RESULT_FIELDS), json_values, min_size=1, max_size=3))
+def test_any_malformed_results_record_is_a_failed_record_and_the_rest_is_reported(changes, tmp_path_factory):
+    """Hypothesis: a results record with any fields replaced by any JSON values is shown as it is or as a
+    failed record; the report is always built, and the other claims are in it."""
+    out = tmp_path_factory.mktemp("results")
+    for exp_id in ("D1", "D3"):
+        (out / exp_id).mkdir()
+    (out / "D1" / "results.json").write_text(json.dumps(good_record("D1", **changes)))
+    (out / "D3" / "results.json").write_text(json.dumps(good_record("D3")))
+    from geoae.report import build_report
+
+    build_report(out)
+    md = (out / "report.md").read_text()
+    assert "| D3 | title D3 | confirmed | x = 1 |" in md
+    assert "| D1 |" in md
+    event("D1 failed" if "malformed D1/results.json" in md else "D1 shown")
+
+
+def write_history(run: Path, lines: list[str]) -> None:
+    run.mkdir(parents=True)
+    (run / "history.jsonl").write_text("".join(line + "\n" for line in lines))
+
+
+GOOD_LINE = json.dumps({"iteration": 2, "loss": 0.5, "mse": 0.5, "penalty": 0.0})
+
+
+@pytest.mark.parametrize("bad", ['{"iteration": 4, "mse": 0.1, "penalty": 0}', '{"iteration": "4", "loss": 1, '
+                                 '"mse": 1, "penalty": 0}', '[1, 2]', '{"iteration": 6, "loss": "x", "mse": 1, '
+                                 '"penalty": 0}'])
+def test_a_malformed_history_is_refused_by_export_before_anything_is_written(bad, tmp_path, capsys):
+    """Issue 24, kind 3: a malformed history.jsonl crashed export (KeyError) and left partial event files."""
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    write_history(tmp_path / "good", [GOOD_LINE])
+    write_history(tmp_path / "bad", [GOOD_LINE, bad])
+    before = snapshot(tmp_path)
+    assert main(["-q", "export", str(tmp_path / "good"), str(tmp_path / "bad"), "--out", str(tmp_path / "tb")]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert f"{tmp_path / 'bad'}: history record 2 is malformed" in line, line
+    assert snapshot(tmp_path) == before
+
+
+def test_export_keeps_runs_of_the_same_name_apart(tmp_path, capsys):
+    """Issue 24, kind 3: `export a/run b/run` merged both into one folder."""
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for name, loss in (("a", 0.25), ("b", 0.75)):
+        write_history(tmp_path / name / "run", [json.dumps({"iteration": 2, "loss": loss, "mse": loss,
+                                                            "penalty": 0.0})])
+    assert main(["-q", "export", str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run"), "--out",
+                 str(tmp_path / "tb")]) == 0
+    for name, loss in (("a", 0.25), ("b", 0.75)):
+        acc = EventAccumulator(str(tmp_path / "tb" / name / "run"))
+        acc.Reload()
+        assert [e.value for e in acc.Scalars("train/loss")] == [loss]
+    assert not list((tmp_path / "tb").glob(".geoae-export-*"))  # the staging folder is gone
+
+
+# ---- kind 4: late failures
+
+def test_the_largest_seed_trains_and_saves_with_fresh_disks(tmp_path):
+    """Issue 24, kind 4: --fresh --seed 9223372036854775807 trained every step, then failed (seed + 7)."""
+    cfg = dataclasses.replace(SMALL, seed=2**63 - 1, data=dataclasses.replace(SMALL.data, fresh=True))
+    result = train(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.json").exists() and np.isfinite(result.metrics["train_mse"])
+
+
+def test_ordinary_seeds_draw_the_same_data_as_before(monkeypatch):
+    """The seed offsets wrap only beyond 2**63 - 1 - offset: every existing run draws its old data."""
+    from geoae.training import loop
+    from geoae.training.config import offset_seed
+
+    assert [offset_seed(s, 7) for s in (0, 1, 12345, 2**62)] == [7, 8, 12352, 2**62 + 7]
+    assert offset_seed(2**63 - 1, 7) == 6 and offset_seed(2**63 - 1, 1_000_003) == 1_000_002
+    seeds = []
+    original = data.DiskData.make
+    monkeypatch.setattr(data.DiskData, "make", lambda self, n=None, seed=0: seeds.append(seed) or original(
+        self, n, seed=seed))
+    cfg = dataclasses.replace(SMALL, seed=3, data=dataclasses.replace(SMALL.data, fresh=True))
+    batches = loop.BatchSource(cfg)
+    assert torch.equal(batches.generator.get_state(), torch.Generator().manual_seed(3 + 1_000_003).get_state())
+    loop.final_metrics(build_model(cfg.model, seed=3), batches, cfg)
+    assert seeds[-1] == 10
+
+
+def test_reproduce_with_a_read_only_runs_folder_is_refused_before_any_work(capsys):
+    """Issue 24, kind 4: a read-only runs/ failed after the work with exit 1 and nothing on stderr."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        os.chmod(root, 0o755)
+        out = root / "results"
+        (out / "runs" / "tiny").mkdir(parents=True)
+        os.chmod(out, 0o777)
+        os.chmod(out / "runs", 0o555)
+        before = snapshot(root)
+        try:
+            with as_ordinary_user():
+                code = main(["-q", "reproduce", "--profile", "tiny", "--only", "D1", "--out", str(out)])
+        finally:
+            os.chmod(out / "runs", 0o755)
+        line = one_line_error(capsys.readouterr().err)
+        assert code == 2 and f"--out {out}: cannot write in {out / 'runs'}" in line, line
+        assert snapshot(root) == before
+
+
+def test_a_failed_experiment_is_said_on_stderr_even_quiet(tmp_path, capsys, monkeypatch):
+    def hook(exp_id):
+        if exp_id == "D2":
+            raise RuntimeError("the analysis broke")
+
+    fake_experiments(monkeypatch, hook)
+    assert main(["-q", "reproduce", "--profile", "tiny", "--only", "D1,D2", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "D2: FAILED (RuntimeError: the analysis broke)" in err
+    assert "geoae reproduce: error: 1 experiment(s) failed: D2" in err
+
+
+def test_an_unreachable_ray_cluster_is_refused_quickly(tmp_path, capsys):
+    """Issue 24, kind 4: --executor ray --address 127.0.0.1:1 hung (over 200 s of connection warnings)."""
+    pytest.importorskip("ray", reason="Ray absent (pip install geoae[ray])")
+    t0 = time.perf_counter()
+    code = main(["-q", "reproduce", "--profile", "tiny", "--only", "D1", "--executor", "ray", "--address",
+                 "127.0.0.1:1", "--out", str(tmp_path / "r")])
+    line = one_line_error(capsys.readouterr().err)
+    assert code == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in line, line
+    assert time.perf_counter() - t0 < 60 and not (tmp_path / "r").exists()
+
+
+# ---- kind 5: paths
+
+@pytest.mark.parametrize("argv", [["train", "--size", "16", "--iterations", "2"], ["theory"],
+                                  ["data", "disks", "--n", "4"], ["reproduce", "--profile", "tiny", "--only", "D1"]],
+                         ids=lambda a: a[0])
+@pytest.mark.parametrize("link", ["loop", "dangling"])
+def test_an_output_path_through_a_broken_link_is_refused_before_any_work(argv, link, world, capsys):
+    """Issue 24, kind 5: a symlink loop or a dangling symlink as --out passed the checks, then failed."""
+    (world / "loop").symlink_to(world / "loop")
+    (world / "dangling").symlink_to(world / "nowhere")
+    out = f"{T}/{link}" + ("/x.npz" if argv[0] == "data" else "")
+    refused([*argv, "--out", out], world, capsys, f"{T}/{link} is a symbolic link to nothing")
+
+
+def test_a_lock_that_is_a_symlink_is_refused_and_not_followed(tmp_path):
+    """Issue 24, kind 5: a .lock that is a symlink was opened through it (its target created)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").symlink_to(tmp_path / "target")
+    with pytest.raises(OSError, match=r"\.lock is a symbolic link"):
+        train(SMALL, run)
+    assert not (tmp_path / "target").exists() and sorted(p.name for p in run.iterdir()) == [".lock"]
+
+
+def test_a_folder_of_the_users_own_files_is_not_a_run_directory(tmp_path, capsys):
+    """Issue 24, kind 5: a folder holding the user's metrics.json / history.jsonl had them overwritten."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"mine": 1}')
+    (mine / "history.jsonl").write_text('{"mine": 2}\n')
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match="is not empty and not a geoae run directory"):
+        train(SMALL, mine)
+    assert main(["-q", "train", "--size", "16", "--iterations", "2", "--out", str(mine)]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert f"--out {mine} is not empty and not a geoae run directory (it holds history.jsonl, metrics.json)" in line
+    assert snapshot(tmp_path) == before
+
+
+def test_geoaes_own_run_directories_are_still_used(tmp_path):
+    """A finished run, a run stopped before its config.json (only .lock), a prepared checkpoint: all accepted."""
+    from geoae.training.rundir import check_run_directory
+
+    train(SMALL, tmp_path / "done")
+    check_run_directory(tmp_path / "done")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / ".lock").write_bytes(b"")
+    train(SMALL, tmp_path / "locked")
+    assert (tmp_path / "locked" / "metrics.json").exists()
+
+
+# ---- kind 6: escaping
+
+def test_a_title_cannot_bend_the_explorers_data_block(finished_run):
+    """Issue 24, kind 6: --title '<!--<script>' gave a blank page (the data block swallowed the page's script)."""
+    from geoae.explorer import explorer_html
+
+    title = "<!--<script></script>&"
+    page = explorer_html([load_run(finished_run)], title=title)
+    start = page.index('<script id="geoae-data" type="application/json">') + len(
+        '<script id="geoae-data" type="application/json">')
+    block = page[start:page.index("</script>", start)]
+    assert "<" not in block and ">" not in block and "&" not in block
+    assert json.loads(block)["title"] == title
+    assert page.count("<script") == 2  # the data block and the page's own script, nothing more
+
+
+def test_report_md_and_reproduce_md_do_not_copy_markup_from_results_files(tmp_path):
+    markup = "<script>alert(1)</script><img src=x onerror=alert(2)> [link](javascript:alert(3)) `code`"
+    (tmp_path / "D3").mkdir()
+    (tmp_path / "D3" / "results.json").write_text(json.dumps(good_record(
+        "D3", title=markup, rule=markup, notes=markup, paper=markup, claim=markup, control=markup,
+        numbers={markup: 1.0}, descriptions={markup: markup},
+        tables=[{"title": markup, "columns": [markup], "rows": [[markup]]}])))
+    assert main(["-q", "report", "--out", str(tmp_path), "--reproduce-md", str(tmp_path / "R.md")]) == 0
+    for name in ("report.md", "REPRODUCE.md", "R.md"):
+        text = (tmp_path / name).read_text()
+        assert "<script" not in text and "<img" not in text and "](javascript" not in text, name
+        assert "&lt;script>" in text, name
+
+
+# ---- kind 7: smaller
+
+def test_a_bad_option_with_an_unwritable_stderr_still_exits_2(tmp_path):
+    """Issue 24, kind 7: `--lr nan` with stderr on /dev/full exited 1, not 2."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "geoae", "train", "--lr", "nan", "--out", str(tmp_path / "r")],
+                              stderr=full, stdout=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": os.pathsep.join(
+                                  sys.path)}, timeout=120)
+    assert proc.returncode == 2 and not (tmp_path / "r").exists()
+
+
+def test_numpy_scalars_and_a_betas_list_are_the_numbers_they_hold():
+    """Issue 24, kind 7: betas=[0.9, 0.99] and np.float32 alpha / lr gave misleading messages."""
+    cfg = dataclasses.replace(SMALL, betas=[0.9, 0.99], lr=np.float32(0.5), reg_weight=np.float64(0.25),
+                              model=dataclasses.replace(SMALL.model, alpha=np.float32(0.5)))
+    cfg.validate()
+    assert cfg.betas == (0.9, 0.99) and type(cfg.lr) is float and cfg.lr == 0.5 and cfg.model.alpha == 0.5
+    assert type(cfg.model.alpha) is float and TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert dataclasses.replace(SMALL, betas=[0.9, 0.999]).digest() == SMALL.digest()  # same run, same digest

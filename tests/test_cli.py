@@ -76,7 +76,7 @@ def test_train_tiny_run_and_resume_is_a_no_op(tmp_path, capsys):
         (["data", "diracs", "--scheme", "bogus"], "--scheme"),
         (["data", "diracs", "--scheme", "random", "--fraction", "0"], "--fraction must be in (0, 1], got 0"),
         (["data", "diracs", "--scheme", "quadrant", "--ndim", "1"], "--quadrant"),
-        (["theory", "--radius", "-3"], "--radius -3.0: must be a number in (0, 1e+06]"),
+        (["theory", "--radius", "-3"], "--radius -3.0: must be a number in [0.001, 1e+06]"),
         (["theory", "--radius", "nan"], "--radius nan"),
         (["train", "--regulariser", "dropout"], "--regulariser"),
         (["train", "--size", "48"], "--size must be a power of two"),

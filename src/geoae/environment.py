@@ -40,12 +40,9 @@ def settings_in_force() -> list[dict]:
     value raises; for GEOAE_OFFICIAL_WEIGHTS, the weights file found (``models.official_model_path``).
     """
     from .models import official_model_path
-    from .settings import SettingsError, read_settings
+    from .settings import SettingsError, read_each_setting
 
-    try:
-        in_force = read_settings().to_dict()
-    except SettingsError as err:
-        in_force = {"error": str(err)}
+    in_force = {k: (f"error: {v}" if isinstance(v, SettingsError) else v) for k, v in read_each_setting().items()}
     try:
         weights = official_model_path()
         in_force["official_weights"] = str(weights) if weights is not None else "not found"
@@ -54,7 +51,7 @@ def settings_in_force() -> list[dict]:
     rows = []
     for v in VARIABLES:
         field = v.field or "official_weights"
-        value = in_force.get(field, f"error: {in_force['error']}" if "error" in in_force else None)
+        value = in_force.get(field)
         rows.append({"name": v.name, "value": os.environ.get(v.name), "in_force": value, "meaning": v.meaning,
                      "default": v.default})
     return rows

@@ -241,7 +241,10 @@ def explorer_html(runs: list[TrainResult], *, title: str = "geoae latent-space e
     template = resources.files("geoae").joinpath("explorer.html").read_text(encoding="utf-8")
     if template.count(DATA_MARK) != 1:
         raise RuntimeError(f"explorer.html must contain {DATA_MARK} exactly once")
-    return template.replace("{{title}}", html.escape(title)).replace(DATA_MARK, data.replace("</", "<\\/"))
+    # inside <script>, "</script", "<!--" and "<script" change how the browser reads the block: with every
+    # "<" (and ">", "&") as a JSON escape, no text of the data can end or bend it
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return template.replace("{{title}}", html.escape(title)).replace(DATA_MARK, data)
 
 
 def _load(run_dir) -> TrainResult:

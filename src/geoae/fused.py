@@ -25,7 +25,9 @@ flags where refused), into ``GEOAE_CACHE``. The kernel configuration (lanes 8 | 
 accumulators 8 | 16) is then chosen by measuring each candidate on a paper64 training step (a few seconds,
 once per CPU, compiler and source; cached in ``tuning-*.json``), unless ``GEOAE_KERNEL`` forces one. A cached
 library is loaded only if it belongs to the user, is not writable by others and matches the checksum
-recorded when it was built; its ABI (version, struct size) is checked at load. Where nothing works,
+recorded when it was built; its ABI (version, struct size) is checked at load. A freshly built library is
+first tried in a child process (one small training step): one that crashes there (SIGILL from a ``GEOAE_MARCH``
+this CPU lacks) is refused, named, and not cached. Where nothing works,
 ``available()`` is False with the reason, and training falls back to torch (announced on stderr).
 """
 
@@ -38,6 +40,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -155,12 +158,74 @@ def _trusted(path: Path) -> str | None:
 
 
 def _verified(path: Path) -> bool:
-    """The library exists, is trusted and matches the checksum written beside it when it was built."""
-    sidecar = path.with_suffix(".sha256")
+    """The library exists, is trusted, matches the checksum written beside it when it was built (``.sha256``),
+    and ran a training step in a child process then (``.tried``, holding the same checksum; a library of an
+    older geoae, without it, is rebuilt and tried)."""
     try:
-        return _trusted(path) is None and sidecar.read_text().strip() == _digest(path)
+        digest = _digest(path)
+        return _trusted(path) is None and all(path.with_suffix(s).read_text().strip() == digest
+                                              for s in (".sha256", ".tried"))
     except OSError:
         return False
+
+
+class KernelCrashed(OSError):
+    """A freshly built kernel library crashed (or hung) when tried in a child process: never loaded here."""
+
+
+def _flag_value(flags: tuple[str, ...], prefix: str) -> str | None:
+    return next((f[len(prefix):] for f in flags if f.startswith(prefix)), None)
+
+
+# the child's program: load the library and run one small training step with it (exit 0 if all went well)
+_TRY = """import sys
+from pathlib import Path
+from geoae import fused
+fused._try_step(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+"""
+
+
+def _try_step(path: Path, lanes: int, wg: int) -> None:
+    """One training step (forward and backward, a 16 × 16 network, one thread) with the library at ``path``;
+    raises where the numbers are not finite. Runs in the child process of ``_try_in_child``."""
+    from .models import ModelConfig, build_model
+
+    k = Kernel(_open(path), lanes, wg, (), path, "", {})
+    ex = FusedAutoencoder(build_model(ModelConfig(size=16), seed=0), threads=1, kernel=k)
+    _, mse, _ = ex.loss(torch.rand(2 * lanes, 1, 16, 16, generator=torch.Generator().manual_seed(0)))
+    mse.backward()
+    if not torch.isfinite(mse):
+        raise SystemExit(f"the step's loss is {mse.item()}")
+
+
+def _try_in_child(path: Path, flags: tuple[str, ...], timeout: float = 300) -> None:
+    """Run a training step with the library at ``path`` in a child process, so that a library this CPU cannot
+    run (SIGILL from a ``-march`` it lacks) kills the child, not this process. Raises ``KernelCrashed`` naming
+    the library and the settings that chose its flags."""
+    lanes, wg = int(_flag_value(flags, "-DGEOAE_LANES=") or 8), int(_flag_value(flags, "-DGEOAE_WG=") or 8)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(Path(__file__).resolve().parent.parent),
+                                                       env.get("PYTHONPATH"))))
+    try:
+        proc = subprocess.run([sys.executable, "-c", _TRY, str(path), str(lanes), str(wg)], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode == 0:
+            return
+        if proc.returncode < 0:
+            try:
+                how = f"killed by {signal.Signals(-proc.returncode).name}: this CPU cannot run it"
+            except ValueError:
+                how = f"killed by signal {-proc.returncode}: this CPU cannot run it"
+        else:
+            how = f"exit {proc.returncode}: {' '.join(proc.stderr.strip().splitlines()[-1:])[-300:]}"
+    except subprocess.TimeoutExpired:
+        how = f"no answer in {timeout:g} s"
+    march = _flag_value(flags, "-march=") or "(none)"
+    raise KernelCrashed(
+        f"the fused kernel library {library_path(flags, path.parent).name} (-march={march}, lanes={lanes}, "
+        f"wg={wg}) failed when tried in a child process ({how}); refused and not cached. "
+        f"Check GEOAE_MARCH (now {os.environ.get('GEOAE_MARCH') or 'unset: native'}) and GEOAE_KERNEL (now "
+        f"{os.environ.get('GEOAE_KERNEL') or 'unset: auto'}), e.g. unset them or use GEOAE_MARCH=x86-64-v3")
 
 
 def _private_dir(cache: Path) -> Path:
@@ -187,7 +252,10 @@ def _build(flags: tuple[str, ...], cache: Path) -> Path:
         if proc.returncode != 0:
             raise OSError(f"{' '.join(cc)} failed: {proc.stderr.strip()[-500:]}")
         os.chmod(tmp, 0o755)
-        _write_text(path.with_suffix(".sha256"), _digest(Path(tmp)) + "\n")
+        _try_in_child(Path(tmp), flags)  # KernelCrashed: the library is removed below, never cached
+        digest = _digest(Path(tmp))
+        _write_text(path.with_suffix(".sha256"), digest + "\n")
+        _write_text(path.with_suffix(".tried"), digest + "\n")
         os.replace(tmp, path)  # atomic: concurrent processes build the same file and one wins
     except subprocess.SubprocessError as err:
         raise OSError(f"{' '.join(cc)} failed: {err}") from err
@@ -267,6 +335,8 @@ def _load_candidate(lanes: int, wg: int, march: str, cache: Path) -> tuple[ctype
         try:
             path = _build(flags, cache)
             return _open(path), flags, path
+        except KernelCrashed:
+            raise  # compiled, then crashed: not a compiler that refuses -march; plain flags would hide it
         except OSError as err:
             errors.append(str(err))
     raise OSError("; ".join(errors))

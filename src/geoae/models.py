@@ -122,6 +122,13 @@ def _is_power_of_two(n: int) -> bool:
     return n >= 2 and n & (n - 1) == 0
 
 
+def _numpy_real(value) -> bool:
+    """A real number of another type than bool, int and float (a numpy scalar such as np.float32)."""
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | int | float)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Hyper-parameters of one autoencoder; ``build_model(config)`` turns it into a network.
@@ -153,6 +160,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.channels, list):
             object.__setattr__(self, "channels", tuple(self.channels))
+        if _numpy_real(self.alpha):  # np.float32(0.05): the float it holds (validate then checks its range)
+            object.__setattr__(self, "alpha", float(self.alpha))
 
     @property
     def ndim(self) -> int:

@@ -21,6 +21,7 @@ import html
 import json
 import math
 from pathlib import Path
+from urllib.parse import quote
 
 from .experiments import sources
 from .experiments.registry import IDS as EXPERIMENT_ORDER
@@ -56,7 +57,10 @@ def load_results(out: Path) -> list[dict]:
                 rec = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as err:  # ValueError: not UTF-8, not JSON
                 rec = {"id": exp_id, "status": "failed", "error": f"unreadable results.json: {err}"}
-            problem = malformed(rec, exp_id, Path(out))
+            try:
+                problem = malformed(rec, exp_id, Path(out))
+            except Exception as err:  # noqa: BLE001 - whatever a hand-edited file holds, it is one failed record
+                problem = f"{type(err).__name__}: {err}"
             if problem:
                 rec = {"id": exp_id, "status": "failed", "error": f"malformed {exp_id}/results.json ({problem}); "
                        f"re-run `geoae reproduce --only {exp_id}` to redo it"}
@@ -64,21 +68,41 @@ def load_results(out: Path) -> list[dict]:
     return records
 
 
-_TEXT_FIELDS = ("title", "claim", "paper", "error", "rule", "notes", "profile", "git_commit", "reading_short")
+_TEXT_FIELDS = ("title", "claim", "paper", "error", "rule", "notes", "profile", "git_commit", "reading_short",
+                "control", "kind", "recipe")
+_NUMBER_FIELDS = ("runtime_s", "train_core_s")
 
 
 def malformed(rec, exp_id: str, out: Path) -> str | None:
     """What makes ``rec`` unfit for the report (None: nothing): the fields the report shows must have their
-    types, and every figure must be a file inside ``out/<ID>/`` (no absolute path, no ``..``, no link out)."""
+    types, every figure must be a file inside ``out/<ID>/`` (no absolute path, no ``..``, no link out, no NUL),
+    and the record's sections (markdown, REPRODUCE.md, HTML) must render."""
     if not isinstance(rec, dict):
         return f"a JSON {type(rec).__name__}, not an object"
     if rec.get("id") != exp_id:
         return f"its id is {rec.get('id')!r}, not {exp_id!r}"
     bad = [k for k in _TEXT_FIELDS if k in rec and not isinstance(rec[k], str)]
+    bad += [k for k in _NUMBER_FIELDS if rec.get(k) is not None and (type(rec[k]) not in (int, float)
+                                                                     or not math.isfinite(rec[k]))]
     if bad:
-        return f"{bad[0]} is not text"
-    if rec.get("status") != "ok":
-        return None
+        return f"{bad[0]} is not {'text' if bad[0] in _TEXT_FIELDS else 'a finite number'}"
+    if any("\0" in v for k in _TEXT_FIELDS if isinstance(v := rec.get(k), str)):
+        return "a text field holds a NUL character"
+    if rec.get("status") == "ok":
+        problem = _malformed_result(rec, exp_id, out)
+        if problem:
+            return problem
+    try:
+        _md_section(rec)  # anything else the sections read
+        build_reproduce_md([rec])
+        _html_section(rec, out)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _malformed_result(rec: dict, exp_id: str, out: Path) -> str | None:
+    """``malformed`` for a finished experiment's record: verdict, rule, numbers, tables and figures."""
     if rec.get("verdict") not in BADGE or rec["verdict"] == "failed":
         return f"verdict {rec.get('verdict')!r} is not one of {', '.join(k for k in BADGE if k != 'failed')}"
     if not isinstance(rec.get("rule"), str):
@@ -100,20 +124,18 @@ def malformed(rec, exp_id: str, out: Path) -> str | None:
     tables = rec.get("tables", [])
     if not isinstance(tables, list) or not all(
             isinstance(t, dict) and isinstance(t.get("columns"), list) and all(isinstance(c, str) for c in t["columns"])
+            and isinstance(t.get("title", ""), str)
             and isinstance(t.get("rows"), list) and all(isinstance(r, list) for r in t["rows"]) for t in tables):
-        return "tables are not a list of {columns, rows}"
+        return "tables are not a list of {title (text), columns, rows}"
     figures = rec.get("figures", [])
     if not isinstance(figures, list) or not all(isinstance(f, str) for f in figures):
         return "figures are not a list of file names"
+    if any("\0" in f for f in figures):
+        return "a figure name holds a NUL character"
     home = (out / exp_id).resolve()
     outside = [f for f in figures if not (home / f).resolve().is_relative_to(home)]
     if outside:
         return f"figure {outside[0]!r} lies outside {exp_id}/"
-    try:
-        _md_section(rec)  # anything else the sections read
-        build_reproduce_md([rec])
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
-        return f"{type(err).__name__}: {err}"
     return None
 
 
@@ -197,9 +219,22 @@ def numbers_of(rec: dict) -> list[tuple[str, object]]:
     return [(k, numbers[k]) for k in order + [k for k in numbers if k not in order]]
 
 
+def md(text) -> str:
+    """Text of a results file as markdown shows it, never as markup: ``<`` (which opens an HTML tag or an
+    autolink) as ``&lt;``, ``](`` (which makes a link or an image) escaped, backticks (code) as quotes."""
+    return str(text).replace("<", "&lt;").replace("](", "]\\(").replace("`", "'")
+
+
+def code(text) -> str:
+    """Text shown as a markdown code span: in backticks where it holds no backtick, ``<``, ``|`` nor line
+    break, else as escaped text (``cell``)."""
+    text = str(text)
+    return f"`{text}`" if not any(c in text for c in "`<|\n") else cell(text)
+
+
 def cell(text) -> str:
-    """Text safe inside a markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text safe inside a markdown table cell (``md``, and no ``|`` nor line break)."""
+    return md(text).replace("|", "\\|").replace("\n", " ")
 
 
 def status_of(rec: dict) -> str:
@@ -224,7 +259,7 @@ def commits_of(records: list[dict]) -> str:
     for rec in records:
         c = rec.get("git_commit") or "unknown"
         counts[c] = counts.get(c, 0) + 1
-    return ", ".join(f"`{c}`" + (f" ({n} claims)" if len(counts) > 1 else "")
+    return ", ".join(code(c) + (f" ({n} claims)" if len(counts) > 1 else "")
                      for c, n in sorted(counts.items(), key=lambda t: -t[1]))
 
 
@@ -237,46 +272,47 @@ def command_for(rec: dict) -> str:
 
 
 def _md_table(table: dict) -> list[str]:
-    lines = [f"*{table.get('title', '')}*", "", "| " + " | ".join(cell(c) for c in table["columns"]) + " |",
+    lines = [f"*{cell(table.get('title', ''))}*", "", "| " + " | ".join(cell(c) for c in table["columns"]) + " |",
              "|" + "---|" * len(table["columns"])]
     lines += ["| " + " | ".join(cell(fmt(v)) for v in row) + " |" for row in table["rows"]]
     return lines + [""]
 
 
 def _md_section(rec: dict) -> list[str]:
-    lines = [f"## {rec['id']}: {rec.get('title', '')}", ""]
+    lines = [f"## {rec['id']}: {md(rec.get('title', ''))}", ""]
     if rec.get("claim"):
-        lines += [f"**{claim_label(rec)}.** {rec['claim']}", ""]
+        lines += [f"**{claim_label(rec)}.** {md(rec['claim'])}", ""]
     src = source_of(rec)
-    lines += [f"**What the source says** ({tags_text(rec)}). {src['says']}", ""]
+    lines += [f"**What the source says** ({md(tags_text(rec))}). {md(src['says'])}", ""]
     reading = readings_of(rec)
     if reading:
-        lines += ["**Our reading** (choices no source makes):", ""] + [f"- {r}" for r in reading] + [""]
+        lines += ["**Our reading** (choices no source makes):", ""] + [f"- {md(r)}" for r in reading] + [""]
     if rec.get("status") != "ok":
         return lines + ["**Our result. Verdict: FAILED.** The experiment raised an error:", "", "```",
-                        rec.get("error", "unknown error"), "```", ""]
-    lines += [f"**Our result. Verdict: {rec['verdict']}.** {rule_label_of(rec)}: {rec['rule']}", ""]
+                        str(rec.get("error", "unknown error")).replace("`", "'"), "```", ""]
+    lines += [f"**Our result. Verdict: {rec['verdict']}.** {md(rule_label_of(rec))}: {md(rec['rule'])}", ""]
     if rec.get("control"):
-        lines += [f"**Control.** {rec['control']}", ""]
+        lines += [f"**Control.** {md(rec['control'])}", ""]
     if rec.get("kind") == "theorem":
         lines += [f"*{theorem_note(rec)}*", ""]
     lines += ["| measured | value | what it is |", "|---|---|---|"]
-    lines += [f"| `{k}` | {fmt(v)} | {cell(rec['descriptions'].get(k, ''))} |" for k, v in numbers_of(rec)]
+    lines += [f"| {code(k)} | {cell(fmt(v))} | {cell(rec['descriptions'].get(k, ''))} |" for k, v in numbers_of(rec)]
     lines.append("")
     if rec.get("authors"):
         lines += ["*The authors' released model, measured by us:*", "", "| measured | value | what it is |",
                   "|---|---|---|"]
-        lines += [f"| `{k}` | {fmt(v['value'])} | {cell(v['description'])} |" for k, v in rec["authors"].items()]
+        lines += [f"| {code(k)} | {cell(fmt(v['value']))} | {cell(v['description'])} |"
+                  for k, v in rec["authors"].items()]
         lines.append("")
     for table in rec.get("tables", []):
         lines += _md_table(table)
     if rec.get("notes"):
-        lines += [f"*Notes.* {rec['notes']}", ""]
+        lines += [f"*Notes.* {md(rec['notes'])}", ""]
     if lacks_official_comparison(rec):
         lines += [f"**Authors' model: not compared.** {OFFICIAL_HINT}", ""]
-    lines += [f"![{f}]({rec['id']}/{f})" for f in rec.get("figures", [])]
-    lines += ["", f"Profile `{rec['profile']}`, seeds {rec['seeds']}, runtime: {runtime_of(rec)}, "
-              f"commit `{rec.get('git_commit', 'unknown')}`.", ""]
+    lines += [f"![{md(f)}]({rec['id']}/{quote(f)})" for f in rec.get("figures", [])]
+    lines += ["", f"Profile {code(rec['profile'])}, seeds {md(rec['seeds'])}, runtime: {runtime_of(rec)}, "
+              f"commit {code(rec.get('git_commit', 'unknown'))}.", ""]
     return lines
 
 
@@ -347,8 +383,8 @@ def build_reproduce_md(records: list[dict], others: list[dict] | None = None) ->
         if rec.get("status") == "ok":
             ours = "; ".join(f"{k} = {fmt(v)}" for k, v in numbers_of(rec)[:3])
         paper = cell(source_of(rec)["says"])
-        lines.append(f"| {rec['id']} | {cell(tags_text(rec))} | {cell(reading_short_of(rec))} | `{command_for(rec)}` | "
-                     f"{runtime_of(rec)} | {cell(ours)} | {status_of(rec)} | {paper} | {cell(authors_of(rec))} |"
+        lines.append(f"| {rec['id']} | {cell(tags_text(rec))} | {cell(reading_short_of(rec))} | "
+                     f"{code(command_for(rec))} | {runtime_of(rec)} | {cell(ours)} | {status_of(rec)} | {paper} | {cell(authors_of(rec))} |"
                      + (f" {cell(other.get(rec['id'], ''))} |" if other else ""))
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = ["BACKENDS", "EXECUTORS", "LANES", "WG_ACCUMULATORS", "VARIABLES", "Variable", "Settings", "SettingsError",
-           "read_settings", "debug_enabled", "cores"]
+           "read_settings", "read_each_setting", "debug_enabled", "cores"]
 
 BACKENDS = ("auto", "fused", "torch")
 EXECUTORS = ("local", "ray")
@@ -128,25 +128,75 @@ def _kernel(env) -> str:
     return f"lanes={int(m[1])},wg={int(m[2])}"
 
 
-def read_settings(env=None) -> Settings:
-    """The settings in force now (``env``: a mapping, default ``os.environ``); raises ``SettingsError``."""
-    env = os.environ if env is None else env
+def _march(env) -> str:
     march = _get(env, "GEOAE_MARCH") or "native"
     if not _MARCH.fullmatch(march):
         raise SettingsError(f"GEOAE_MARCH must be a compiler -march name such as native or x86-64-v3, got {march!r}")
-    cache = _get(env, "GEOAE_CACHE") or str(Path.home() / ".cache" / "geoae")
-    return Settings(
-        backend=_choice(env, "GEOAE_BACKEND", BACKENDS, "auto"),
-        threads=_count(env, "GEOAE_THREADS", cores(), 1, MAX_THREADS),
-        torch_threads=_count(env, "GEOAE_TORCH_THREADS", 1, 0, 1024),
-        workers=_count(env, "GEOAE_WORKERS", cores(), 1, MAX_WORKERS),
-        executor=_choice(env, "GEOAE_EXECUTOR", EXECUTORS, "local"),
-        cache=cache,
-        fused=_choice(env, "GEOAE_FUSED", ("0", "1"), "1") == "1",
-        march=march,
-        kernel=_kernel(env),
-        debug=debug_enabled(env),
-    )
+    return march
+
+
+def _cache(env) -> str:
+    """``GEOAE_CACHE``: a directory (existing, or to be made) in a place the user may write, not a file nor a
+    kernel file system (/proc, /sys, /dev). The default (under ~/.cache) is not checked here: where it cannot
+    be used, the fused kernels are unavailable and training falls back to torch."""
+    value = _get(env, "GEOAE_CACHE")
+    if value is None:
+        return str(Path.home() / ".cache" / "geoae")
+    path = Path(value).expanduser()
+    allowed = "a directory of your own (existing, or one that can be created)"
+    if "\0" in value:
+        raise SettingsError(f"GEOAE_CACHE must be {allowed}, got {value!r}")
+    absolute = Path(os.path.abspath(path))
+    if absolute.parts[1:2] and absolute.parts[1] in ("proc", "sys", "dev"):
+        raise SettingsError(f"GEOAE_CACHE must be {allowed}, got {value!r} (a kernel file system)")
+    if path.is_symlink() and not path.exists():
+        raise SettingsError(f"GEOAE_CACHE must be {allowed}, got {value!r} (a dangling symbolic link or a loop)")
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"GEOAE_CACHE must be {allowed}, got {value!r} (an existing file)")
+    existing = absolute
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SettingsError(f"GEOAE_CACHE must be {allowed}, got {value!r} ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SettingsError(f"GEOAE_CACHE must be {allowed}, got {value!r} (cannot write in {existing})")
+    return str(path)
+
+
+# Settings field -> its reader (each reads and checks one variable)
+_READERS = {
+    "backend": lambda env: _choice(env, "GEOAE_BACKEND", BACKENDS, "auto"),
+    "threads": lambda env: _count(env, "GEOAE_THREADS", cores(), 1, MAX_THREADS),
+    "torch_threads": lambda env: _count(env, "GEOAE_TORCH_THREADS", 1, 0, 1024),
+    "workers": lambda env: _count(env, "GEOAE_WORKERS", cores(), 1, MAX_WORKERS),
+    "executor": lambda env: _choice(env, "GEOAE_EXECUTOR", EXECUTORS, "local"),
+    "cache": _cache,
+    "fused": lambda env: _choice(env, "GEOAE_FUSED", ("0", "1"), "1") == "1",
+    "march": _march,
+    "kernel": _kernel,
+    "debug": lambda env: debug_enabled(env),
+}
+
+
+def read_settings(env=None) -> Settings:
+    """The settings in force now (``env``: a mapping, default ``os.environ``); raises ``SettingsError`` naming
+    the first bad variable (in the order of ``VARIABLES``)."""
+    env = os.environ if env is None else env
+    order = [v.field for v in VARIABLES if v.field is not None]
+    return Settings(**{field: _READERS[field](env) for field in order})
+
+
+def read_each_setting(env=None) -> dict[str, object]:
+    """Each setting's value, or the ``SettingsError`` its own variable raises (``geoae info`` shows every
+    setting, a bad one as its own error, the others as their values)."""
+    env = os.environ if env is None else env
+    values = {}
+    for field, reader in _READERS.items():
+        try:
+            values[field] = reader(env)
+        except SettingsError as err:
+            values[field] = err
+    return values
 
 
 def debug_enabled(env=None) -> bool:

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 
 __all__ = ["TensorBoardLogger", "MLflowLogger", "export_tensorboard", "find_runs", "flatten_config",
-           "final_numbers", "reconstruction_image", "Exported", "CURVES", "SUGGESTED_MLFLOW_URI"]
+           "final_numbers", "reconstruction_image", "Exported", "CURVES", "SUGGESTED_MLFLOW_URI", "check_history"]
 
 CURVES = ("loss", "mse", "penalty")  # the scalars of each logged record
 SUGGESTED_MLFLOW_URI = "sqlite:///mlflow.db"
@@ -213,12 +213,27 @@ def find_runs(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
             found += [(run, run.relative_to(path)) for run in below]
         else:
             raise ValueError(f"{path} is not a run directory (no history.jsonl)")
-    names: dict[Path, Path] = {}
-    for run, name in found:
-        if name in names and names[name].resolve() != run.resolve():
-            raise ValueError(f"{names[name]} and {run} would both be exported as {name}; export them separately")
-        names[name] = run
-    return list({run.resolve(): (run, name) for run, name in found}.values())
+    found = list({run.resolve(): (run, name) for run, name in found}.values())  # a run given twice: once
+    named = []
+    for run, name in found:  # runs of the same name (a/run, b/run) keep as much of their paths as tells them apart
+        others = [r.resolve() for r, n in found if n == name and r.resolve() != run.resolve()]
+        depth, parts = 1, run.resolve().parts
+        while others and depth < len(parts) and any(parts[-depth:] == o.parts[-depth:] for o in others):
+            depth += 1
+        named.append((run, Path(*parts[-depth:]) if others else name))
+    return named
+
+
+def check_history(run_dir: Path, history) -> None:
+    """ValueError naming the run and the first record that is not {integer iteration, numbers of CURVES}."""
+    if not isinstance(history, list):
+        raise ValueError(f"{run_dir}: its history is not a list of records")
+    for n, record in enumerate(history, 1):
+        ok = (isinstance(record, dict) and type(record.get("iteration")) is int and record["iteration"] >= 0
+              and all(type(record.get(k)) in (int, float) for k in CURVES))
+        if not ok:
+            raise ValueError(f"{run_dir}: history record {n} is malformed (it needs an integer iteration and the "
+                             f"numbers {', '.join(CURVES)}): {str(record)[:100]}")
 
 
 def export_tensorboard(paths: Sequence[str | Path], out_dir: str | Path) -> list[Exported]:
@@ -228,13 +243,20 @@ def export_tensorboard(paths: Sequence[str | Path], out_dir: str | Path) -> list
     from .training import is_finished, load_run
     from .training.rundir import read_history
 
+    plan = []
+    for run_dir, name in find_runs(paths):  # every history read and checked before anything is written
+        try:
+            history = read_history(run_dir)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{run_dir}: its history cannot be read ({err})") from None
+        check_history(run_dir, history)
+        plan.append((run_dir, name, history))
     exported = []
-    for run_dir, name in find_runs(paths):
+    for run_dir, name, history in plan:
         folder = Path(out_dir) / name
         if folder.is_dir():
             for old in folder.glob(f"events.out.tfevents.*{EVENT_SUFFIX}"):
                 old.unlink()
-        history = read_history(run_dir)
         finished = is_finished(run_dir)
         result = load_run(run_dir) if finished else None
         config = result.config if result is not None else None

@@ -49,12 +49,14 @@ def _quiet(enabled: bool):
 
 
 def _say(prog: str, err: BaseException) -> None:
-    """One line on standard error: ``geoae CMD: error: …`` (an OSError as its file and reason)."""
+    """One line on standard error: ``geoae CMD: error: …`` (an OSError as its file and reason); a standard error
+    that cannot be written (a full disk, /dev/full) does not change the exit code."""
     if isinstance(err, OSError) and err.strerror:
         text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
     else:
         text = str(err)
-    print(f"{prog}: error: {' '.join(text.split())}", file=sys.stderr)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{prog}: error: {' '.join(text.split())}", file=sys.stderr, flush=True)
 
 
 def _internal(prog: str, err: BaseException) -> int:

@@ -23,6 +23,7 @@ MAX_SEEDS = 100  # reproduce --seeds
 MAX_REPEATS = 1000  # bench --repeats, --sweep-repeats, --sweep
 MAX_STEPS = 10**6  # bench --steps, --sweep-steps
 MAX_RADIUS = 1e6  # theory --radius (pixels)
+MIN_RADIUS = 1e-3
 MAX_CONFIG_BYTES = 16 * 2**20  # train --config
 
 
@@ -52,6 +53,10 @@ def _named(names: dict[str, str], prefix: str = ""):
 def _check_writable(option: str, path: Path, folder: Path) -> None:
     """Files can be created in ``folder``, or in the nearest existing folder above it (where the missing ones
     would be made): tried with a temporary file, removed at once, so nothing is left."""
+    from ..checks import broken_link
+
+    if (link := broken_link(path)) is not None:
+        raise UsageError(f"{option} {path}: {link} is a symbolic link to nothing (dangling, or a loop of links)")
     existing = folder
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
@@ -112,8 +117,9 @@ def check_data(args):
 
 def check_theory(args):
     R = args.radius
-    if not (math.isfinite(R) and 0 < R <= MAX_RADIUS):
-        raise UsageError(f"--radius {R}: must be a number in (0, {MAX_RADIUS:g}] (the largest training radius R, px)")
+    if not (math.isfinite(R) and MIN_RADIUS <= R <= MAX_RADIUS):  # below 1e-3 px, R³ and f̂ leave float range
+        raise UsageError(f"--radius {R}: must be a number in [{MIN_RADIUS:g}, {MAX_RADIUS:g}] (the largest training "
+                         "radius R, px)")
     _check_out_dir("--out", args.out)
 
 
@@ -177,6 +183,8 @@ def _parse_set(text: str) -> dict:
 
 def _read_config(path: Path) -> dict:
     """The (partial) config in a .json or .toml file (a TrainConfig's keys, or a run's config.json)."""
+    from ..training.config import config_json_loads
+
     _check_in_file("--config", path)
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UsageError(f"--config {path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, not a config file")
@@ -190,7 +198,7 @@ def _read_config(path: Path) -> dict:
         given = _read_toml(path, text)
     else:
         try:
-            given = json.loads(text)
+            given = config_json_loads(text)
         except json.JSONDecodeError as err:
             raise UsageError(f"--config {path}: not valid JSON ({err}); a TOML file must end in .toml") from None
         except RecursionError:
@@ -254,14 +262,21 @@ def check_train(args, base: dict | None = None):
     """``base``: the config dict the options apply to (a recipe's, when ``--recipe`` selects one); None:
     TrainConfig's defaults."""
     from ..training import is_finished, load_run
+    from ..training.rundir import check_run_directory
 
     _check_out_dir("--out", args.out)
+    with _named({"out_dir": "--out"}):
+        check_run_directory(args.out)  # a folder of the user's own files is not a run directory
     _check_tracking(args)
     if base is None and getattr(args, "recipe", None) is not None:
         from ..recipes import get_recipe
 
         base = get_recipe(args.recipe).config("paper").to_dict()
     config = train_config(args, base)
+    from ..settings import read_settings
+    from ..training.loop import check_backend
+
+    check_backend(config, read_settings())  # GEOAE_BACKEND=fused where the kernels cannot run: refused now
     if is_finished(args.out):
         done = load_run(args.out)  # CheckpointError (exit 2) for a damaged run
         if done.config.digest() != config.digest():
@@ -313,7 +328,10 @@ def check_reproduce(args):
             raise UsageError(f"--recipe {args.recipe!r}: {what}; give comma-separated names from {', '.join(NAMES)}")
         args.recipe = tuple(dict.fromkeys(names))
     _check_out_dir("--out", args.out)
-    check_executor(args.executor, args.address)  # a bad choice, or ray without the Ray package
+    from ..experiments.runner import check_official_weights, check_places
+
+    check_places(args.out, args.profile, ids)  # runs/ and the claims' folders writable
+    check_executor(args.executor, args.address)  # a bad choice, ray without the Ray package, a cluster not there
     if args.official_weights is not None:
         _check_in_file("--official-weights", args.official_weights)
         from ..models import load_official_model
@@ -326,6 +344,7 @@ def check_reproduce(args):
             load_official_model(args.official_weights)
     else:
         official_model_path()  # a GEOAE_OFFICIAL_WEIGHTS that names no file: FileNotFoundError naming it
+        check_official_weights(ids)  # … or a file --official-weights would refuse
     return ids
 
 
@@ -341,12 +360,19 @@ def check_report(args):
 
 def check_export(args):
     """The runs to export (``tracking.find_runs``: run directories, or folders of them)."""
-    from ..tracking import find_runs
+    from ..tracking import check_history, find_runs
+    from ..training.rundir import read_history
 
     try:
         runs = find_runs(args.run_dirs)
     except ValueError as err:
         raise UsageError(f"RUN_DIR {err}") from None
+    for run_dir, _ in runs:  # every history checked before any is written
+        try:
+            history = read_history(run_dir)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"{run_dir}: its history cannot be read ({err})") from None
+        check_history(run_dir, history)
     _check_out_dir("--out", args.out)
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401

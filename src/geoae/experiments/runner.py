@@ -19,6 +19,8 @@ then generated from the results files alone.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -57,6 +59,38 @@ def check_args(profile: str, only, seeds, recipes=None) -> list[str]:
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
     return ids
+
+
+def check_places(out: Path | str, profile: str, ids: list[str] | None) -> None:
+    """Raise ValueError (naming the folder) unless ``out``, its ``runs/<profile>`` and the folders of the
+    claims ``ids`` (all when None), wherever they exist already, are folders where files can be written: a
+    read-only one would fail only after the training."""
+    from ..checks import cannot_write
+
+    out = Path(out)
+    for folder in (out, out / "runs", out / "runs" / profile, *(out / i for i in (ids or IDS))):
+        if folder.exists() or folder.is_symlink():
+            why = f"{folder} is not a directory" if not folder.is_dir() else cannot_write(folder)
+            if why:
+                raise ValueError(f"--out {out}: {why}")
+
+
+def check_official_weights(ids: list[str] | None) -> None:
+    """When ``GEOAE_OFFICIAL_WEIGHTS`` names the authors' weights and D1 or D2 will compare with them (h5py
+    installed): the file loads as their model, else ValueError naming the variable and the file (what
+    ``--official-weights`` refuses is refused here too, before any work)."""
+    import importlib.util
+
+    from ..models import OFFICIAL_WEIGHTS_ENV, load_official_model
+
+    value = os.environ.get(OFFICIAL_WEIGHTS_ENV)
+    wanted = ids is None or {"D1", "D2"} & set(ids)
+    if not value or not wanted or importlib.util.find_spec("h5py") is None:
+        return
+    try:
+        load_official_model(Path(value).expanduser())
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{OFFICIAL_WEIGHTS_ENV}={value!r}: {' '.join(str(err).split())}") from None
 
 
 def _train(planned: dict, root: Path, progress: bool, executor: str | None = None, address: str | None = None
@@ -192,6 +226,8 @@ def reproduce(profile: str = "quick", only=None, out: Path | str = "results", se
     recipes = check_recipes(recipes)
     executor = check_executor(executor, address)
     out = Path(out)
+    check_places(out, profile, ids)
+    check_official_weights(ids)
     seed_list = tuple(range(seeds if seeds is not None else DEFAULT_SEEDS[profile]))
     keys = jobs(ids, profile, recipes)
     own = {k: seed_count(split_key(k)[0], profile, seeds) for k in keys}
@@ -215,9 +251,12 @@ def reproduce(profile: str = "quick", only=None, out: Path | str = "results", se
             print(f"[{k}/{len(ids)}] {exp_id}: {rec['verdict']} ({rec['runtime_s']:.0f} s)", flush=True)
         else:
             failed.append(exp_id)
-            print(f"[{k}/{len(ids)}] {exp_id}: FAILED ({rec['error']})", flush=True)
+            print(f"[{k}/{len(ids)}] {exp_id}: FAILED ({rec['error']})", file=sys.stderr, flush=True)
     print(f"reproduce: {time.perf_counter() - t0:.0f} s")
     interrupts.check()
     paths = build_report(out)
     print("report: " + ", ".join(str(p) for p in paths))
+    if failed:  # on standard error, which --quiet keeps: a failure is never silent
+        print(f"geoae reproduce: error: {len(failed)} experiment(s) failed: {', '.join(failed)}; their errors are in "
+              f"{out}/<ID>/results.json and the report", file=sys.stderr)
     return 1 if failed else 0

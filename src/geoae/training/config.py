@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from ..models import DEFAULT_SIZE, ModelConfig
 from .objectives import REGULARISERS
 
 __all__ = ["TrainConfig", "ConfigError", "merge_partial", "MAX_ITERATIONS", "MAX_BATCH", "OPTIMIZERS", "KEEPS",
-           "BATCH_SAMPLINGS"]
+           "BATCH_SAMPLINGS", "offset_seed", "config_json_loads"]
 
 MAX_ITERATIONS = 10**8
 MAX_BATCH = 65536
@@ -40,6 +41,37 @@ BATCH_SAMPLINGS = ("replacement", "subset")  # batch indices drawn with replacem
 # (and run directories) of earlier configs stay the same
 OMIT_WHEN_DEFAULT = {"eps": 1e-8, "optimizer": "adam", "keep": "last", "keep_every": 500,
                      "batch_sampling": "replacement"}
+
+
+def offset_seed(seed: int, offset: int) -> int:
+    """The seed ``offset`` places after ``seed`` among 0 … 2**63 - 1, wrapping round: ``seed + offset`` for every
+    seed below 2**63 - offset (the numbers of every existing run), a valid seed for the largest ones too."""
+    return (seed + offset) % (MAX_SEED + 1)
+
+
+def _numpy_real(value) -> bool:
+    """A real number of another type than bool, int and float (a numpy scalar such as np.float32)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | int | float)
+
+
+class HugeInteger:
+    """An integer literal of a JSON config too long to convert (``config_from_json``): it stays in the config as
+    this value, so that validation names its key ("seed must be an integer …, got <a 5000-digit integer>")."""
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<a {self.digits}-digit integer>"
+
+
+MAX_DIGITS = 100  # no config value needs more (seeds: 19 digits)
+
+
+def config_json_loads(text: str):
+    """``json.loads`` for config files: an integer of more than ``MAX_DIGITS`` digits becomes a ``HugeInteger``
+    (Python refuses to convert those over 4300 digits with an error naming neither file nor key)."""
+    return json.loads(text, parse_int=lambda s: int(s) if len(s) <= MAX_DIGITS else HugeInteger(len(s.lstrip("-"))))
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> None:
@@ -75,6 +107,17 @@ class TrainConfig:
     keep: str = "last"  # "best_batch": the released code's kept weights (``training.loop`` docstring)
     keep_every: int = 500  # with keep="best_batch": the snapshot is considered every keep_every iterations
     batch_sampling: str = "replacement"  # "subset": each batch is a random subset (no repeats), as Keras's code
+
+    def __post_init__(self) -> None:
+        # betas as a list ([0.9, 0.999], as JSON gives them) and numpy scalars (np.float32(1e-3)) are the tuple and
+        # the floats they hold; anything else is left for validate() to name
+        if isinstance(self.betas, list):
+            object.__setattr__(self, "betas", tuple(self.betas))
+        if isinstance(self.betas, tuple):
+            object.__setattr__(self, "betas", tuple(float(b) if _numpy_real(b) else b for b in self.betas))
+        for name in ("lr", "reg_weight"):
+            if _numpy_real(getattr(self, name)):
+                object.__setattr__(self, name, float(getattr(self, name)))
 
     def validate(self) -> None:
         """Raise ValueError naming the first offending field (nested ones as ``model.size``, ``data.n``), its

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import gc
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,12 +23,22 @@ from pathlib import Path
 import torch
 
 from .. import fused, interrupts
+from ..checks import broken_link
 from ..data import DiskData, render_disks, sample_radii
 from ..models import Autoencoder, build_model
 from ..settings import Settings, read_settings
-from .config import TrainConfig
+from .config import TrainConfig, offset_seed
 from .objectives import TorchExecutor, compute_loss, mse_per_pixel
-from .rundir import CheckpointError, RunDirectory, TrainResult, is_finished, load_run, run_name, write_config
+from .rundir import (
+    CheckpointError,
+    RunDirectory,
+    TrainResult,
+    check_run_directory,
+    is_finished,
+    load_run,
+    run_name,
+    write_config,
+)
 
 __all__ = ["train", "BatchSource", "TrainingDiverged", "make_executor", "make_optimizer", "final_metrics",
            "training_threads", "Callback", "KeptWeights", "keras_epsilon"]
@@ -109,7 +120,7 @@ class BatchSource:
     def __init__(self, config: TrainConfig):
         self.config = config
         self.fresh = isinstance(config.data, DiskData) and config.data.fresh
-        self.generator = torch.Generator().manual_seed(config.effective_data_seed + 1_000_003)
+        self.generator = torch.Generator().manual_seed(offset_seed(config.effective_data_seed, 1_000_003))
         images, params = _training_set(config.data, config.effective_data_seed)
         self.images, self.params = images.clone(), params.clone()  # the cache keeps its own copy
 
@@ -162,6 +173,18 @@ def make_executor(model: Autoencoder, settings: Settings, threads: int | None = 
     return executor, {"name": "fused", "threads": threads} | kernel.info()
 
 
+def check_backend(config: TrainConfig, settings: Settings) -> None:
+    """Under ``GEOAE_BACKEND=fused``, raise ValueError before any work where the fused kernels cannot train
+    ``config`` (a network they do not compute, a kernel library that does not build, load or run here)."""
+    if settings.backend != "fused":
+        return
+    reason = fused.supports(build_model(config.model, seed=0).spec)
+    if reason is None and fused.kernel(settings) is None:
+        reason = f"the fused kernel is unavailable: {fused.unavailable_reason(settings)}"
+    if reason is not None:
+        raise ValueError(f"GEOAE_BACKEND=fused cannot train this run: {reason}")
+
+
 def _executor_identity(info: dict) -> dict:
     """What must not change when a run resumes: the executor and, for the fused kernels, their build (the
     library's name hashes the source, flags, compiler and CPU: ``-march=native`` builds differ by CPU kind)."""
@@ -189,11 +212,20 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, *, progress: b
     interrupts.check()
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64):
         raise ValueError(f"threads must be an integer from 1 to 64 or None, got {threads!r}")
+    callbacks = tuple(callbacks) if isinstance(callbacks, Sequence) and not isinstance(callbacks, str) else callbacks
+    if not isinstance(callbacks, tuple) or not all(callable(c) for c in callbacks):
+        raise ValueError(f"callbacks must be a sequence of callables f(record, model), got {callbacks!r}"[:200])
+    check_backend(config, settings)
     if out_dir is None:
         return _run(config, None, settings, threads, progress, resume, callbacks)
+    if not isinstance(out_dir, str | os.PathLike) or not str(out_dir).strip():
+        raise ValueError(f"out_dir must be a directory path (None: record nothing), got {out_dir!r}")
     out_dir = Path(out_dir)
+    if (link := broken_link(out_dir)) is not None:
+        raise ValueError(f"out_dir {out_dir}: {link} is a symbolic link to nothing (dangling, or a loop of links)")
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir {out_dir} exists and is not a directory")
+    check_run_directory(out_dir)
     if resume and is_finished(out_dir):
         return _load_finished(out_dir, config)
     with RunDirectory(out_dir) as rundir:
@@ -332,7 +364,8 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
 @torch.no_grad()
 def final_metrics(model: Autoencoder, batches: BatchSource, config: TrainConfig, executor=None) -> dict:
     """MSE of the final model on the whole training set (a fixed set, or 1000 samples of the fresh stream)."""
-    images = config.data.make(1000, seed=config.effective_data_seed + 7)[0] if batches.fresh else batches.images
+    seed = offset_seed(config.effective_data_seed, 7)  # wraps round for the largest seeds (never overflows)
+    images = config.data.make(1000, seed=seed)[0] if batches.fresh else batches.images
     if executor is not None and not isinstance(executor, TorchExecutor):
         mse = sum(executor.loss(chunk)[1].item() * len(chunk) for chunk in images.split(256))
     else:

@@ -100,6 +100,29 @@ def train_task(config: dict, out_dir: str, marker: str, token: str, environment:
     return {"node": ray.get_runtime_context().get_node_id(), "host": platform.node(), "pid": os.getpid()}
 
 
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ConnectionError unless something answers at the Ray cluster ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``; ``auto`` and ``local`` are Ray's own look-ups, not checked) within ``timeout`` s:
+    ``ray.init`` itself retries an unreachable address for minutes."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address must be a Ray cluster address such as 'HOST:6379', 'ray://HOST:10001' or "
+                         f"'auto', got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        why = err.strerror or str(err) or type(err).__name__
+        raise ConnectionError(f"cannot reach the Ray cluster at {address} ({why}; waited up to {timeout:g} s): "
+                              "start it (`ray start --head`) or check the address") from None
+
+
 def connect(address: str | None = None):
     """The ``ray`` module, connected: to the Ray this process already uses, else to the cluster at
     ``address`` or ``RAY_ADDRESS``, else to a Ray started here with this machine's cores (it stays up
@@ -110,6 +133,7 @@ def connect(address: str | None = None):
         if address is None:
             ray.init(include_dashboard=False)
         else:
+            check_reachable(address)
             ray.init(address=address)
     return ray
 

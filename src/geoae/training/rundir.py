@@ -24,6 +24,7 @@ import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -42,7 +43,7 @@ from .config import TrainConfig
 __all__ = ["TrainResult", "CheckpointError", "RunLockedError", "write_json", "write_bytes_atomic",
            "write_files_atomic", "git_commit",
            "provenance", "run_name", "is_finished", "load_run", "save_tensors", "load_tensors", "write_config",
-           "RunDirectory", "CHECKPOINT_FORMAT"]
+           "RunDirectory", "CHECKPOINT_FORMAT", "check_run_directory", "check_checkpoint"]
 
 CHECKPOINT_FORMAT = "geoae-checkpoint-1"
 TMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<random>.tmp" beside the file they replace
@@ -121,7 +122,11 @@ def write_json(path: Path, obj) -> None:
     write_bytes_atomic(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+CHECKSUM_KEY = "checksum"  # sha256 of the tensors and of every other metadata entry (the envelope)
+LEGACY_CHECKSUM_KEY = "sha256"  # geoae < 0.4: sha256 of the tensors only (read, never written)
+
+
+def _tensor_hash(tensors: dict[str, torch.Tensor]):
     h = hashlib.sha256()
     for key in sorted(tensors):
         t = tensors[key].detach().contiguous()
@@ -129,26 +134,57 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h
+
+
+def _checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+    """sha256 over the tensors (name, dtype, shape, bytes) and, unless None, every metadata entry but the
+    checksum itself (key and value, length-prefixed): any change of a tensor or of the header changes it."""
+    h = _tensor_hash(tensors)
+    if metadata is not None:
+        h.update(b"\0metadata\0")
+        for key in sorted(metadata):
+            if key in (CHECKSUM_KEY, LEGACY_CHECKSUM_KEY):
+                continue
+            for part in (key.encode(), metadata[key].encode()):
+                h.update(len(part).to_bytes(8, "little"))
+                h.update(part)
     return h.hexdigest()
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """A safetensors file with a checksum of its tensors in the metadata, written atomically."""
+    """A safetensors file in geoae's integrity envelope: a checksum over its tensors and its metadata (every
+    entry, whatever its name), written atomically. Checksums in ``metadata`` (the metadata of a file read back)
+    are dropped: the file gets its own."""
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
-    write_bytes_atomic(Path(path), save(tensors, metadata=metadata | {"sha256": _checksum(tensors)}))
+    bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
+    if bad:
+        raise ValueError(f"metadata must map text to text, got {bad[0]!r}: {metadata[bad[0]]!r}"[:200])
+    metadata = {k: v for k, v in metadata.items() if k not in (CHECKSUM_KEY, LEGACY_CHECKSUM_KEY)}
+    write_bytes_atomic(Path(path), save(tensors, metadata=metadata | {CHECKSUM_KEY: _checksum(tensors, metadata)}))
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file, refusing a file whose tensors fail their checksum."""
+    """Tensors and metadata of a safetensors file, refusing a file whose tensors or header fail the checksum,
+    and one without a checksum (a file geoae did not write). Files of geoae < 0.4 carry a checksum of their
+    tensors only (``sha256``): accepted, and their header is checked by its readers (``load_checkpoint``,
+    ``load_run``) against the config."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path} is corrupted or unreadable ({err}); delete it to start again") from err
-    if "sha256" in metadata and metadata["sha256"] != _checksum(tensors):
-        raise CheckpointError(f"{path} is corrupted (its tensors do not match their checksum); delete it to "
-                              "start again")
+    if CHECKSUM_KEY in metadata:
+        ok = metadata[CHECKSUM_KEY] == _checksum(tensors, metadata)
+    elif LEGACY_CHECKSUM_KEY in metadata:
+        ok = metadata[LEGACY_CHECKSUM_KEY] == _checksum(tensors)
+    else:
+        raise CheckpointError(f"{path} is corrupted or was not written by geoae (no checksum in its header); "
+                              "delete it to start again")
+    if not ok:
+        raise CheckpointError(f"{path} is corrupted (its tensors or header do not match their checksum); delete "
+                              "it to start again")
     return tensors, metadata
 
 
@@ -268,7 +304,7 @@ def load_run(out_dir: Path) -> TrainResult:
         raise CheckpointError(f"{out_dir / 'config.json'} does not hold a valid run config ({err})") from err
     model = build_model(config.model, seed=config.seed)
     tensors, metadata = load_tensors(out_dir / "model.safetensors")
-    if metadata.get("config_digest") not in (None, config.digest()):
+    if metadata.get("config_digest") != config.digest():
         raise CheckpointError(f"{out_dir / 'model.safetensors'} belongs to another configuration (digest "
                               f"{metadata.get('config_digest')}, config.json has {config.digest()})")
     try:
@@ -276,6 +312,98 @@ def load_run(out_dir: Path) -> TrainResult:
     except RuntimeError as err:
         raise CheckpointError(f"{out_dir / 'model.safetensors'} does not fit the model: {err}") from err
     return TrainResult(config, model, read_history(out_dir), _read_json(out_dir / "metrics.json"), out_dir)
+
+
+HISTORY_VALUES = ("loss", "mse", "penalty")
+
+
+def logged_steps(config: TrainConfig, iteration: int) -> list[int]:
+    """The steps up to ``iteration`` at which ``train`` logs a record (every ``log_every``, and the last)."""
+    steps = list(range(config.log_every, iteration + 1, config.log_every))
+    if iteration == config.iterations and (not steps or steps[-1] != iteration):
+        steps.append(iteration)
+    return steps
+
+
+def check_history(records, config: TrainConfig, iteration: int, where: str) -> list[dict]:
+    """``records`` as a run's history up to ``iteration``: one record per logging step, in order, each with its
+    step and finite numbers (CheckpointError naming ``where`` otherwise)."""
+    steps = logged_steps(config, iteration)
+    if not isinstance(records, list) or len(records) != len(steps):
+        n = len(records) if isinstance(records, list) else type(records).__name__
+        raise CheckpointError(f"{where}: its history holds {n} record(s), iteration {iteration} with log_every="
+                              f"{config.log_every} logs {len(steps)}; delete it to start again")
+    for record, step in zip(records, steps, strict=True):
+        ok = (isinstance(record, dict) and record.get("iteration") == step and type(record["iteration"]) is int
+              and all(k in record for k in HISTORY_VALUES)
+              and all(type(v) in (int, float) and math.isfinite(v) for v in record.values()))
+        if not ok:
+            raise CheckpointError(f"{where}: its history record for iteration {step} is malformed "
+                                  f"({str(record)[:80]}); delete it to start again")
+    return records
+
+
+def check_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], config: TrainConfig
+                     ) -> tuple[int, list[dict], dict]:
+    """(iteration, history, executor) of a checkpoint whose header fits ``config``: its format and digest, an
+    iteration in [0, config.iterations], the history of exactly the steps logged until then, Adam's step counts
+    equal to the iteration, the executor a JSON object. CheckpointError naming the file otherwise."""
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
+    if metadata.get("config_digest") != config.digest():
+        raise CheckpointError(
+            f"checkpoint {path} belongs to another configuration (digest {metadata.get('config_digest')}, "
+            f"expected {config.digest()}); use another output directory or delete it")
+    text = metadata.get("iteration", "")
+    if not (text.isascii() and text.isdigit() and len(text) <= 12 and 0 <= int(text) <= config.iterations):
+        raise CheckpointError(f"checkpoint {path}: iteration {text[:40]!r} is not an integer from 0 to "
+                              f"iterations={config.iterations}; delete it to start again")
+    iteration = int(text)
+    try:
+        history, executor = json.loads(metadata.get("history", "")), json.loads(metadata.get("executor", "{}"))
+    except (ValueError, RecursionError) as err:
+        raise CheckpointError(f"checkpoint {path}: its history or executor is not JSON ({err}); delete it to "
+                              "start again") from None
+    if not isinstance(executor, dict):
+        raise CheckpointError(f"checkpoint {path}: its executor is not a JSON object; delete it to start again")
+    history = check_history(history, config, iteration, f"checkpoint {path}")
+    steps = {k: v for k, v in tensors.items() if k.startswith("adam.") and k.endswith(".step")}
+    wrong = [k for k, v in steps.items() if v.numel() != 1 or float(v.reshape(-1)[0]) != iteration]
+    if wrong or (iteration > 0 and not steps):
+        raise CheckpointError(f"checkpoint {path}: iteration {iteration} differs from the optimizer's step count "
+                              f"({', '.join(wrong) or 'no optimizer state'}); delete it to start again")
+    return iteration, history, executor
+
+
+RUN_FILES = ("config.json", "history.jsonl", "history.json", "checkpoint.safetensors", "model.safetensors",
+             "metrics.json")
+
+
+def _made_by_geoae(path: Path) -> bool:
+    """Whether ``path`` holds a run geoae wrote: its config.json is geoae's (config, digest, version), or it
+    holds a geoae checkpoint (``experiments`` prepare runs as a checkpoint before their config.json)."""
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        record = json.loads((path / "config.json").read_text())
+        if isinstance(record, dict) and {"config", "digest", "geoae_version"} <= set(record):
+            return True
+    with contextlib.suppress(OSError, SafetensorError, ValueError, RuntimeError):
+        with safe_open(str(path / "checkpoint.safetensors"), framework="pt") as fh:
+            return (fh.metadata() or {}).get("format") == CHECKPOINT_FORMAT
+    return False
+
+
+def check_run_directory(path: Path) -> None:
+    """Raise ValueError unless ``path`` may hold a run: absent, empty (or holding only geoae's lock and
+    temporary files), or a run directory geoae made. A folder of the user's own files (a ``metrics.json`` or
+    ``history.jsonl`` of theirs) is never written into."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    own = [p.name for p in path.iterdir() if not (p.name == ".lock" or p.name.endswith(TMP_SUFFIX))]
+    if own and not _made_by_geoae(path):
+        shown = ", ".join(sorted(own)[:4]) + (", …" if len(own) > 4 else "")
+        raise ValueError(f"out_dir {path} is not empty and not a geoae run directory (it holds {shown}); give a "
+                         "new or empty directory")
 
 
 class RunDirectory:
@@ -291,9 +419,11 @@ class RunDirectory:
 
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         except OSError as err:
-            raise OSError(err.errno, f"cannot use {self.path} as a run directory: {err.strerror}") from None
+            why = (f"{self.path / '.lock'} is a symbolic link (refused: a lock is opened only as itself)"
+                   if err.errno == errno.ELOOP else err.strerror)
+            raise OSError(err.errno, f"cannot use {self.path} as a run directory: {why}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -342,15 +472,11 @@ class RunDirectory:
     def load_checkpoint(self, config: TrainConfig, model, optimizer, generator: torch.Generator, kept=None
                         ) -> tuple[int, list[dict], dict]:
         """Restore model, Adam and RNG state (and the kept snapshot into ``kept``): (iteration, history, the
-        executor that wrote it)."""
+        executor that wrote it). The header is checked against the config (``check_checkpoint``) before anything
+        is restored."""
         path = self.checkpoint
         tensors, metadata = load_tensors(path)
-        if metadata.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
-        if metadata.get("config_digest") != config.digest():
-            raise CheckpointError(
-                f"checkpoint {path} belongs to another configuration (digest {metadata.get('config_digest')}, "
-                f"expected {config.digest()}); use another output directory or delete it")
+        iteration, history, executor = check_checkpoint(path, tensors, metadata, config)
         try:
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             for i, p in enumerate(model.parameters()):
@@ -362,10 +488,12 @@ class RunDirectory:
             generator.set_state(tensors["rng.batches"])
             if kept is not None:
                 info = json.loads(metadata["kept"])
-                kept.restore({k[5:]: v for k, v in tensors.items() if k.startswith("kept.")},
-                             float(info["loss"]), info["iteration"])
-            return int(metadata["iteration"]), json.loads(metadata["history"]), json.loads(
-                metadata.get("executor", "{}"))
+                loss, at = float(info["loss"]), info["iteration"]
+                if at is not None and not (isinstance(at, int) and 0 < at <= iteration) or math.isnan(loss):
+                    raise ValueError(f"its kept snapshot (iteration {at!r}, loss {loss!r}) does not fit iteration "
+                                     f"{iteration}")
+                kept.restore({k[5:]: v for k, v in tensors.items() if k.startswith("kept.")}, loss, at)
+            return iteration, history, executor
         except (KeyError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"checkpoint {path} does not match the model: {err}") from err
 

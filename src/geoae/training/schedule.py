@@ -59,9 +59,11 @@ def check_executor(executor: str | None, address: str | None = None) -> str:
         if not isinstance(address, str) or not address.strip():
             raise ValueError(f"address must be a Ray cluster address such as 'HOST:6379' or 'auto', got {address!r}")
     if executor == "ray":
-        from .ray_executor import import_ray
+        from .ray_executor import check_reachable, import_ray
 
         import_ray()
+        if address is not None:
+            check_reachable(address)  # an unreachable cluster: a clear error now, not minutes of retries later
     return executor
 
 
