@@ -45,25 +45,44 @@ def lacks_official_comparison(rec: dict) -> bool:
         not any(k.startswith("official_") for k in rec.get("numbers", {}))
 
 
+def record_dir(rec: dict) -> str:
+    """The record's folder under the results directory: ``D6/released`` for a claim run under a recipe, ``P1``."""
+    return f"{rec['id']}/{rec['recipe']}" if rec.get("recipe") else str(rec["id"])
+
+
+def _result_paths(out: Path, exp_id: str) -> list[tuple[Path, str | None]]:
+    """``<out>/<ID>/results.json`` and ``<out>/<ID>/<recipe>/results.json`` (recipes in their own order)."""
+    from .recipes import NAMES
+
+    return [(p, r) for p, r in [(out / exp_id / "results.json", None)]
+            + [(out / exp_id / name / "results.json", name) for name in NAMES] if p.exists()]
+
+
 def load_results(out: Path) -> list[dict]:
-    """All results files under ``out``, in the order of the paper's claims. A file the report cannot show
-    (unreadable, not JSON, not a record of that claim, a field of the wrong type, a figure outside the claim's
-    directory) becomes a failed record that says what is wrong with it: the report is still built."""
+    """All results files under ``out``, in the order of the paper's claims (each claim's recipes in their order).
+    A file the report cannot show (unreadable, not JSON, not a record of that claim, a field of the wrong type,
+    a figure outside the claim's directory) becomes a failed record that says what is wrong with it: the
+    report is still built."""
     records = []
     for exp_id in EXPERIMENT_ORDER:
-        path = Path(out) / exp_id / "results.json"
-        if path.exists():
+        for path, recipe in _result_paths(Path(out), exp_id):
+            where = exp_id if recipe is None else f"{exp_id}/{recipe}"
             try:
                 rec = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as err:  # ValueError: not UTF-8, not JSON
                 rec = {"id": exp_id, "status": "failed", "error": f"unreadable results.json: {err}"}
-            try:
-                problem = malformed(rec, exp_id, Path(out))
-            except Exception as err:  # noqa: BLE001 - whatever a hand-edited file holds, it is one failed record
-                problem = f"{type(err).__name__}: {err}"
+            if isinstance(rec, dict) and rec.get("recipe") != recipe:
+                problem = f"its recipe is {rec.get('recipe')!r}, not {recipe!r} as its folder says"
+            else:
+                try:
+                    problem = malformed(rec, exp_id, Path(out))
+                except Exception as err:  # noqa: BLE001 - whatever a hand-edited file holds, it is one failed record
+                    problem = f"{type(err).__name__}: {err}"
             if problem:
-                rec = {"id": exp_id, "status": "failed", "error": f"malformed {exp_id}/results.json ({problem}); "
+                rec = {"id": exp_id, "status": "failed", "error": f"malformed {where}/results.json ({problem}); "
                        f"re-run `geoae reproduce --only {exp_id}` to redo it"}
+                if recipe is not None:
+                    rec["recipe"] = recipe
             records.append(rec)
     return records
 
@@ -132,10 +151,10 @@ def _malformed_result(rec: dict, exp_id: str, out: Path) -> str | None:
         return "figures are not a list of file names"
     if any("\0" in f for f in figures):
         return "a figure name holds a NUL character"
-    home = (out / exp_id).resolve()
+    home = (out / record_dir(rec)).resolve()
     outside = [f for f in figures if not (home / f).resolve().is_relative_to(home)]
     if outside:
-        return f"figure {outside[0]!r} lies outside {exp_id}/"
+        return f"figure {outside[0]!r} lies outside {record_dir(rec)}/"
     return None
 
 
@@ -265,7 +284,88 @@ def commits_of(records: list[dict]) -> str:
 
 def command_for(rec: dict) -> str:
     profile = rec.get("profile", "quick")
-    return f"geoae reproduce --profile {profile} --only {rec['id']}"
+    recipe = f" --recipe {rec['recipe']}" if rec.get("recipe") else ""
+    return f"geoae reproduce --profile {profile} --only {rec['id']}{recipe}"
+
+
+def recipe_note(rec: dict) -> str:
+    """' (recipe released)' for a claim run under a recipe, '' otherwise."""
+    return f" (recipe {rec['recipe']})" if rec.get("recipe") else ""
+
+
+def fmt_interval(rec: dict, name: str, value) -> str:
+    """A number with its bootstrap interval over seeds and its seed spread when the record gives them
+    (``intervals``: {name: [lo, hi, std]})."""
+    iv = rec.get("intervals", {}).get(name) if isinstance(rec.get("intervals"), dict) else None
+    if isinstance(iv, list) and len(iv) == 3 and all(isinstance(x, int | float) for x in iv):
+        return f"{fmt(value)} [{fmt(iv[0])}, {fmt(iv[1])}] (sd {fmt(iv[2])})"
+    return fmt(value)
+
+
+def headline_of(rec: dict) -> str:
+    """The first number of a finished record, 'name = value [interval] (sd)' when the record has its interval."""
+    if rec.get("status") != "ok" or not rec.get("numbers"):
+        return ""
+    k, v = numbers_of(rec)[0]
+    return f"{k} = {fmt_interval(rec, k, v)}"
+
+
+def verdict_table(records: list[dict]) -> tuple[list[str], list[list[str]], list[str]]:
+    """(columns, rows, dependent): one row per claim, one verdict column per recipe (and one for the claims that
+    follow no recipe), whether the verdict depends on the recipe, the headline(s); ``dependent`` lists the claims
+    whose verdicts differ between recipes, as 'D6 (iclr2018: …; released: …)'."""
+    recipes = list(dict.fromkeys(r["recipe"] for r in records if r.get("recipe")))
+    plain = any(not r.get("recipe") for r in records)
+    by_id: dict[str, list[dict]] = {}
+    for rec in records:
+        by_id.setdefault(rec["id"], []).append(rec)
+    columns = ["claim", "title"] + [f"verdict: {r}" for r in recipes] + (["verdict"] if plain else [])
+    columns += ["depends on the recipe", "headline number"]
+    rows, dependent = [], []
+    for exp_id, recs in by_id.items():
+        per = {rec.get("recipe"): rec for rec in recs}
+        cells = [exp_id, recs[0].get("title", "")]
+        cells += [status_of(per[r]) if r in per else ("—" if None in per else "not run") for r in recipes]
+        if plain:
+            cells.append(status_of(per[None]) if None in per else "")
+        verdicts = {r: status_of(rec) for r, rec in per.items() if r is not None}
+        if len(verdicts) < 2:
+            depends = "" if not verdicts else f"only {', '.join(verdicts)} run"
+        elif len(set(verdicts.values())) == 1:
+            depends = "no"
+        else:
+            depends = "yes: " + "; ".join(f"{r}: {v}" for r, v in verdicts.items())
+            dependent.append(f"{exp_id} ({'; '.join(f'{r}: {v}' for r, v in verdicts.items())})")
+        heads = [(f"{r}: " if r else "") + headline_of(rec) for r, rec in per.items() if headline_of(rec)]
+        rows.append(cells + [depends, " · ".join(heads)])
+    return columns, rows, dependent
+
+
+def recipes_section(records: list[dict]) -> list[str]:
+    """Markdown: each recipe the records ran under, item by item, with where each item comes from."""
+    details = {}
+    for rec in records:
+        if isinstance(rec.get("recipe_detail"), dict):
+            details.setdefault(rec["recipe"], rec["recipe_detail"])
+    if not details:
+        return []
+    lines = ["## Recipes", "", "The disk claims run under each recipe below (`geoae.recipes`); where a source is "
+             "silent, the choice is ours and says so. Every recipe's run sees the same number of images.", ""]
+    for name, d in details.items():
+        lines += [f"**{cell(name)}**: {md(d.get('title', ''))} (source: {md(d.get('source', ''))}); "
+                  f"{md(d.get('arch', ''))}, α {fmt(d.get('alpha'))}, {md(d.get('rendering', ''))} disks "
+                  f"{fmt(d.get('size'))} × {fmt(d.get('size'))}, lr {fmt(d.get('lr'))}, batch "
+                  f"{fmt(d.get('batch_size'))}, {fmt(d.get('paper_iterations'))} iterations (paper profile), kept "
+                  f"weights: {md(d.get('keep', ''))}.", ""]
+        choices = d.get("choices") or {}
+        if isinstance(choices, dict) and choices:
+            lines += ["| item | value and where it comes from |", "|---|---|"]
+            lines += [f"| {cell(k)} | {cell(v)} |" for k, v in choices.items()]
+            lines.append("")
+        for dev in d.get("deviations") or []:
+            lines.append(f"- {md(dev)}")
+        lines.append("")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------ markdown
@@ -279,7 +379,7 @@ def _md_table(table: dict) -> list[str]:
 
 
 def _md_section(rec: dict) -> list[str]:
-    lines = [f"## {rec['id']}: {md(rec.get('title', ''))}", ""]
+    lines = [f"## {rec['id']}: {md(rec.get('title', ''))}{md(recipe_note(rec))}", ""]
     if rec.get("claim"):
         lines += [f"**{claim_label(rec)}.** {md(rec['claim'])}", ""]
     src = source_of(rec)
@@ -296,7 +396,8 @@ def _md_section(rec: dict) -> list[str]:
     if rec.get("kind") == "theorem":
         lines += [f"*{theorem_note(rec)}*", ""]
     lines += ["| measured | value | what it is |", "|---|---|---|"]
-    lines += [f"| {code(k)} | {cell(fmt(v))} | {cell(rec['descriptions'].get(k, ''))} |" for k, v in numbers_of(rec)]
+    lines += [f"| {code(k)} | {cell(fmt_interval(rec, k, v))} | {cell(rec['descriptions'].get(k, ''))} |"
+              for k, v in numbers_of(rec)]
     lines.append("")
     if rec.get("authors"):
         lines += ["*The authors' released model, measured by us:*", "", "| measured | value | what it is |",
@@ -310,49 +411,52 @@ def _md_section(rec: dict) -> list[str]:
         lines += [f"*Notes.* {md(rec['notes'])}", ""]
     if lacks_official_comparison(rec):
         lines += [f"**Authors' model: not compared.** {OFFICIAL_HINT}", ""]
-    lines += [f"![{md(f)}]({rec['id']}/{quote(f)})" for f in rec.get("figures", [])]
+    lines += [f"![{md(f)}]({quote(record_dir(rec))}/{quote(f)})" for f in rec.get("figures", [])]
     lines += ["", f"Profile {code(rec['profile'])}, seeds {md(rec['seeds'])}, runtime: {runtime_of(rec)}, "
               f"commit {code(rec.get('git_commit', 'unknown'))}.", ""]
     return lines
 
 
-def summary_rows(records: list[dict]) -> list[tuple[str, str, str, str]]:
-    rows = []
-    for rec in records:
-        headline = ""
-        if rec.get("status") == "ok" and rec.get("numbers"):
-            k, v = numbers_of(rec)[0]
-            headline = f"{k} = {fmt(v)}"
-        rows.append((rec["id"], rec.get("title", ""), status_of(rec), headline))
-    return rows
-
-
 def compared(records: list[dict], others: list[dict] | None) -> dict[str, str]:
-    """{claim id: 'verdict (headline)'} of another profile's results, for the claims of ``records``."""
+    """{claim id: 'verdict(s) (headline)'} of another profile's results, for the claims of ``records`` (a claim
+    run under recipes: 'recipe: verdict' for each)."""
     if not others:
         return {}
-    by_id = {rec["id"]: rec for rec in others}
-    rows = {i: (s, h) for i, _, s, h in summary_rows(list(by_id.values()))}
-    return {rec["id"]: (f"{rows[rec['id']][0]} ({rows[rec['id']][1]})" if rec["id"] in rows else "not run")
-            for rec in records}
+    by_id: dict[str, list[dict]] = {}
+    for rec in others:
+        by_id.setdefault(rec["id"], []).append(rec)
+    out = {}
+    for exp_id in dict.fromkeys(rec["id"] for rec in records):
+        recs = by_id.get(exp_id)
+        out[exp_id] = "not run" if not recs else "; ".join(
+            (f"{r['recipe']}: " if r.get("recipe") else "") + status_of(r)
+            + (f" ({headline_of(r)})" if headline_of(r) else "") for r in recs)
+    return out
 
 
 def _profile_of(records: list[dict]) -> str:
     return ", ".join(sorted({str(rec.get("profile", "?")) for rec in records})) or "?"
 
 
+def _verdict_lines(records: list[dict], other: dict[str, str]) -> list[str]:
+    columns, rows, dependent = verdict_table(records)
+    lines = ["| " + " | ".join(columns) + (" | other profile |" if other else " |"),
+             "|" + "---|" * (len(columns) + bool(other))]
+    lines += ["| " + " | ".join(cell(c) for c in row) + (f" | {cell(other.get(row[0], ''))} |" if other else " |")
+              for row in rows]
+    lines += ["", "**Verdicts that depend on the recipe:** " + ("; ".join(dependent) if dependent else "none") + ".",
+              ""]
+    return lines
+
+
 def build_markdown(records: list[dict], others: list[dict] | None = None) -> str:
     other = compared(records, others)
-    extra = f" {_profile_of(others)} profile |" if other else ""
     lines = ["# geoae report: the paper's claims, measured", "", f"Paper: {PAPER_REF}.", "",
              f"**Sources.** {sources.SOURCES_PARAGRAPH}", "",
              "Every number below is read from the experiment's `results.json`; every verdict follows the rule "
-             "written next to it, with the commit that set it.", "",
-             f"| claim | title | verdict | headline number |{extra}",
-             "|---|---|---|---|" + ("---|" if other else "")]
-    lines += [f"| {i} | {cell(t)} | {s} | {cell(h)} |" + (f" {cell(other[i])} |" if other else "")
-              for i, t, s, h in summary_rows(records)]
-    lines.append("")
+             "written next to it, with the commit that set it.", ""]
+    lines += _verdict_lines(records, other)
+    lines += recipes_section(records)
     for k, rec in enumerate(records):
         if is_beyond(rec) and (k == 0 or not is_beyond(records[k - 1])):
             lines += ["---", "", f"**{BEYOND_INTRO}**", ""]
@@ -374,17 +478,20 @@ def build_reproduce_md(records: list[dict], others: list[dict] | None = None) ->
              "SOURCES.md: the JMIV body was never available); *the source says* is its statement; *our reading* "
              "names the choices no source makes; *authors' model* is our measurement of the authors' released "
              "model.", "",
-             "| claim | source | our reading | command | runtime | our number | verdict | the source says | "
-             "authors' model |" + (f" {_profile_of(others)} profile |" if others else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if others else "")]
+             "The verdicts, one column per recipe (the disk claims run under the two sources' recipes):", ""]
+    lines += _verdict_lines(records, {})
+    lines += ["| claim | recipe | source | our reading | command | runtime | our number (headline first) | seeds | "
+              "verdict | the source says | authors' model |" + (f" {_profile_of(others)} profile |" if others else ""),
+              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if others else "")]
     other = compared(records, others)
     for rec in records:
         ours = ""
         if rec.get("status") == "ok":
-            ours = "; ".join(f"{k} = {fmt(v)}" for k, v in numbers_of(rec)[:3])
+            ours = "; ".join(f"{k} = {fmt_interval(rec, k, v)}" for k, v in numbers_of(rec)[:3])
         paper = cell(source_of(rec)["says"])
-        lines.append(f"| {rec['id']} | {cell(tags_text(rec))} | {cell(reading_short_of(rec))} | "
-                     f"{code(command_for(rec))} | {runtime_of(rec)} | {cell(ours)} | {status_of(rec)} | {paper} | {cell(authors_of(rec))} |"
+        lines.append(f"| {rec['id']} | {cell(rec.get('recipe') or '—')} | {cell(tags_text(rec))} | "
+                     f"{cell(reading_short_of(rec))} | {code(command_for(rec))} | {runtime_of(rec)} | {cell(ours)} | "
+                     f"{cell(len(rec.get('seeds') or []))} | {status_of(rec)} | {paper} | {cell(authors_of(rec))} |"
                      + (f" {cell(other.get(rec['id'], ''))} |" if other else ""))
     return "\n".join(lines) + "\n"
 
@@ -406,7 +513,7 @@ def _img_tag(home: Path, name: str) -> str:
 def _html_section(rec: dict, out: Path) -> str:
     e = html.escape
     status = status_of(rec)
-    parts = [f'<section id="{e(rec["id"])}"><h2>{e(rec["id"])}: {e(rec.get("title", ""))} '
+    parts = [f'<section id="{e(record_dir(rec))}"><h2>{e(rec["id"])}: {e(rec.get("title", ""))}{e(recipe_note(rec))} '
              f'<span class="badge" style="background:{BADGE[status]}">{e(status)}</span></h2>']
     if rec.get("claim"):
         parts.append(f"<p><b>{e(claim_label(rec))}.</b> {e(rec['claim'])}</p>")
@@ -421,7 +528,8 @@ def _html_section(rec: dict, out: Path) -> str:
     parts.append(f"<p><b>Our result.</b> {e(rule_label_of(rec))}: {e(rec['rule'])}</p>")
     if rec.get("control"):
         parts.append(f"<p><b>Control.</b> {e(rec['control'])}</p>")
-    rows = "".join(f"<tr><td><code>{e(k)}</code></td><td>{e(fmt(v))}</td><td>{e(rec['descriptions'].get(k, ''))}"
+    rows = "".join(f"<tr><td><code>{e(k)}</code></td><td>{e(fmt_interval(rec, k, v))}</td><td>"
+                   f"{e(rec['descriptions'].get(k, ''))}"
                    "</td></tr>" for k, v in numbers_of(rec))
     parts.append(f"<table><tr><th>measured</th><th>value</th><th>what it is</th></tr>{rows}</table>")
     if rec.get("authors"):
@@ -437,7 +545,7 @@ def _html_section(rec: dict, out: Path) -> str:
         parts.append(f"<p><em>Notes.</em> {e(rec['notes'])}</p>")
     if lacks_official_comparison(rec):
         parts.append(f"<p><strong>Authors' model: not compared.</strong> {e(OFFICIAL_HINT)}</p>")
-    parts += [_img_tag(out / rec["id"], f) for f in rec.get("figures", [])]
+    parts += [_img_tag(out / record_dir(rec), f) for f in rec.get("figures", [])]
     parts.append(f"<p class='meta'>Profile {e(rec['profile'])}, seeds {e(str(rec['seeds']))}, runtime: "
                  f"{e(runtime_of(rec))}, commit {e(rec.get('git_commit', 'unknown'))}.</p></section>")
     return "\n".join(parts)
@@ -447,14 +555,24 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;p
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:.9em}
 .badge{color:#fff;border-radius:4px;padding:2px 8px;font-size:.7em;vertical-align:middle}
 figure{margin:.8em 0}img{max-width:100%}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap}
-.meta{color:#666;font-size:.85em}section{border-top:1px solid #ddd;margin-top:1.5em}"""
+.meta{color:#666;font-size:.85em}section{border-top:1px solid #ddd;margin-top:1.5em}
+.scroll{overflow-x:auto}"""
 
 
 def build_html(records: list[dict], out: Path, extra: str = "") -> str:
     e = html.escape
-    rows = "".join(f'<tr><td><a href="#{e(i)}">{e(i)}</a></td><td>{e(t)}</td><td><span class="badge" '
-                   f'style="background:{BADGE[s]}">{e(s)}</span></td><td>{e(h)}</td></tr>'
-                   for i, t, s, h in summary_rows(records))
+    columns, table, dependent = verdict_table(records)
+    anchors = {rec["id"]: record_dir(rec) for rec in reversed(records)}  # a claim's first section
+
+    def td(col: str, value: str) -> str:
+        if col.startswith("verdict") and value in BADGE:
+            return f'<td><span class="badge" style="background:{BADGE[value]}">{e(value)}</span></td>'
+        return f"<td>{e(value)}</td>"
+
+    rows = "".join(f'<tr><td><a href="#{e(anchors[row[0]])}">{e(row[0])}</a></td>'
+                   + "".join(td(c, v) for c, v in zip(columns[1:], row[1:], strict=True)) + "</tr>" for row in table)
+    rows = ("<tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>" + rows)
+    depends = "; ".join(dependent) if dependent else "none"
     intro = f"<hr><p><b>{e(BEYOND_INTRO)}</b></p>"
     body = "\n".join((intro if is_beyond(r) and (k == 0 or not is_beyond(records[k - 1])) else "")
                      + _html_section(r, out) for k, r in enumerate(records))
@@ -462,8 +580,8 @@ def build_html(records: list[dict], out: Path, extra: str = "") -> str:
             f"</head><body><h1>geoae report: the paper's claims, measured</h1><p>Paper: {e(PAPER_REF)}.</p>"
             f"<p><b>Sources.</b> {e(sources.SOURCES_PARAGRAPH)}</p>"
             "<p>Every number is read from the experiment's results.json; every verdict follows the rule shown.</p>"
-            f"<table><tr><th>claim</th><th>title</th><th>verdict</th><th>headline number</th></tr>{rows}</table>"
-            f"{extra}{body}</body></html>\n")
+            f"<div class='scroll'><table>{rows}</table></div><p><b>Verdicts that depend on the recipe:</b> "
+            f"{e(depends)}.</p>{extra}{body}</body></html>\n")
 
 
 def build_report(out: str | Path, *, reproduce_md: str | Path | None = None,

@@ -80,6 +80,9 @@ class Result:
     tables: list[dict] = field(default_factory=list)  # {"title", "columns", "rows"}
     notes: str = ""  # anything a reader should know (deviations from the paper's protocol)
     authors: dict[str, Number] = field(default_factory=dict)  # measured on the authors' released model
+    # per-seed values of numbers that are means over seeds: the record gives each its bootstrap interval and
+    # standard deviation over seeds ({name: [lo, hi, sd]})
+    per_seed: dict[str, list] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -95,7 +98,17 @@ class Result:
                 "number_order": list(self.numbers),
                 "authors": {k: {"value": n.value, "description": n.description} for k, n in self.authors.items()},
                 "verdict": self.verdict, "rule": self.rule, "control": self.control, "figures": self.figures,
-                "tables": self.tables, "notes": self.notes}
+                "tables": self.tables, "notes": self.notes, "intervals": self.intervals()}
+
+    def intervals(self) -> dict[str, list[float]]:
+        """{name: [lo, hi, sd]} for the numbers given per seed (95% bootstrap interval of their mean)."""
+        out = {}
+        for name, values in self.per_seed.items():
+            v = np.asarray(values, np.float64)
+            m, lo, hi = seed_interval(v)
+            if np.isfinite(m) and np.isfinite(lo) and np.isfinite(hi):
+                out[name] = [lo, hi, float(v.std(ddof=1))]
+        return out
 
 
 @dataclass(frozen=True)

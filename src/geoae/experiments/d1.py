@@ -176,4 +176,5 @@ def analyse(ctx: Context, done: dict) -> Result:
                "are present, the authors' released model on the same radii (about 1e-3 to 3e-3 for r ≤ 30).")
     verdict = verdict_from(mean_good < CONFIRM and per_seed_good.max() < WORST_SEED,
                            mean_good < PARTLY or per_seed_good.min() < CONFIRM)
-    return Result(numbers, verdict, rule, control, figures, tables, notes, authors)
+    return Result(numbers, verdict, rule, control, figures, tables, notes, authors,
+                  per_seed={"mse_r_le_30": per_seed_good.tolist()})

@@ -234,7 +234,9 @@ def analyse(ctx: Context, done: dict) -> Result:
         verdict = "not reproduced"
     else:
         verdict = {"holds": "confirmed", "inconclusive": "inconclusive", "fails": "partly"}[area_like]
-    return Result(numbers, verdict, rule, control, figures, tables, notes, authors)
+    return Result(numbers, verdict, rule, control, figures, tables, notes, authors,
+                  per_seed={"growth_exponent": k.tolist(), "disk_uniformity_mean": uni.tolist(),
+                            "gradient_min_cosine_mean": cos.tolist()})
 
 
 def _plot_codes(path, runs, zs, r, area, z_official=None):

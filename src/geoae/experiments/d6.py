@@ -139,8 +139,10 @@ def analyse(ctx: Context, done: dict) -> Result:
     m_base = np.stack([mse_per_image(run.model, images) for run in cases["beyond"][1]]).astype(np.float64)
     _plot_mse(ctx.figure(figures[0]), r, m_hole, m_extra, m_base)
     _plot_reconstructions(ctx.figure(figures[1]), images, radii, cases["hole"][0][0], cases["beyond"][0][0])
+    per = {f"{name}_{key}": [x[field] for x in sc] for name, sc in scores.items()
+           for key, field in (("mse_vs_control", "mse_ratio"), ("radius_error", "radius_error_model"))}
     return Result(numbers, verdict_from(all(fails.values()), any(fails.values())), rule, control, figures, tables,
-                  notes)
+                  notes, per_seed=per)
 
 
 def _plot_mse(path, r, m_hole, m_extra, m_base):
