@@ -189,15 +189,15 @@ def test_stages_see_the_runs_of_earlier_stages(tmp_path, monkeypatch):
 
 
 def _mtimes(out):
-    return {i: (out / i / "results.json").stat().st_mtime_ns for i in ("D1", "D2")}
+    return {i: (out / i / "iclr2018" / "results.json").stat().st_mtime_ns for i in ("D1", "D2")}
 
 
 def test_reproduce_writes_report_and_does_not_redo(tmp_path):
-    assert reproduce("tiny", only=["D1", "D2"], out=tmp_path, progress=False) == 0
+    assert reproduce("tiny", only=["D1", "D2"], out=tmp_path, progress=False, recipes="iclr2018") == 0
     md = (tmp_path / "report.md").read_text()
     assert (tmp_path / "report.html").exists()
     for exp_id in ("D1", "D2"):
-        verdict = json.loads((tmp_path / exp_id / "results.json").read_text())["verdict"]
+        verdict = json.loads((tmp_path / exp_id / "iclr2018" / "results.json").read_text())["verdict"]
         assert f"## {exp_id}:" in md and f"| {exp_id} |" in md
         assert verdict in VERDICTS
     assert md.count("**Our result. Verdict: ") == 2
@@ -211,9 +211,9 @@ def test_failing_experiment_is_reported_while_the_other_runs(tmp_path, monkeypat
         raise RuntimeError("analysis exploded")
 
     monkeypatch.setattr(d1, "analyse", boom)
-    assert reproduce("tiny", only=["D1", "D2"], out=tmp_path, progress=False) == 1
-    rec1 = json.loads((tmp_path / "D1" / "results.json").read_text())
-    rec2 = json.loads((tmp_path / "D2" / "results.json").read_text())
+    assert reproduce("tiny", only=["D1", "D2"], out=tmp_path, progress=False, recipes="iclr2018") == 1
+    rec1 = json.loads((tmp_path / "D1" / "iclr2018" / "results.json").read_text())
+    rec2 = json.loads((tmp_path / "D2" / "iclr2018" / "results.json").read_text())
     assert rec1["status"] == "failed" and "analysis exploded" in rec1["error"]
     assert rec2["status"] == "ok"
     md = (tmp_path / "report.md").read_text()
@@ -225,7 +225,8 @@ def test_same_seeds_give_the_same_numbers(tmp_path):
     """Determinism: two independent reproductions (separate run directories) report identical numbers."""
     numbers = []
     for name in ("first", "second"):
-        assert reproduce(profile="tiny", only=["D2", "D5"], out=tmp_path / name, seeds=1, progress=False) == 0
-        numbers.append([json.loads((tmp_path / name / i / "results.json").read_text())["numbers"]
+        assert reproduce(profile="tiny", only=["D2", "D5"], out=tmp_path / name, seeds=1, progress=False,
+                         recipes="released") == 0
+        numbers.append([json.loads((tmp_path / name / i / "released" / "results.json").read_text())["numbers"]
                         for i in ("D2", "D5")])
     assert numbers[0] == numbers[1]

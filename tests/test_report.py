@@ -44,7 +44,7 @@ def test_numbers_come_from_the_results_files(results):
     assert "1.500e-05" in md  # the D6 number, formatted, not typed
     assert "**Our result. Verdict: not reproduced.**" in md
     # a record without a rule history takes the sources module's: D6's rule was revised after results
-    assert "Rule (revised after results, commit 7dd28be: " in md and "): confirmed if rho > 0.99" in md
+    assert "Rule (revised after results, commit 081cdf2: " in md and "): confirmed if rho > 0.99" in md
     assert md.index("## D2") < md.index("## D4") < md.index("## D6")  # the paper's order
     html = html_path.read_text()
     assert "data:image/png;base64," in html  # self-contained: the figure is embedded
@@ -80,7 +80,7 @@ def test_headline_follows_the_experiments_order_and_pipes_are_escaped(tmp_path):
     rec["descriptions"]["n_runs"] = "runs | seeds"
     write_json(tmp_path / "D1" / "results.json", rec)
     md = build_report(tmp_path)[0].read_text()
-    assert "| D1 | title D1 | confirmed | n_runs = 3 |" in md
+    assert "| D1 | title D1 | confirmed |  | n_runs = 3 |" in md
     assert "runs \\| seeds" in md
 
 
@@ -94,13 +94,13 @@ def test_provenance_paper_authors_and_commit(tmp_path):
     write_json(tmp_path / "D2" / "results.json", _ok("D2", 0.9))
     md, _, rep = (p.read_text() for p in build_report(tmp_path))
     assert "results of commit `abc123`" in rep
-    row = next(line for line in rep.splitlines() if line.startswith("| D1 |"))
+    row = next(line for line in rep.splitlines() if line.startswith("| D1 | — |"))  # the per-claim table
     cells = [c.strip() for c in row.split(" | ")]
     assert cells[-2] == "The paper says disks are reconstructed" and cells[-1].rstrip(" |") == "authors_mse = 0.002"
-    assert cells[1] == "ICLR 2018 §3.2" and cells[2] == "the thresholds"
-    assert "spearman_rho = 0.004" in cells[5] and "0.002" not in cells[5]
+    assert cells[2] == "ICLR 2018 §3.2" and cells[3] == "the thresholds"
+    assert "spearman_rho = 0.004" in cells[6] and "0.002" not in cells[6]
     assert "**Control.** a shuffled code" in md and "their model's MSE" in md
-    d2_row = next(line for line in rep.splitlines() if line.startswith("| D2 |"))
+    d2_row = next(line for line in rep.splitlines() if line.startswith("| D2 | — |"))
     assert d2_row.endswith("|  |")  # no authors' number for D2 here
 
 
@@ -118,7 +118,7 @@ def test_another_profile_is_compared(tmp_path):
     write_json(quick / "D2" / "results.json", _ok("D2", 0.2))
     write_json(paper / "D1" / "results.json", _ok("D1", 0.05) | order | {"profile": "paper"})
     md, _, rep = (p.read_text() for p in build_report(quick, compare=paper))
-    assert "| D1 | title D1 | partly | spearman_rho = 0.1 | confirmed (spearman_rho = 0.05) |" in md
+    assert "| D1 | title D1 | partly |  | spearman_rho = 0.1 | confirmed (spearman_rho = 0.05) |" in md
     assert "| paper profile |" in md and "not run" in md
     assert any(line.startswith("| claim |") and line.endswith("| paper profile |") for line in rep.splitlines())
 
@@ -166,3 +166,27 @@ def test_malformed_source_fields_are_refused(tmp_path):
     recs = {r["id"]: r for r in load_results(tmp_path)}
     assert recs["D1"]["status"] == "failed" and "source is not" in recs["D1"]["error"]
     assert recs["D2"]["status"] == "failed" and "reading is not" in recs["D2"]["error"]
+
+
+def test_verdicts_per_recipe_and_the_claims_that_depend_on_it(tmp_path):
+    for recipe, verdict in (("iclr2018", "confirmed"), ("released", "not reproduced")):
+        write_json(tmp_path / "D6" / recipe / "results.json", _ok("D6", 0.5, verdict=verdict)
+                   | {"recipe": recipe, "recipe_detail": {"title": f"the {recipe} set-up", "choices": {"lr": "x"}}})
+        write_json(tmp_path / "D1" / recipe / "results.json", _ok("D1", 0.1) | {"recipe": recipe})
+    write_json(tmp_path / "P1" / "results.json", _ok("P1", 0.0))
+    md, html, rep = (p.read_text() for p in build_report(tmp_path))
+    head = next(line for line in md.splitlines() if line.startswith("| claim |"))
+    assert head.startswith("| claim | title | verdict: iclr2018 | verdict: released | verdict | depends on the recipe |")
+    assert "| D6 | title D6 | confirmed | not reproduced |  | yes: iclr2018: confirmed; released: not reproduced |" in md
+    assert "| D1 | title D1 | confirmed | confirmed |  | no |" in md and "| P1 | title P1 | — | — | confirmed |" in md
+    assert "**Verdicts that depend on the recipe:** D6 (iclr2018: confirmed; released: not reproduced)." in md
+    assert "## D6: title D6 (recipe released)" in md and "the released set-up" in md and "## Recipes" in md
+    assert "geoae reproduce --profile quick --only D6 --recipe released" in rep
+    assert rep.count("| D6 | iclr2018 |") == 1 and rep.count("| D6 | released |") == 1
+    assert 'id="D6/released"' in html and "Verdicts that depend on the recipe" in html
+
+
+def test_a_record_in_another_recipes_folder_is_reported_failed(tmp_path):
+    write_json(tmp_path / "D6" / "released" / "results.json", _ok("D6", 0.5) | {"recipe": "iclr2018"})
+    md = build_report(tmp_path)[0].read_text()
+    assert "malformed D6/released/results.json (its recipe is 'iclr2018', not 'released'" in md

@@ -438,9 +438,9 @@ def _profile_of(records: list[dict]) -> str:
     return ", ".join(sorted({str(rec.get("profile", "?")) for rec in records})) or "?"
 
 
-def _verdict_lines(records: list[dict], other: dict[str, str]) -> list[str]:
+def _verdict_lines(records: list[dict], other: dict[str, str], label: str = "other profile") -> list[str]:
     columns, rows, dependent = verdict_table(records)
-    lines = ["| " + " | ".join(columns) + (" | other profile |" if other else " |"),
+    lines = ["| " + " | ".join(columns) + (f" | {label} |" if other else " |"),
              "|" + "---|" * (len(columns) + bool(other))]
     lines += ["| " + " | ".join(cell(c) for c in row) + (f" | {cell(other.get(row[0], ''))} |" if other else " |")
               for row in rows]
@@ -455,7 +455,7 @@ def build_markdown(records: list[dict], others: list[dict] | None = None) -> str
              f"**Sources.** {sources.SOURCES_PARAGRAPH}", "",
              "Every number below is read from the experiment's `results.json`; every verdict follows the rule "
              "written next to it, with the commit that set it.", ""]
-    lines += _verdict_lines(records, other)
+    lines += _verdict_lines(records, other, f"{_profile_of(others)} profile" if others else "")
     lines += recipes_section(records)
     for k, rec in enumerate(records):
         if is_beyond(rec) and (k == 0 or not is_beyond(records[k - 1])):
