@@ -176,8 +176,10 @@ def test_verdicts_per_recipe_and_the_claims_that_depend_on_it(tmp_path):
     write_json(tmp_path / "P1" / "results.json", _ok("P1", 0.0))
     md, html, rep = (p.read_text() for p in build_report(tmp_path))
     head = next(line for line in md.splitlines() if line.startswith("| claim |"))
-    assert head.startswith("| claim | title | verdict: iclr2018 | verdict: released | verdict | depends on the recipe |")
-    assert "| D6 | title D6 | confirmed | not reproduced |  | yes: iclr2018: confirmed; released: not reproduced |" in md
+    assert head.startswith("| claim | title | verdict: iclr2018 | verdict: released | verdict | depends on the "
+                           "recipe |")
+    assert ("| D6 | title D6 | confirmed | not reproduced |  | yes: iclr2018: confirmed; released: not reproduced |"
+            in md)
     assert "| D1 | title D1 | confirmed | confirmed |  | no |" in md and "| P1 | title P1 | — | — | confirmed |" in md
     assert "**Verdicts that depend on the recipe:** D6 (iclr2018: confirmed; released: not reproduced)." in md
     assert "## D6: title D6 (recipe released)" in md and "the released set-up" in md and "## Recipes" in md
