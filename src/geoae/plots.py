@@ -150,3 +150,19 @@ def image_rows(path: str | Path, rows: dict[str, np.ndarray], titles: Sequence[s
     for spine in ax.spines.values():
         spine.set_visible(False)
     return save_figure(fig, path)
+
+
+def heatmap(path: str | Path, values: np.ndarray, rows: Sequence[str], *, xlabel: str, title: str,
+            cbar: str, vmin: float = 0.0, vmax: float = 1.0) -> Path:
+    """A (row label × x) map of ``values`` (R, X), one labelled row each, with a colour bar: many curves that a
+    line plot would overlay."""
+    values = np.asarray(values, dtype=np.float64)
+    fig, axes = new_figure(width=7.0, height=0.9 + 0.32 * len(rows))
+    ax = axes[0, 0]
+    im = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis", vmin=vmin, vmax=vmax)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label=cbar, fraction=0.04)
+    return save_figure(fig, path)

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from ..plots import image_row, line_plot
+from ..plots import heatmap, image_row
 from . import sources
 from .common import Context, Number, Result, mean_std, reconstructions, verdict_from
 from .p2 import _group, all_diracs, dirac_config, dirac_size, size_text
@@ -184,18 +184,15 @@ def analyse(ctx: Context, done: dict) -> Result:
 
 
 def _figure(ctx: Context, groups) -> str:
-    """1-D: fraction of seeds decoding each position correctly, per scheme (autoencoders)."""
-    size = dirac_size(ctx, 1)
-    curves, styles = {}, {}
+    """1-D: fraction of seeds decoding each position correctly, one row per scheme and network (a heatmap)."""
+    rows, labels = [], []
     for _, ndim, label, encoder, coord, sc in groups:
         if ndim != 1 or coord:
             continue
-        tag = f"{label} ({'autoencoder' if encoder == 'learned' else 'frozen encoder'})"
-        curves[tag] = np.mean([x["correct"] for x in sc], 0) + (0.02 if encoder != "learned" else 0.0)
-        styles[tag] = "-" if encoder == "learned" else "--"
-    line_plot(ctx.figure("p3_accuracy_1d.png"), np.arange(size), curves, xlabel="Dirac position p",
-              ylabel="fraction of seeds decoding p correctly", styles=styles,
-              title="1-D, per scheme; frozen-encoder decoders offset +0.02")
+        rows.append(np.mean([x["correct"] for x in sc], 0))
+        labels.append(f"{label} ({'autoencoder' if encoder == 'learned' else 'frozen encoder'})")
+    heatmap(ctx.figure("p3_accuracy_1d.png"), np.stack(rows), labels, xlabel="Dirac position p",
+            title="1-D: fraction of seeds decoding each position correctly", cbar="fraction of seeds")
     return "p3_accuracy_1d.png"
 
 

@@ -58,6 +58,7 @@ EXPERIMENTS = (
     Experiment("P1", "p1", "theorem"),
     Experiment("P2", "p2", "claim"),
     Experiment("P3", "p3", "claim"),
+    Experiment("P3D", "p3_decoder", "claim"),  # P3's second reading: the decoder alone, behind the exact encoder
     # beyond the paper: the theory's predictions for other dimensions, densities and shapes (``beyond.py``)
     Experiment("X1", "x1", "claim", paper_claim=False, quick_seeds=3),
     Experiment("X2", "x2", "claim", paper_claim=False, quick_seeds=3),

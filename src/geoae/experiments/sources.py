@@ -159,6 +159,12 @@ CLAIMS: dict[str, Source] = {
          "the set-up (the network of P2) and the accuracy thresholds",
          "a second reading: a decoder trained behind the exact hand-crafted encoder (decoding apart from "
          "encoding)")),
+    "P3D": Source(
+        ("JMIV abstract",),
+        "the abstract: \"the decoding can be achieved if the dataset is sampled in an appropriate manner\". It does "
+        "not say whether the encoder is learned too; the JMIV body was never available.",
+        ("a second reading of P3: the decoder alone, behind the exact hand-crafted position encoder",
+         "the sampling schemes, the set-up and the thresholds of P3")),
     "X1": Source(
         (),
         "our prediction: ICLR 2018 Prop. 2 carried to dimension k = 1. None of the sources known to us states "
@@ -196,6 +202,7 @@ READING_SHORT: dict[str, str] = {
     "P1": "the filter itself, n, 1-D/2-D, d",
     "P2": "the whole set-up, what \"finds\" means",
     "P3": "what \"appropriate\" means, held-out positions, the set-up",
+    "P3D": "decoding read for the decoder alone; P3's schemes and thresholds",
     "X1": "the whole prediction and set-up",
     "X2": "the whole prediction and set-up",
     "X3": "the whole prediction and set-up",
@@ -236,6 +243,8 @@ RULES: dict[str, RuleHistory] = {
     "P3": RuleHistory("696d8b2", "its reading was fixed after results: at 72fd1ac P3 was published as confirmed "
                                  "from accuracies on every position (trained on all of them); 696d8b2 scores "
                                  "held-out positions only"),
+    "P3D": RuleHistory("", "its rule is P3's (fixed after results, 696d8b2), applied as a verdict of its own to P3's "
+                           "frozen-encoder controls after their results (0.975 held-out in 1-D) had been seen"),
     "X1": RuleHistory("7a95993"),  # written before any X run was trained (beyond.py)
     "X2": RuleHistory("7a95993"),
     "X3": RuleHistory("7a95993"),
