@@ -288,6 +288,27 @@ def command_for(rec: dict) -> str:
     return f"geoae reproduce --profile {profile} --only {rec['id']}{recipe}"
 
 
+def run_folders_text(rec: dict, most: int = 8) -> str:
+    """'N runs: a, b, … and K more' from the record's ``run_folders`` ('' when it has none)."""
+    folders = rec.get("run_folders")
+    if not isinstance(folders, dict) or not folders:
+        return ""
+    paths = sorted(set(map(str, folders.values())))
+    more = f" and {len(paths) - most} more (all in results.json)" if len(paths) > most else ""
+    return f"{len(paths)} runs: " + ", ".join(paths[:most]) + more
+
+
+def banner(records: list[dict]) -> str:
+    """Profile(s), recipes, seeds and commit(s) of the results, in one line."""
+    profiles = sorted({str(r.get("profile", "?")) for r in records})
+    recipes = list(dict.fromkeys(r["recipe"] for r in records if r.get("recipe")))
+    seeds = sorted({len(r.get("seeds") or []) for r in records})
+    note = " (a smoke test: its numbers mean nothing)" if profiles == ["tiny"] else ""
+    commits = sorted({str(r.get("git_commit") or "unknown") for r in records})
+    return (f"Profile {', '.join(profiles)}{note} · recipes {', '.join(recipes) or 'none'} · seeds per claim "
+            f"{', '.join(map(str, seeds))} · commit {', '.join(commits)}")
+
+
 def recipe_note(rec: dict) -> str:
     """' (recipe released)' for a claim run under a recipe, '' otherwise."""
     return f" (recipe {rec['recipe']})" if rec.get("recipe") else ""
@@ -412,6 +433,9 @@ def _md_section(rec: dict) -> list[str]:
     if lacks_official_comparison(rec):
         lines += [f"**Authors' model: not compared.** {OFFICIAL_HINT}", ""]
     lines += [f"![{md(f)}]({quote(record_dir(rec))}/{quote(f)})" for f in rec.get("figures", [])]
+    folders = run_folders_text(rec)
+    if folders:
+        lines += ["", f"*Run folders* ({md(folders)})."]
     lines += ["", f"Profile {code(rec['profile'])}, seeds {md(rec['seeds'])}, runtime: {runtime_of(rec)}, "
               f"commit {code(rec.get('git_commit', 'unknown'))}.", ""]
     return lines
@@ -451,8 +475,8 @@ def _verdict_lines(records: list[dict], other: dict[str, str], label: str = "oth
 
 def build_markdown(records: list[dict], others: list[dict] | None = None) -> str:
     other = compared(records, others)
-    lines = ["# geoae report: the paper's claims, measured", "", f"Paper: {PAPER_REF}.", "",
-             f"**Sources.** {sources.SOURCES_PARAGRAPH}", "",
+    lines = ["# geoae report: the paper's claims, measured", "", f"**{md(banner(records))}**", "",
+             f"Paper: {PAPER_REF}.", "", f"**Sources.** {sources.SOURCES_PARAGRAPH}", "",
              "Every number below is read from the experiment's `results.json`; every verdict follows the rule "
              "written next to it, with the commit that set it.", ""]
     lines += _verdict_lines(records, other, f"{_profile_of(others)} profile" if others else "")
@@ -546,6 +570,8 @@ def _html_section(rec: dict, out: Path) -> str:
     if lacks_official_comparison(rec):
         parts.append(f"<p><strong>Authors' model: not compared.</strong> {e(OFFICIAL_HINT)}</p>")
     parts += [_img_tag(out / record_dir(rec), f) for f in rec.get("figures", [])]
+    if run_folders_text(rec):
+        parts.append(f"<p class='meta'>Run folders ({e(run_folders_text(rec))}).</p>")
     parts.append(f"<p class='meta'>Profile {e(rec['profile'])}, seeds {e(str(rec['seeds']))}, runtime: "
                  f"{e(runtime_of(rec))}, commit {e(rec.get('git_commit', 'unknown'))}.</p></section>")
     return "\n".join(parts)
@@ -556,7 +582,7 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 .badge{color:#fff;border-radius:4px;padding:2px 8px;font-size:.7em;vertical-align:middle}
 figure{margin:.8em 0}img{max-width:100%}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap}
 .meta{color:#666;font-size:.85em}section{border-top:1px solid #ddd;margin-top:1.5em}
-.scroll{overflow-x:auto}"""
+.scroll{overflow-x:auto}.banner{background:#eef3f8;padding:.5em;border-radius:4px;font-weight:600}"""
 
 
 def build_html(records: list[dict], out: Path, extra: str = "") -> str:
@@ -577,7 +603,8 @@ def build_html(records: list[dict], out: Path, extra: str = "") -> str:
     body = "\n".join((intro if is_beyond(r) and (k == 0 or not is_beyond(records[k - 1])) else "")
                      + _html_section(r, out) for k, r in enumerate(records))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>geoae report</title><style>{CSS}</style>"
-            f"</head><body><h1>geoae report: the paper's claims, measured</h1><p>Paper: {e(PAPER_REF)}.</p>"
+            f"</head><body><h1>geoae report: the paper's claims, measured</h1><p class='banner'>{e(banner(records))}"
+            f"</p><p>Paper: {e(PAPER_REF)}.</p>"
             f"<p><b>Sources.</b> {e(sources.SOURCES_PARAGRAPH)}</p>"
             "<p>Every number is read from the experiment's results.json; every verdict follows the rule shown.</p>"
             f"<div class='scroll'><table>{rows}</table></div><p><b>Verdicts that depend on the recipe:</b> "

@@ -28,7 +28,7 @@ from pathlib import Path
 from .. import interrupts
 from ..train import git_commit, train_many, write_json
 from ..training.schedule import check_executor
-from . import sources
+from . import curves, sources
 from .common import PROFILES, Context, Initialised
 from .registry import BY_ID, IDS, job_key, split_key
 
@@ -175,6 +175,10 @@ def _record(key: str, ctx: Context, runs: dict, error: str | None, t0: float) ->
         record["n_runs"] = len(unique)
         ctx.out.mkdir(parents=True, exist_ok=True)
         record |= {"status": "ok"} | module.analyse(ctx, runs).record()
+        record["run_folders"] = curves.run_folders(runs, ctx.runs.parent.parent)
+        drawn = curves.training_curves(ctx.figure(curves.FIGURE), runs)
+        if drawn is not None:
+            record["figures"] = [*record["figures"], drawn]
     except Exception as err:  # noqa: BLE001 - a failed experiment is reported, the others go on
         record |= {"status": "failed", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
     record["runtime_s"] = round(time.perf_counter() - t0, 2)  # analysis (and any training done here)
