@@ -47,16 +47,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import MAX_SIZE, finite_real
+from .checks import finite_real
+from .data import MAX_SIZE
 from .spec import LayerSpec, NetSpec, network_spec
 
 __all__ = [
@@ -78,10 +77,6 @@ __all__ = [
     "upsample_kernel",
     "build_model",
     "count_parameters",
-    "official_model_path",
-    "load_official_model",
-    "IntegratingEncoder",
-    "PositionEncoder",
 ]
 
 ARCHS = ("paper64", "paper1d", "keras63")
@@ -93,8 +88,6 @@ PAPER_CHANNELS = (8, 4, 4, 3, 2)  # paper64, m = 64: 1 → 8 → 4 → 4 → 3 �
 KERAS_CHANNELS = (8, 4, 3, 2)  # keras63: 1 → 8 → 4 → 3 → 2 → d
 DEFAULT_ALPHA = {"paper64": 0.2, "paper1d": 0.2, "keras63": 0.05}
 DEFAULT_SIZE = {"paper64": 64, "paper1d": 64, "keras63": 63}  # the size an arch implies when none is given
-OFFICIAL_WEIGHTS = Path("shared/reference/official_disk_model/disk_example_model_weights.h5")
-OFFICIAL_WEIGHTS_ENV = "GEOAE_OFFICIAL_WEIGHTS"  # a path to the authors' weights, wherever they are
 MAX_WIDTH = 4096  # largest code dimension d and channel count
 MAX_ALPHA = 100.0  # largest leaky ReLU slope
 
@@ -441,6 +434,8 @@ class Autoencoder(nn.Module):
         self.input_shape = self.spec.input_shape
         frozen = None  # the hand-crafted layers of a frozen encoder (requires_grad False)
         if config.encoder == "position":
+            from .handcrafted import PositionEncoder
+
             frozen = iter([m for m in PositionEncoder(config.size, ndim=config.ndim).encoder if hasattr(m, "weight")])
         enc: list[nn.Module] = []
         for ly in self.spec.encoder:
@@ -501,163 +496,15 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def official_model_path() -> Path | None:
-    """The authors' disk weights: the file named by ``GEOAE_OFFICIAL_WEIGHTS`` when set (FileNotFoundError if
-    it is not a file), else ``shared/reference/official_disk_model/…h5`` searched upward from the working
-    directory and from this package's directory; None if absent."""
-    env = os.environ.get(OFFICIAL_WEIGHTS_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"{OFFICIAL_WEIGHTS_ENV}={env!r} is not a file; it must name the authors' "
-                                    "disk_example_model_weights.h5")
-        return path
-    for start in (Path.cwd(), Path(__file__).resolve().parent):
-        for folder in (start, *start.parents):
-            candidate = folder / OFFICIAL_WEIGHTS
-            if candidate.is_file():
-                return candidate
-    return None
+# The authors' model (``official.py``) and the hand-crafted networks (``handcrafted.py``) live in modules of their
+# own, which import this one: they are reached from here lazily (PEP 562), so both import orders work.
+_ELSEWHERE = {"official_model_path": "official", "load_official_model": "official", "OFFICIAL_WEIGHTS": "official",
+              "OFFICIAL_WEIGHTS_ENV": "official", "IntegratingEncoder": "handcrafted", "PositionEncoder": "handcrafted"}
 
 
-def load_official_model(path: str | Path | None = None) -> Autoencoder:
-    """Load the authors' trained Keras disk model (keras63, d = 1, α = 0.05) from its h5 weight file.
+def __getattr__(name: str):
+    if name in _ELSEWHERE:
+        import importlib
 
-    Keras kernels are (kh, kw, in, out) for Conv2D and (kh, kw, out, in) for Conv2DTranspose; torch wants
-    (out, in, kh, kw) and (in, out, kh, kw): both are ``kernel.permute(3, 2, 0, 1)``, no spatial flip.
-    """
-    try:
-        import h5py
-    except ImportError as err:
-        raise ImportError("load_official_model needs h5py: pip install geoae[keras]") from err
-    path = official_model_path() if path is None else Path(path)
-    if path is None or not path.is_file():
-        raise FileNotFoundError(
-            f"official model weights not found ({path or OFFICIAL_WEIGHTS}); pass the path "
-            f"to disk_example_model_weights.h5 from the paper's released code (or set {OFFICIAL_WEIGHTS_ENV})"
-        )
-    model = build_model(ModelConfig(arch="keras63", size=63, latent_dim=1, bias=True, alpha=0.05))
-    try:
-        _read_keras_weights(h5py, path, model)
-    except (OSError, KeyError, TypeError, RuntimeError) as err:  # h5py's / torch's: a damaged file, another layout
-        raise ValueError(f"{path}: not a readable Keras weights file ({type(err).__name__}: {err})") from None
-    return model
-
-
-def _read_keras_weights(h5py, path: Path, model: Autoencoder) -> None:
-    names = [f"conv2d_{i}" for i in range(1, 6)] + [f"conv2d_transpose_{i}" for i in range(1, 6)]
-    with h5py.File(path, "r") as f, torch.no_grad():
-        for name, layer in zip(names, model.conv_layers(), strict=True):
-            if name not in f:
-                raise ValueError(f"{path}: layer {name!r} missing; is this the keras63 disk model?")
-            for attr, key in (("weight", "kernel:0"), ("bias", "bias:0")):
-                value = torch.as_tensor(f[name][name][key][()], dtype=torch.float32)
-                if attr == "weight":
-                    value = value.permute(3, 2, 0, 1)
-                target = getattr(layer, attr)
-                if value.shape != target.shape:
-                    raise ValueError(
-                        f"{path}: {name}/{key} has shape {tuple(value.shape)} after conversion, "
-                        f"expected {tuple(target.shape)}"
-                    )
-                target.copy_(value)
-
-
-# --- hand-crafted networks (SPEC 2.3) -------------------------------------------------------------------
-
-
-def _fixed_conv_chain(kernels: list[torch.Tensor], alpha: float) -> nn.Sequential:
-    """Bias-free stride-2 convolutions with the given frozen (out, in, *2) kernels, each followed by φ_α."""
-    layers: list[nn.Module] = []
-    for k in kernels:
-        conv = (nn.Conv1d if k.dim() == 3 else nn.Conv2d)(k.shape[1], k.shape[0], 2, stride=2, bias=False)
-        conv.weight.data.copy_(k)
-        conv.weight.requires_grad_(False)
-        layers += [conv, nn.LeakyReLU(alpha)]
-    return nn.Sequential(*layers)
-
-
-def _check_handcrafted(size: int, ndim: int) -> int:
-    if not (_is_int(size) and _is_power_of_two(size)):
-        raise ValueError(f"size must be a power of two >= 2, got {size!r}")
-    if ndim not in (1, 2):
-        raise ValueError(f"ndim must be 1 or 2, got {ndim!r}")
-    return int(math.log2(size))
-
-
-class IntegratingEncoder(nn.Module):
-    """z = Σ_p x[p] (the area of a disk) exactly: log2(m) bias-free stride-2 convs with all-ones 2 × 2 taps.
-
-    For non-negative x every pre-activation is ≥ 0, so φ_α is the identity whatever α.
-    """
-
-    def __init__(self, size: int = 64, ndim: int = 2, alpha: float = 0.2):
-        super().__init__()
-        n_layers = _check_handcrafted(size, ndim)
-        self.input_shape = (1, *(size,) * ndim)
-        self.encoder = _fixed_conv_chain([torch.ones(1, 1, *(2,) * ndim)] * n_layers, alpha)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, m, m) or (B, 1, n) non-negative → z (B, 1) = Σ x."""
-        _check_input(x, self.input_shape)
-        return self.encoder(x).flatten(1)
-
-    forward = encode
-
-
-def _position_kernel(ndim: int, first: bool) -> torch.Tensor:
-    """One layer of the position encoder, channels (s, q_1, …, q_ndim), kernel (1+ndim, in, *2):
-
-    s' = Σ_children s;  q_a' = ½ Σ_children q_a + ½ Σ_{children in the upper half along axis a} s.
-    The first layer reads the input x as s (q = 0), so it has one input channel.
-    """
-    c = 1 + ndim
-    k = torch.zeros(c, 1 if first else c, *(2,) * ndim)
-    k[0, 0] = 1.0
-    for a in range(ndim):
-        upper = (slice(None),) * a + (1,)  # children with offset 1 along axis a
-        k[1 + a, 0][upper] = 0.5
-        if not first:
-            k[1 + a, 1 + a] = 0.5
-    return k
-
-
-class PositionEncoder(nn.Module):
-    """Exact position encoder: z = (s, q_1, …, q_ndim) with s = Σ_p x[p] and q_a = Σ_p x[p] p_a / n.
-
-    Bias-free stride-2 2-tap convs with non-negative weights (leaky ReLUs act as the identity on
-    non-negative inputs). Induction: after l layers, q in a block of 2^l samples is (offset of the mass in
-    the block) / 2^l, so after log2(n) layers a unit Dirac at p (0-indexed) gives s = 1 and q = p / n
-    exactly (dyadic, hence exact in float32): the affine map is q = p / n, intercept 0, and the effective
-    linear filter of q_a is the ramp p_a / n.
-    """
-
-    def __init__(self, size: int = 64, ndim: int = 1, alpha: float = 0.2):
-        super().__init__()
-        n_layers = _check_handcrafted(size, ndim)
-        self.size, self.ndim = size, ndim
-        self.input_shape = (1, *(size,) * ndim)
-        kernels = [_position_kernel(ndim, first=i == 0) for i in range(n_layers)]
-        self.encoder = _fixed_conv_chain(kernels, alpha)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, n) or (B, 1, n, n) non-negative → z (B, 1 + ndim) = (s, q_1, …)."""
-        _check_input(x, self.input_shape)
-        return self.encoder(x).flatten(1)
-
-    forward = encode
-
-    def effective_filter(self) -> torch.Tensor:
-        """z(δ_p) for every position p, shape (n, 1 + ndim) or (n, n, 1 + ndim): s = 1 and q_a = p_a / n.
-
-        The encoder is linear on non-negative inputs, so this is its gradient at x = 1 (all activations > 0).
-        """
-        x = torch.ones(1, *self.input_shape, requires_grad=True)
-        z = self.encode(x)[0]
-        grads = [torch.autograd.grad(z[k], x, retain_graph=True)[0][0, 0] for k in range(z.numel())]
-        return torch.stack(grads, dim=-1)
-
-    def position_from_code(self, z: torch.Tensor) -> torch.Tensor:
-        """Invert the map: (B, 1 + ndim) → positions (B, ndim) = n q / s (a unit Dirac's index; else the
-        centre of mass)."""
-        return self.size * z[:, 1:] / z[:, :1]
+        return getattr(importlib.import_module(f"geoae.{_ELSEWHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

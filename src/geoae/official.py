@@ -1,6 +1,9 @@
-"""The authors' released Keras disk model as an ordinary geoae run directory (``geoae convert-keras``).
+"""The authors' released Keras disk model: reading its weights, and as an ordinary geoae run directory.
 
-``convert_keras(h5, out_dir)`` reads the weights with ``models.load_official_model`` and writes the run
+``official_model_path()`` finds their weights file (``GEOAE_OFFICIAL_WEIGHTS``, else
+``shared/reference/official_disk_model/`` searched upward); ``load_official_model(path)`` reads the h5 file
+into a ``keras63`` network (``geoae.models`` reaches both too). ``convert_keras(h5, out_dir)`` reads the weights
+with ``load_official_model`` and writes the run
 directory that ``train`` writes, with the same writers (``training.rundir``: atomic, the umask's
 permissions), so ``load_run``, ``geoae train --out`` (a no-op: the run is finished) and every command that
 reads runs accept it:
@@ -21,14 +24,81 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
 
 from .data import DiskData
-from .models import Autoencoder, ModelConfig, load_official_model
+from .models import Autoencoder, ModelConfig, build_model
 from .training import TrainConfig, is_finished, mse_per_pixel, provenance, write_json
 from .training.rundir import save_tensors, write_bytes_atomic
+
+OFFICIAL_WEIGHTS = Path("shared/reference/official_disk_model/disk_example_model_weights.h5")
+OFFICIAL_WEIGHTS_ENV = "GEOAE_OFFICIAL_WEIGHTS"  # a path to the authors' weights, wherever they are
+
+
+def official_model_path() -> Path | None:
+    """The authors' disk weights: the file named by ``GEOAE_OFFICIAL_WEIGHTS`` when set (FileNotFoundError if
+    it is not a file), else ``shared/reference/official_disk_model/…h5`` searched upward from the working
+    directory and from this package's directory; None if absent."""
+    env = os.environ.get(OFFICIAL_WEIGHTS_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{OFFICIAL_WEIGHTS_ENV}={env!r} is not a file; it must name the authors' "
+                                    "disk_example_model_weights.h5")
+        return path
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for folder in (start, *start.parents):
+            candidate = folder / OFFICIAL_WEIGHTS
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def load_official_model(path: str | Path | None = None) -> Autoencoder:
+    """Load the authors' trained Keras disk model (keras63, d = 1, α = 0.05) from its h5 weight file.
+
+    Keras kernels are (kh, kw, in, out) for Conv2D and (kh, kw, out, in) for Conv2DTranspose; torch wants
+    (out, in, kh, kw) and (in, out, kh, kw): both are ``kernel.permute(3, 2, 0, 1)``, no spatial flip.
+    """
+    try:
+        import h5py
+    except ImportError as err:
+        raise ImportError("load_official_model needs h5py: pip install geoae[keras]") from err
+    path = official_model_path() if path is None else Path(path)
+    if path is None or not path.is_file():
+        raise FileNotFoundError(
+            f"official model weights not found ({path or OFFICIAL_WEIGHTS}); pass the path "
+            f"to disk_example_model_weights.h5 from the paper's released code (or set {OFFICIAL_WEIGHTS_ENV})"
+        )
+    model = build_model(ModelConfig(arch="keras63", size=63, latent_dim=1, bias=True, alpha=0.05))
+    try:
+        _read_keras_weights(h5py, path, model)
+    except (OSError, KeyError, TypeError, RuntimeError) as err:  # h5py's / torch's: a damaged file, another layout
+        raise ValueError(f"{path}: not a readable Keras weights file ({type(err).__name__}: {err})") from None
+    return model
+
+
+def _read_keras_weights(h5py, path: Path, model: Autoencoder) -> None:
+    names = [f"conv2d_{i}" for i in range(1, 6)] + [f"conv2d_transpose_{i}" for i in range(1, 6)]
+    with h5py.File(path, "r") as f, torch.no_grad():
+        for name, layer in zip(names, model.conv_layers(), strict=True):
+            if name not in f:
+                raise ValueError(f"{path}: layer {name!r} missing; is this the keras63 disk model?")
+            for attr, key in (("weight", "kernel:0"), ("bias", "bias:0")):
+                value = torch.as_tensor(f[name][name][key][()], dtype=torch.float32)
+                if attr == "weight":
+                    value = value.permute(3, 2, 0, 1)
+                target = getattr(layer, attr)
+                if value.shape != target.shape:
+                    raise ValueError(
+                        f"{path}: {name}/{key} has shape {tuple(value.shape)} after conversion, "
+                        f"expected {tuple(target.shape)}"
+                    )
+                target.copy_(value)
+
 
 __all__ = ["keras63_config", "convert_keras", "check_conversion"]
 

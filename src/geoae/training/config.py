@@ -24,7 +24,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..data import DiracData, DiskData, finite_real
+from ..checks import finite_real
+from ..data import DiracData, DiskData
 from ..models import DEFAULT_SIZE, ModelConfig
 from .objectives import REGULARISERS
 
