@@ -35,8 +35,6 @@ from geoae.spec import network_spec
 from geoae.training import TrainConfig, TrainResult, load_run, run_name, train
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "explorer"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
 TOL = 1e-4  # per pixel, page vs Python
 PHONE = (390, 844)
 
@@ -78,34 +76,6 @@ def _runs(root: Path, name: str) -> list[TrainResult]:
 
 
 # ------------------------------------------------------------------------------------ the browser
-
-
-def _which(*names: str) -> str | None:
-    for n in names:
-        path = shutil.which(n) or (f"/usr/bin/{n}" if Path(f"/usr/bin/{n}").is_file() else None)
-        if path:
-            return path
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    binary, driver = _which("chromium", "chromium-browser"), _which("chromedriver")
-    if binary is None or driver is None:
-        pytest.skip("no browser found: the explorer test needs Debian's chromium and chromium-driver "
-                    "(`apt-get install chromium chromium-driver`; `make test` installs them where it can)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-                 "--window-size=1280,800"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(driver), options=options)  # paths given: nothing is downloaded
-    yield drv
-    drv.quit()
 
 
 class Page:

@@ -1,6 +1,7 @@
 """The report builder, on fixed results files written by the test (no training)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +193,29 @@ def test_a_record_in_another_recipes_folder_is_reported_failed(tmp_path):
     write_json(tmp_path / "D6" / "released" / "results.json", _ok("D6", 0.5) | {"recipe": "iclr2018"})
     md = build_report(tmp_path)[0].read_text()
     assert "malformed D6/released/results.json (its recipe is 'iclr2018', not 'released'" in md
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_report_fits_the_screen_and_its_wide_tables_scroll_within_themselves(tmp_path, browser, width):
+    """No sideways scroll of the page on a laptop or a phone (390 px): wide tables scroll in their own box, long
+    words wrap; the contents bar and the way back to the top are there. Screenshots in test-artifacts/."""
+    wide = _ok("D7", 0.5) | {"recipe": "released", "tables": [{
+        "title": "a wide table", "columns": [f"column number {k} with a long name" for k in range(14)],
+        "rows": [[f"value_{k}_without_spaces_{'x' * 30}" for k in range(14)]]}],
+        "notes": "a_very_long_identifier_" * 12, "figures": []}
+    write_json(tmp_path / "D7" / "released" / "results.json", wide)
+    write_json(tmp_path / "D2" / "results.json", _ok("D2", 0.9) | {"figures": []})
+    page = build_report(tmp_path)[1]
+    browser.set_window_size(width, 844)
+    browser.get(page.as_uri())
+    doc_width = browser.execute_script("return document.documentElement.scrollWidth")
+    view = browser.execute_script("return document.documentElement.clientWidth")
+    assert doc_width <= view + 1, (doc_width, view)
+    scrolls = browser.execute_script(
+        "return [...document.querySelectorAll('div.scroll')].some(d => d.scrollWidth > d.clientWidth + 1)")
+    assert scrolls or width > 900  # on a phone the wide table scrolls inside its box
+    assert browser.execute_script("return document.querySelectorAll('nav.toc a').length") == 2
+    assert browser.execute_script("return document.querySelectorAll(\"a[href='#top']\").length") == 2
+    artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    browser.save_screenshot(str(artifacts / f"report-{width}px.png"))
