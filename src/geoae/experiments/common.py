@@ -83,6 +83,7 @@ class Result:
     # per-seed values of numbers that are means over seeds: the record gives each its bootstrap interval and
     # standard deviation over seeds ({name: [lo, hi, sd]})
     per_seed: dict[str, list] = field(default_factory=dict)
+    headline: str = ""  # the result in plain words with the rule's comparison ("hole MSE 5.3× control, needs ≥ 3×")
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -98,7 +99,7 @@ class Result:
                 "number_order": list(self.numbers),
                 "authors": {k: {"value": n.value, "description": n.description} for k, n in self.authors.items()},
                 "verdict": self.verdict, "rule": self.rule, "control": self.control, "figures": self.figures,
-                "tables": self.tables, "notes": self.notes, "intervals": self.intervals()}
+                "tables": self.tables, "notes": self.notes, "intervals": self.intervals(), "headline": self.headline}
 
     def intervals(self) -> dict[str, list[float]]:
         """{name: [lo, hi, sd]} for the numbers given per seed (95% bootstrap interval of their mean)."""

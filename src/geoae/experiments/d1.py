@@ -177,4 +177,6 @@ def analyse(ctx: Context, done: dict) -> Result:
     verdict = verdict_from(mean_good < CONFIRM and per_seed_good.max() < WORST_SEED,
                            mean_good < PARTLY or per_seed_good.min() < CONFIRM)
     return Result(numbers, verdict, rule, control, figures, tables, notes, authors,
-                  per_seed={"mse_r_le_30": per_seed_good.tolist()})
+                  per_seed={"mse_r_le_30": per_seed_good.tolist()},
+                  headline=f"test MSE (r ≤ {R_GOOD:g}) {mean_good:.2g}, worst seed {per_seed_good.max():.2g}; needs < "
+                           f"{CONFIRM:g} and every seed < {WORST_SEED:g}")

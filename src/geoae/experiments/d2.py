@@ -235,6 +235,8 @@ def analyse(ctx: Context, done: dict) -> Result:
     else:
         verdict = {"holds": "confirmed", "inconclusive": "inconclusive", "fails": "partly"}[area_like]
     return Result(numbers, verdict, rule, control, figures, tables, notes, authors,
+                  headline=f"{'monotone' if monotone else 'not monotone'}; growth exponent k {interval_text(k_ci)}, "
+                           f"needs above {AREA_LIKE:g} (radius 1, area 2)",
                   per_seed={"growth_exponent": k.tolist(), "disk_uniformity_mean": uni.tolist(),
                             "gradient_min_cosine_mean": cos.tolist()})
 

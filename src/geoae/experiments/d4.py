@@ -135,7 +135,11 @@ def analyse(ctx: Context, done: dict) -> Result:
     figures = ["d4_profiles.png", "d4_codes.png"]
     _plot_profiles(ctx.figure(figures[0]), ms)
     _plot_codes(ctx.figure(figures[1]), ms)
-    return Result(numbers, verdict_from(confirmed, partly), rule, control, figures, tables, notes)
+    headline = (f"loss ÷ optimum ≤ {loss.max():.4g} (needs < {LOSS_OK:g}); profile vs optimum ≤ {opt.max():.3g} (needs "
+                f"< {OPTIMUM_OK:g}), vs Airy ≤ {prof.max():.3g} (needs < {AIRY_OK:g}); Pearson(z, ĥ) ≥ "
+                f"{corr.min():.5g}")
+    return Result(numbers, verdict_from(confirmed, partly), rule, control, figures, tables, notes,
+                  headline=headline)
 
 
 def _plot_profiles(path, ms: list[dict]):

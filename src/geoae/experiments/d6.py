@@ -142,7 +142,11 @@ def analyse(ctx: Context, done: dict) -> Result:
     per = {f"{name}_{key}": [x[field] for x in sc] for name, sc in scores.items()
            for key, field in (("mse_vs_control", "mse_ratio"), ("radius_error", "radius_error_model"))}
     return Result(numbers, verdict_from(all(fails.values()), any(fails.values())), rule, control, figures, tables,
-                  notes, per_seed=per)
+                  notes, per_seed=per, headline="; ".join(
+                      f"{name}: MSE {np.mean([x['mse_ratio'] for x in sc]):.2g}× the control, "
+                      f"{np.mean([x['radius_error_model'] for x in sc]):.2g} px off, {sum(x['fails'] for x in sc)} of "
+                      f"{len(sc)} seeds fail" for name, sc in scores.items()) + f" (fail: ≥ {MSE_FAIL:g}× and ≥ "
+                      f"{RADIUS_FAIL:g} px)")
 
 
 def _plot_mse(path, r, m_hole, m_extra, m_base):

@@ -117,7 +117,9 @@ def analyse(ctx: Context, done: dict) -> Result:
     figures = ["d6f_factors.png"]
     _plot(ctx.figure(figures[0]), per)
     return Result(numbers, "measured", rule, "each variant's own all-radii run (same seed, same items): the "
-                  "denominator of its hole MSE ratio", figures, tables, notes)
+                  "denominator of its hole MSE ratio", figures, tables, notes,
+                  headline=f"released recipe: {outcome([x['fails'] for x in per[BASE]])} in the hole; deciding "
+                           f"item(s): {', '.join(deciding) if deciding else 'none alone'}")
 
 
 def outcome(fails: list[bool]) -> str:

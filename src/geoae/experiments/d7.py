@@ -353,12 +353,14 @@ def analyse(ctx: Context, done: dict) -> Result:
     _plot_codes(ctx.figure(figures[0]), radii.double().numpy(), per, chosen)
     _plot_search(ctx.figure(figures[1]), search_rows, h_control)
     _plot_trajectory(ctx.figure(figures[2]), {reg: seed_runs(done, reg) for reg in ("none", "l2_all")})
-    per = {f"{reg}_hole_diff": (col(reg, "hole_mse") - col("none", "hole_mse")).tolist() for reg in regs[1:]}
-    per |= {f"{reg}_hole_mse": col(reg, "hole_mse").tolist() for reg in regs}
-    per["l2_all_log_z_growth"] = np.log(col("l2_all", "z_growth")).tolist()
+    values = {f"{reg}_hole_diff": (col(reg, "hole_mse") - col("none", "hole_mse")).tolist() for reg in regs[1:]}
+    values |= {f"{reg}_hole_mse": col(reg, "hole_mse").tolist() for reg in regs}
+    values["l2_all_log_z_growth"] = np.log(col("l2_all", "z_growth")).tolist()
     log_growth = {reg: np.log(col(reg, "z_growth")) for reg in ("none", "l2_all")}
-    per["l2_all_minus_none_log_z_growth"] = (log_growth["l2_all"] - log_growth["none"]).tolist()
-    return Result(numbers, verdict, rule, control_text, figures, tables, notes, per_seed=per)
+    values["l2_all_minus_none_log_z_growth"] = (log_growth["l2_all"] - log_growth["none"]).tolist()
+    headline = (f"locality fails: {locality}; l2_all lets z grow: {z_grows}, hurts: {hurts}; l2_encoder best: "
+                f"{encoder} (paired intervals over {n} seeds)")
+    return Result(numbers, verdict, rule, control_text, figures, tables, notes, per_seed=values, headline=headline)
 
 
 def _plot_codes(path, r, per: dict[str, list[dict]], chosen: dict[str, float]):

@@ -175,6 +175,8 @@ def analyse(ctx: Context, done: dict) -> Result:
              f"{1 / dirac_size(ctx, 1):.3g} (1-D) and 1/m² = {1 / dirac_size(ctx, 2) ** 2:.3g} (2-D).")
     return Result(
         numbers=numbers, verdict=verdict, rule=rule, control=control,
+        headline=f"best held-out accuracy, end to end: {numbers['best_heldout_acc_1d_autoencoder'].value:.3g} (1-D), "
+                 f"{numbers['best_heldout_acc_2d_autoencoder'].value:.3g} (2-D); needs ≥ {WORKS:g}",
         figures=[_figure(ctx, groups), _figure_2d(ctx, groups)],
         tables=[{"title": "Position decoding per sampling scheme (means over seeds)",
                  "columns": ["dims", "scheme", "network", "training positions", "acc seen", "acc held-out",

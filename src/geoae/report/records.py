@@ -82,7 +82,7 @@ def load_results(out: Path) -> list[dict]:
 
 
 _TEXT_FIELDS = ("title", "claim", "paper", "error", "rule", "notes", "profile", "git_commit", "reading_short",
-                "control", "kind", "recipe")
+                "control", "kind", "recipe", "headline")
 
 
 _NUMBER_FIELDS = ("runtime_s", "train_core_s")
@@ -321,5 +321,7 @@ def headline_of(rec: dict) -> str:
     """The first number of a finished record, 'name = value [interval] (sd)' when the record has its interval."""
     if rec.get("status") != "ok" or not rec.get("numbers"):
         return ""
+    if isinstance(rec.get("headline"), str) and rec["headline"]:
+        return rec["headline"]
     k, v = numbers_of(rec)[0]
     return f"{k} = {fmt_interval(rec, k, v)}"
