@@ -550,7 +550,8 @@ def fake_experiments(monkeypatch, hook):
                                STAGES=(lambda ctx, done: {"run": dataclasses.replace(SMALL, seed=seed)},))
 
     modules = {f"D{i}": module(f"D{i}", i) for i in (1, 2, 3)}
-    fakes = {k: SimpleNamespace(id=k, kind="claim", paper_claim=True, load=lambda k=k: modules[k]) for k in modules}
+    fakes = {k: SimpleNamespace(id=k, kind="claim", paper_claim=True, load=lambda k=k: modules[k], recipes=(),
+                                quick_seeds=None, recipes_for=lambda profile, chosen=None: (None,)) for k in modules}
     monkeypatch.setattr(runner, "BY_ID", fakes)
 
 

@@ -11,7 +11,7 @@ import torch
 from geoae import theory
 from geoae.data import make_disks
 from geoae.experiments import d4
-from geoae.experiments.common import Context, disk_config, disk_test_set
+from geoae.experiments.common import Context, disk_config, disk_test_set, r_train
 from geoae.train import BatchSource, train_many
 
 
@@ -26,7 +26,7 @@ def runs(tmp_path_factory):
 def test_bias_free_training_reaches_the_discrete_optimum_and_draws_airy(runs):
     ctx = Context(profile="quick", seeds=(0,), out=None, runs=None)
     images, radii = disk_test_set(ctx)
-    m = d4.measure(runs[0], images, radii)
+    m = d4.measure(runs[0], images, radii, r_train(ctx))
     print(f"\nbias-free: loss / optimum {m['loss_ratio']:.4f}, profile vs optimum {m['profile_vs_svd']:.4f}, "
           f"vs Airy {m['profile_vs_airy']:.4f}, optimum vs Airy {m['svd_vs_airy']:.4f}")
     assert 1 - 1e-4 <= m["loss_ratio"] <= 1.02
