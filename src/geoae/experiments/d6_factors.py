@@ -1,7 +1,8 @@
 """D6F: which item of the recipe decides whether the hole is interpolated (a diagnostic of D6, not a claim).
 
-D6's verdict on the hole can differ between the two sources' recipes (``geoae.recipes``: ``released`` and
-``iclr2018``). Starting from the ``released`` recipe, one item at a time is set to its ``iclr2018`` value:
+D6's verdict on the hole may differ between the two sources' recipes (``geoae.recipes``: ``released`` and
+``iclr2018``; a review found so at 3,000 iterations). Starting from the ``released`` recipe, one item at a time
+is set to its ``iclr2018`` value:
 
     architecture  keras63 (63 × 63, valid convolutions)  → paper64 (64 × 64, zero-insertion upsampling)
     alpha         0.05                                    → 0.2
@@ -28,8 +29,9 @@ from .d6 import HOLE, MSE_FAIL, RADIUS_FAIL, in_hole, unseen_scores
 
 ID = "D6F"
 TITLE = "What decides the hole: one recipe item at a time, from the released recipe to the ICLR 2018 one"
-CLAIM = ("Not a claim of the paper: a diagnostic. The hole of D6 is interpolated under one recipe and not under "
-         "the other; changing one item of the released recipe at a time shows which item decides.")
+CLAIM = ("Not a claim of the paper: a diagnostic. A review found D6's hole interpolated under one recipe and not "
+         "under the other (at 3,000 iterations); changing one item of the released recipe at a time shows which "
+         "item decides the outcome, if one does.")
 PAPER = sources.statement("D6F")
 
 BASE, OTHER = "released", "iclr2018"
