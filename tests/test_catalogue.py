@@ -624,6 +624,8 @@ GC_SCRIPT = """
 import contextlib, gc, signal, sys
 from geoae import interrupts
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own handler, even where the parent ignores SIGINT
+
 def callback(phase, info):  # a Ctrl-C landing in a garbage-collection callback: its KeyboardInterrupt is lost
     if phase == "start":
         gc.callbacks.remove(callback)
