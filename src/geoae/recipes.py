@@ -22,10 +22,13 @@ the experiments build every disk run through it, so a run's ``config.json`` says
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import torch
+
+from .models import DEFAULT_ALPHA, DEFAULT_SIZE
 
 __all__ = ["Recipe", "RECIPES", "NAMES", "get_recipe", "recipe_of", "PAPER_IMAGES", "QUICK_IMAGES", "DEFAULT"]
 
@@ -83,10 +86,10 @@ class Recipe:
                                                                                     "choices", "deviations")}
         if unknown:
             raise ValueError(f"unknown recipe item(s) {sorted(unknown)}")
-        r = _replace(self, **overrides) if overrides else self
+        r = self.with_items(**overrides) if overrides else self
         n_train = 64 if profile == "tiny" else r.n_train
         iters = iterations if iterations is not None else r.iterations(profile)
-        alpha = None if r.alpha == _ARCH_ALPHA.get(r.arch) else r.alpha  # arch default: the digests of old runs
+        alpha = None if r.alpha == DEFAULT_ALPHA.get(r.arch) else r.alpha  # arch default: the digests of old runs
         return TrainConfig(
             model=ModelConfig(arch=r.arch, size=r.size, latent_dim=1, bias=bias, alpha=alpha),
             data=DiskData(n=n_train, size=r.size, rendering=r.rendering, sigma=r.sigma, r_max=r_max,
@@ -97,6 +100,15 @@ class Recipe:
             log_every=log_every if log_every is not None else {"tiny": 1, "quick": 50}.get(profile, 100),
             checkpoint_every=500,
         )
+
+    def with_items(self, **changes) -> Recipe:
+        """This recipe with some items changed (the factor sweeps). A new ``arch`` brings its own image size
+        (``models.DEFAULT_SIZE``) unless ``size`` is given, and the profile's test radii (the released code's 300
+        test radii belong to its 63 × 63 set-up)."""
+        if "arch" in changes:
+            changes.setdefault("size", DEFAULT_SIZE[changes["arch"]])
+            changes.setdefault("test_count", None)
+        return dataclasses.replace(self, **changes)
 
     def test_radii(self, profile: str, r_max: float | None = None) -> torch.Tensor:
         """Evenly spaced test radii over [0, r_max] (r_max: the recipe's largest radius)."""
@@ -128,17 +140,6 @@ class Recipe:
                 "keep": self.keep, "paper_iterations": self.iterations("paper"),
                 "quick_iterations": self.iterations("quick"), "choices": dict(self.choices),
                 "deviations": list(self.deviations)}
-
-
-_ARCH_ALPHA = {"paper64": 0.2, "paper1d": 0.2, "keras63": 0.05}
-
-
-def _replace(recipe: Recipe, **changes) -> Recipe:
-    import dataclasses
-
-    if "arch" in changes and "size" not in changes:
-        changes["size"] = 63 if changes["arch"] == "keras63" else 64
-    return dataclasses.replace(recipe, **changes)
 
 
 ICLR2018 = Recipe(

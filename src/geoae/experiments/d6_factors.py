@@ -70,13 +70,7 @@ STAGES = (runs,)
 
 
 def _test_set(ctx: Context, change: dict):
-    import dataclasses
-
-    base = get_recipe(BASE)
-    recipe = dataclasses.replace(base, **change)
-    if "arch" in change:
-        recipe = dataclasses.replace(recipe, size=63 if change["arch"] == "keras63" else 64, test_count=None)
-    return recipe.test_set(ctx.profile)
+    return get_recipe(BASE).with_items(**change).test_set(ctx.profile)
 
 
 def analyse(ctx: Context, done: dict) -> Result:
