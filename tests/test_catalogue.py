@@ -66,7 +66,7 @@ def at_batch(monkeypatch, n: int, action):
     """``action()`` runs when the n-th training batch (of any run, any thread) is drawn; returns the undo."""
     from geoae.training import loop
 
-    original, calls = loop.BatchSource.next, {"n": 0}
+    original, calls = loop.BatchSource.draw, {"n": 0}
 
     def next_batch(self):
         calls["n"] += 1
@@ -74,8 +74,8 @@ def at_batch(monkeypatch, n: int, action):
             action()
         return original(self)
 
-    monkeypatch.setattr(loop.BatchSource, "next", next_batch)
-    return lambda: monkeypatch.setattr(loop.BatchSource, "next", original)
+    monkeypatch.setattr(loop.BatchSource, "draw", next_batch)
+    return lambda: monkeypatch.setattr(loop.BatchSource, "draw", original)
 
 
 def ctrl_c():

@@ -137,6 +137,48 @@ def test_losses_and_gradients_equal_torch(config, regulariser):
             assert float((a - b).abs().max()) <= TOL * float(a.abs().max()) + 1e-6 * scale
 
 
+STEPPED = [c for c in MODELS if not c.coord]
+
+
+@pytest.mark.parametrize("config", STEPPED, ids=name)
+@pytest.mark.parametrize("regulariser", ["none", "l2_all", "l2_encoder", "contractive"])
+def test_one_call_step_equals_loss_then_backward_bit_for_bit(config, regulariser):
+    # the training loop's one-call step (batch gathered by index in the kernel, forward and backward block by
+    # block, gradients written to .grad) computes exactly what the autograd path computes, which
+    # test_losses_and_gradients_equal_torch compares with float64 torch
+    weight = {"none": 0.0, "contractive": 0.5}.get(regulariser, 1e-2)
+    images = batch_of(config, 40, seed=2)
+    index = torch.randint(len(images), (21,), generator=torch.Generator().manual_seed(3))
+    a, b = perturbed(config, seed=2), perturbed(config, seed=2)
+    ref = T.compute_loss(a, images[index], regulariser, weight, fused.FusedAutoencoder(a, threads=2))
+    ref.total.backward()
+    ex = fused.FusedAutoencoder(b, threads=2)
+    assert ex.one_call() is None
+    for _ in range(2):  # the second step reuses the buffers and the .grad views of the first
+        out = T.fused_step(b, images, index, regulariser, weight, ex)
+    for key in ("total", "mse", "penalty", "z"):
+        assert torch.equal(getattr(out, key), getattr(ref, key).detach()), key
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert (p.grad is None) == (q.grad is None)
+        assert p.grad is None or torch.equal(p.grad, q.grad)
+
+
+def test_one_call_step_refuses_bad_batches_and_coordinate_channels():
+    model = build_model(ModelConfig(size=16), seed=0)
+    ex = fused.FusedAutoencoder(model, threads=1)
+    images = torch.rand(10, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"index values must lie in \[0, 10\), got \[0, 10\]"):
+        ex.step(images, torch.tensor([0, 10]))
+    with pytest.raises(TypeError, match="index must be a 1-D int64 tensor"):
+        ex.step(images, torch.tensor([0, 1], dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"images of shape \(B, 1, 16, 16\)"):
+        ex.step(torch.rand(10, 1, 8, 8))
+    coord = fused.FusedAutoencoder(build_model(ModelConfig(arch="paper1d", size=16, coord=True), seed=0))
+    assert coord.one_call() == "coordinate channels"
+    with pytest.raises(ValueError, match="not supported for networks with coordinate channels"):
+        coord.step(torch.rand(4, 1, 16))
+
+
 @pytest.mark.parametrize("config", [c for c in MODELS if c.encoder == "learned"][:4], ids=name)
 def test_code_and_contractive_gradient_alone_equal_torch(config):
     # dL/dz from outside (as locality adds) and the penalty's own gradient, small next to the MSE's

@@ -161,7 +161,7 @@ def test_a_released_run_killed_mid_way_resumes_to_the_same_snapshot(tmp_path, mo
     cfg = dataclasses.replace(RELEASED.config("tiny", seed=2), iterations=10, log_every=1, keep_every=3,
                               checkpoint_every=4)
     reference = T.train(cfg)
-    original, calls = T.BatchSource.next, {"n": 0}
+    original, calls = T.BatchSource.draw, {"n": 0}
 
     def dying(self):
         calls["n"] += 1
@@ -169,10 +169,10 @@ def test_a_released_run_killed_mid_way_resumes_to_the_same_snapshot(tmp_path, mo
             raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(T.BatchSource, "next", dying)
+    monkeypatch.setattr(T.BatchSource, "draw", dying)
     with pytest.raises(KeyboardInterrupt):
         T.train(cfg, tmp_path / "run")
-    monkeypatch.setattr(T.BatchSource, "next", original)
+    monkeypatch.setattr(T.BatchSource, "draw", original)
     resumed = T.train(cfg, tmp_path / "run")
     assert resumed.metrics["kept_iteration"] == reference.metrics["kept_iteration"]
     assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(),

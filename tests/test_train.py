@@ -61,7 +61,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
 def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, fresh):
     cfg = dataclasses.replace(SMALL, data=dataclasses.replace(SMALL.data, fresh=fresh))
     reference = weights(T.train(cfg).model)
-    original, calls = T.BatchSource.next, {"n": 0}
+    original, calls = T.BatchSource.draw, {"n": 0}
 
     def dying_next(self):
         calls["n"] += 1
@@ -69,12 +69,12 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, fresh):
             raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(T.BatchSource, "next", dying_next)
+    monkeypatch.setattr(T.BatchSource, "draw", dying_next)
     with pytest.raises(KeyboardInterrupt):
         T.train(cfg, tmp_path / "run")
     assert (tmp_path / "run" / "checkpoint.safetensors").exists()
     assert not (tmp_path / "run" / "metrics.json").exists()
-    monkeypatch.setattr(T.BatchSource, "next", original)
+    monkeypatch.setattr(T.BatchSource, "draw", original)
     resumed = T.train(cfg, tmp_path / "run")
     assert same_weights(reference, weights(resumed.model))
     assert [h["iteration"] for h in resumed.history] == list(range(2, 13, 2))
@@ -82,31 +82,31 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, fresh):
 
 def test_finished_run_is_loaded_not_retrained(tmp_path, monkeypatch):
     first = T.train(SMALL, tmp_path / "run")
-    monkeypatch.setattr(T.BatchSource, "next", lambda self: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(T.BatchSource, "draw", lambda self: pytest.fail("retrained a finished run"))
     again = T.train(SMALL, tmp_path / "run")
     assert same_weights(weights(first.model), weights(again.model))
     assert again.metrics == json.loads((tmp_path / "run" / "metrics.json").read_text())
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
-    original, calls = T.BatchSource.next, {"n": 0}
+    original, calls = T.BatchSource.draw, {"n": 0}
 
     def poisoned(self):
         calls["n"] += 1
-        x = original(self)
-        return x * float("nan") if calls["n"] == 7 else x
+        images, index = original(self)
+        return (images * float("nan"), index) if calls["n"] == 7 else (images, index)
 
-    monkeypatch.setattr(T.BatchSource, "next", poisoned)
+    monkeypatch.setattr(T.BatchSource, "draw", poisoned)
     with pytest.raises(T.TrainingDiverged, match=r"iteration 7 .*lower learning rate.*checkpoint"):
         T.train(SMALL, tmp_path / "run")
     assert (tmp_path / "run" / "checkpoint.safetensors").exists()  # the good one, iteration 5, kept
     assert not (tmp_path / "run" / "metrics.json").exists()
-    monkeypatch.setattr(T.BatchSource, "next", original)
+    monkeypatch.setattr(T.BatchSource, "draw", original)
     assert same_weights(weights(T.train(SMALL, tmp_path / "run").model), weights(T.train(SMALL).model))
 
 
 def _interrupted_run(tmp_path, monkeypatch, cfg=SMALL):
-    original, calls = T.BatchSource.next, {"n": 0}
+    original, calls = T.BatchSource.draw, {"n": 0}
 
     def dying(self):
         calls["n"] += 1
@@ -114,10 +114,10 @@ def _interrupted_run(tmp_path, monkeypatch, cfg=SMALL):
             raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(T.BatchSource, "next", dying)
+    monkeypatch.setattr(T.BatchSource, "draw", dying)
     with pytest.raises(KeyboardInterrupt):
         T.train(cfg, tmp_path / "run")
-    monkeypatch.setattr(T.BatchSource, "next", original)
+    monkeypatch.setattr(T.BatchSource, "draw", original)
     return tmp_path / "run" / "checkpoint.safetensors"
 
 
@@ -300,7 +300,7 @@ def test_train_many_in_workers_equals_sequential_and_skips_finished(tmp_path, mo
     assert len(parallel) == 5 and parallel[0].config == parallel[4].config
     for a, b in zip(parallel, sequential, strict=False):
         assert same_weights(weights(a.model), weights(b.model))
-    monkeypatch.setattr(T.BatchSource, "next", lambda self: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(T.BatchSource, "draw", lambda self: pytest.fail("retrained a finished run"))
     again = T.train_many(cfgs, tmp_path / "par", workers=2)
     assert same_weights(weights(again[1].model), weights(parallel[1].model))
 

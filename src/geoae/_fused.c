@@ -386,10 +386,11 @@ static size_t largest_block(const Layer *layers, int n) {
 }
 
 /* (B, C, H, W) images [blk * NL, blk * NL + NL) <-> one block [H][W][C][lane] (missing images: 0 in the
- * block, not written back). Tiles of TILE columns x NL lanes keep both sides of the transpose in L1. */
+ * block, not written back); to_block reads image index[b] of src as image b where index is not NULL. Tiles of TILE columns x NL lanes keep both sides of the transpose in L1. */
 #define TILE 16
 
-static void to_block(const float *restrict src, int batch, int blk, int C, int H, int W, float *restrict dst) {
+static void to_block(const float *restrict src, const long long *index, int batch, int blk, int C, int H, int W,
+                     float *restrict dst) {
     const size_t n = (size_t)C * H * W;
     for (int c = 0; c < C; c++)
         for (int h = 0; h < H; h++)
@@ -397,7 +398,8 @@ static void to_block(const float *restrict src, int batch, int blk, int C, int H
                 const int w1 = w0 + TILE < W ? w0 + TILE : W;
                 for (int l = 0; l < NL; l++) {
                     const int b = blk * NL + l;
-                    const float *restrict s = src + (size_t)b * n + ((size_t)c * H + h) * W;
+                    const size_t image = b < batch ? (size_t)(index ? index[b] : b) : 0;
+                    const float *restrict s = src + image * n + ((size_t)c * H + h) * W;
                     float *restrict d = dst + ((size_t)h * W * C + c) * NL + l;
                     if (b < batch)
                         for (int w = w0; w < w1; w++) d[(size_t)w * C * NL] = s[w];
@@ -473,7 +475,8 @@ typedef struct {
     const Layer *enc, *dec; /* the encoder and the decoder (dec reads enc's last activation, the code) */
     int n_enc, n_dec, batch, b0, b1;
     int train_enc;          /* backward: 0 skips the encoder (frozen hand-crafted weights) */
-    const float *x;         /* input (B, C, H, W) */
+    const float *x;         /* input (B, C, H, W), or the training set that index selects from */
+    const long long *index; /* NULL, or the batch's images: image b is x's image index[b] */
     float *y;               /* the code z (B, d) */
     float *const *acts_e, *const *acts_d;
     const float *gy;        /* backward: gradient of z (may be NULL) */
@@ -592,32 +595,38 @@ static void contractive_backward_block(const Job *j, int blk, float *gacc, float
     }
 }
 
+/* The forward pass of one block: its images into block layout, the code (to j->y), the reconstruction, its
+ * per-image squared error and, where asked, the contractive penalty. */
+static void forward_block(const Job *j, int blk) {
+    const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1];
+    to_block(j->x, j->index, j->batch, blk, first->cin, first->hin, first->win,
+             j->acts_e[0] + blk * act_size(first, 0));
+    stack_forward_block(j->enc, j->n_enc, j->acts_e, blk);
+    from_block(j->acts_e[j->n_enc] + blk * act_size(last, 1), j->batch, blk, last->cout, last->hout, last->wout,
+               j->y);
+    stack_forward_block(j->dec, j->n_dec, j->acts_d, blk);
+    const Layer *out = &j->dec[j->n_dec - 1];
+    const float *xh = j->acts_d[j->n_dec] + blk * act_size(out, 1), *x = j->acts_e[0] + blk * act_size(first, 0);
+    double *sse = j->sse + (size_t)blk * NL;
+    for (int l = 0; l < NL; l++) sse[l] = 0.0;
+    sum_squares(xh, x, (size_t)IN_SIZE(first), valid_lanes(j->batch, blk), sse);
+    if (j->vbuf) contractive_forward_block(j, blk, j->scratch);
+}
+
 static void *forward_job(void *arg) {
     const Job *j = arg;
-    const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1];
-    for (int blk = j->b0; blk < j->b1; blk++) {
-        to_block(j->x, j->batch, blk, first->cin, first->hin, first->win, j->acts_e[0] + blk * act_size(first, 0));
-        stack_forward_block(j->enc, j->n_enc, j->acts_e, blk);
-        from_block(j->acts_e[j->n_enc] + blk * act_size(last, 1), j->batch, blk, last->cout, last->hout, last->wout,
-                   j->y);
-        stack_forward_block(j->dec, j->n_dec, j->acts_d, blk);
-        const Layer *out = &j->dec[j->n_dec - 1];
-        const float *xh = j->acts_d[j->n_dec] + blk * act_size(out, 1), *x = j->acts_e[0] + blk * act_size(first, 0);
-        double *sse = j->sse + (size_t)blk * NL;
-        for (int l = 0; l < NL; l++) sse[l] = 0.0;
-        sum_squares(xh, x, (size_t)IN_SIZE(first), valid_lanes(j->batch, blk), sse);
-        if (j->vbuf) contractive_forward_block(j, blk, j->scratch);
-    }
+    for (int blk = j->b0; blk < j->b1; blk++) forward_block(j, blk);
     return NULL;
 }
 
-static void *backward_job(void *arg) {
-    const Job *j = arg;
+/* The backward pass of one block (after its forward_block): per-lane coefficient gradients into the block's
+ * slice of gacc_d (and gacc_e). */
+static void backward_block(const Job *j, int blk) {
     const size_t big = largest_of(j->enc, j->n_enc, j->dec, j->n_dec);
     float *g = j->scratch, *tmp = j->scratch + big, *gz = j->scratch + 3 * big; /* 4 x big in all */
     const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1], *out = &j->dec[j->n_dec - 1];
     const size_t pixels = (size_t)IN_SIZE(first);
-    for (int blk = j->b0; blk < j->b1; blk++) {
+    {
         /* decoder first: g = gscale * (x_hat - x) on real images, 0 on padding */
         const float *xh = j->acts_d[j->n_dec] + blk * act_size(out, 1);
         const float *x = j->acts_e[0] + blk * act_size(first, 0);
@@ -626,16 +635,32 @@ static void *backward_job(void *arg) {
         for (size_t p = 0; p < pixels; p++) V(g + p * NL) = mask * (V(xh + p * NL) - V(x + p * NL));
         stack_backward_block(j->dec, j->n_dec, j->acts_d, blk, g, j->train_enc ? gz : NULL,
                              j->gacc_d + blk * total_coefs(j->dec, j->n_dec) * NL, tmp);
-        if (!j->train_enc) continue;
+        if (!j->train_enc) return;
         if (j->gy) {
             float *extra = g; /* reuse g: the decoder is done with it */
-            to_block(j->gy, j->batch, blk, last->cout, last->hout, last->wout, extra);
+            to_block(j->gy, NULL, j->batch, blk, last->cout, last->hout, last->wout, extra);
             for (size_t q = 0; q < act_size(last, 1); q++) gz[q] += extra[q];
         }
         memcpy(g, gz, act_size(last, 1) * sizeof(float));
         float *gacc = j->gacc_e + blk * total_coefs(j->enc, j->n_enc) * NL;
         stack_backward_block(j->enc, j->n_enc, j->acts_e, blk, g, NULL, gacc, tmp);
         if (j->vbuf && j->cscale != 0.0f) contractive_backward_block(j, blk, gacc, j->scratch);
+    }
+}
+
+static void *backward_job(void *arg) {
+    const Job *j = arg;
+    for (int blk = j->b0; blk < j->b1; blk++) backward_block(j, blk);
+    return NULL;
+}
+
+/* A whole training step, block by block: each block's backward follows its forward at once, while the block's
+ * activations are still in cache. The arithmetic is that of forward_job then backward_job. */
+static void *step_job(void *arg) {
+    const Job *j = arg;
+    for (int blk = j->b0; blk < j->b1; blk++) {
+        forward_block(j, blk);
+        backward_block(j, blk);
     }
     return NULL;
 }
@@ -909,5 +934,37 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
     if (train_encoder) reduce_coefs(gacc_e, total_coefs(enc, n_enc), n_blocks, grads_e);
     reduce_coefs(gacc_d, total_coefs(dec, n_dec), n_blocks, grads_d);
     fp_flush_end(mode);
+    return GEOAE_OK;
+}
+
+/* One training step in one call: geoae_ae_forward and then geoae_ae_backward with gz = NULL (the loss does not
+ * read the code), computed block by block. The batch is images[index[b]] for b < batch (index NULL: images is
+ * the batch). Same arguments, results and arithmetic as those two calls. */
+int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *images,
+                  const long long *index, float *z, float *const *acts_e, float *const *acts_d, double *sse,
+                  float *const *vbuf, float *u0, double *pen, float gscale, float cscale, int train_encoder,
+                  float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d, int threads,
+                  double *total, double *pen_total) {
+    const int err = check_ae(enc, n_enc, dec, n_dec, batch, threads);
+    if (err) return err;
+    if (!images || !z || !acts_e || !acts_d || !sse || !scratch || !total || !grads_d || !gacc_d ||
+        (train_encoder && (!grads_e || !gacc_e)) || (vbuf && (!u0 || !pen || !pen_total)))
+        return GEOAE_EARGS;
+    const int n_blocks = (batch + NL - 1) / NL;
+    threads = clamp_threads(threads, n_blocks);
+    const size_t big = largest_of(enc, n_enc, dec, n_dec);
+    Job jobs[MAX_THREADS];
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = images,
+                        .index = index, .y = z, .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf,
+                        .u0 = u0, .pen = pen, .gscale = gscale, .cscale = cscale, .train_enc = train_encoder,
+                        .scratch = scratch + (size_t)t * 4 * big, .gacc_e = gacc_e, .gacc_d = gacc_d};
+    const FpMode mode = fp_flush_begin();
+    run_jobs(step_job, jobs, n_blocks, threads);
+    if (train_encoder) reduce_coefs(gacc_e, total_coefs(enc, n_enc), n_blocks, grads_e);
+    reduce_coefs(gacc_d, total_coefs(dec, n_dec), n_blocks, grads_d);
+    fp_flush_end(mode);
+    *total = sum_images(sse, batch);
+    if (vbuf) *pen_total = sum_images(pen, batch);
     return GEOAE_OK;
 }

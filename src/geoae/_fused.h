@@ -8,7 +8,7 @@
 #define GEOAE_FUSED_H
 
 #ifndef GEOAE_ABI_VERSION /* overridable only to test the refusal of a mismatched library */
-#define GEOAE_ABI_VERSION 2
+#define GEOAE_ABI_VERSION 3
 #endif
 
 enum {
@@ -58,4 +58,11 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
                       float *const *acts_d, const float *gz, float gscale, float *const *vbuf, float *u0,
                       float cscale, int train_encoder, float *grads_e, float *grads_d, float *scratch,
                       float *gacc_e, float *gacc_d, int threads);
+/* geoae_ae_forward, then geoae_ae_backward with gz NULL, in one call, the batch gathered as images[index[b]]
+ * (index NULL: images is the batch) straight into the kernels' layout. */
+int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *images,
+                  const long long *index, float *z, float *const *acts_e, float *const *acts_d, double *sse,
+                  float *const *vbuf, float *u0, double *pen, float gscale, float cscale, int train_encoder,
+                  float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d, int threads,
+                  double *total, double *pen_total);
 #endif

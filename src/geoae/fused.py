@@ -36,6 +36,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import math
 import os
 import platform
 import shlex
@@ -49,6 +50,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -56,12 +58,12 @@ from torch.autograd.function import once_differentiable
 from .settings import LANES, WG_ACCUMULATORS, Settings, read_settings
 from .spec import LayerSpec, NetSpec, tap_table
 
-__all__ = ["Kernel", "FusedAutoencoder", "available", "unavailable_reason", "supports", "kernel", "kernel_info",
+__all__ = ["Kernel", "FusedAutoencoder", "StepOutput", "available", "unavailable_reason", "supports", "kernel", "kernel_info",
            "SUPPORTED_FEATURES"]
 
 SOURCE = Path(__file__).with_name("_fused.c")
 HEADER = Path(__file__).with_name("_fused.h")
-ABI_VERSION = 2
+ABI_VERSION = 3
 BASE_FLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-pthread")
 ACTIVATIONS = {"leaky": 0, "identity": 1, "sigmoid": 2}
 ERRORS = {1: "bad arguments (null pointer, size or activation)", 2: "a kernel's taps exceed the kernel's limit",
@@ -302,6 +304,9 @@ def _bind(lib: ctypes.CDLL, path: Path) -> ctypes.CDLL:
                                      ptr, c_int, ptr, ptr]
     lib.geoae_ae_backward.argtypes = [layers, c_int, layers, c_int, c_int, ptrs, ptrs, ptr, c_float, ptrs, ptr,
                                       c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int]
+    lib.geoae_ae_step.restype = c_int
+    lib.geoae_ae_step.argtypes = [layers, c_int, layers, c_int, c_int, ptr, ptr, ptr, ptrs, ptrs, ptr, ptrs, ptr, ptr,
+                                  c_float, c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int, ptr, ptr]
     return lib
 
 
@@ -587,6 +592,8 @@ class FusedAutoencoder:
     reason if the network is not supported or no kernel is available.
     """
 
+    name = "fused"
+
     def __init__(self, model, threads: int = 1, kernel: Kernel | None = None):
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
@@ -649,6 +656,86 @@ class FusedAutoencoder:
             self._work["gacc_batch"] = batch
         return self._work["gacc"]
 
+    def one_call(self) -> str | None:
+        """None if ``step`` can train this network, else why not (coordinate channels: their bias map is a
+        function of the weights that only the autograd path of ``loss`` differentiates)."""
+        return "coordinate channels" if any(ly.coord for ly in self.spec.layers) else None
+
+    @torch.no_grad()
+    def step(self, images: torch.Tensor, index: torch.Tensor | None = None,
+             contractive_weight: float = 0.0) -> StepOutput:
+        """One training step in one kernel call (``geoae_ae_step``): the batch x = images[index] (images
+        (N, 1, m, m) or (N, 1, n) float32; index (B,) int64, or None for x = images) gathered straight into the
+        kernels' layout, forward, loss and backward, block by block. The gradient of
+        MSE + contractive_weight · contractive penalty is written to the trainable parameters' ``.grad``
+        (overwritten; parameters without gradient are left alone). Same numbers, bit for bit, as ``loss(x)``
+        followed by ``backward()`` of that sum; no autograd graph is built."""
+        from .models import check_input
+
+        reason = self.one_call()
+        if reason is not None:
+            raise ValueError(f"FusedAutoencoder.step: not supported for networks with {reason}; use loss()")
+        check_input(images, self.spec.input_shape, what="images")
+        images = images.to(torch.float32).contiguous()
+        if index is None:
+            batch = images.shape[0]
+        else:
+            if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 1:
+                raise TypeError(f"index must be a 1-D int64 tensor, got {getattr(index, 'dtype', type(index))}")
+            index = index.contiguous()
+            batch = index.shape[0]
+            if batch and (int(index.min()) < 0 or int(index.max()) >= images.shape[0]):
+                raise ValueError(f"index values must lie in [0, {images.shape[0]}), got "
+                                 f"[{int(index.min())}, {int(index.max())}]")
+        if batch < 1:
+            raise ValueError("step needs a batch of at least 1 image")
+        contractive = contractive_weight != 0.0
+        lib, enc, dec = self.kernel.lib, self.encoder, self.decoder
+        acts_e, acts_d, vbuf, u0, ptrs, sse, pen = buffers = self._buffers(batch, contractive)
+        n, d = batch * math.prod(self.spec.input_shape), self.spec.latent_dim
+        # the scales of loss().backward(): d total / d mse = 1, d total / d penalty = the weight in float32
+        gscale = 2.0 / n
+        cscale = 2.0 * float(torch.tensor(contractive_weight, dtype=torch.float32)) / (n * d) if contractive else 0.0
+        z = images.new_empty(batch, d)
+        total, pen_total = ctypes.c_double(0.0), ctypes.c_double(0.0)
+        coefs_e, coefs_d = enc.coefficients(), dec.coefficients()
+        enc.bind(coefs_e)
+        dec.bind(coefs_d)
+        flat_e, flat_d, plan = self._step_gradients()
+        gacc_e, gacc_d = self._gradient_accumulators(batch)
+        train_enc = not enc.frozen
+        _check(lib.geoae_ae_step(
+            enc.layers, enc.n, dec.layers, dec.n, batch, images.data_ptr(),
+            index.data_ptr() if index is not None else None, z.data_ptr(), ptrs[0], ptrs[1], sse.data_ptr(),
+            ptrs[2] if contractive else None, u0.data_ptr() if contractive else None,
+            pen.data_ptr() if contractive else None, gscale, cscale, int(train_enc), flat_e.data_ptr(),
+            flat_d.data_ptr(), self._scratch().data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), self.threads,
+            ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_step")
+        self._release(batch, contractive, buffers)
+        for param, grad, transposed in plan:
+            if not param.requires_grad:
+                continue
+            if transposed:
+                if param.grad is None:
+                    param.grad = torch.empty_like(param)
+                param.grad.copy_(grad.transpose(0, 1))
+            elif param.grad is None or param.grad.data_ptr() != grad.data_ptr():
+                param.grad = grad
+        penalty = pen_total.value / (n * d) if contractive else 0.0
+        return StepOutput(z, torch.tensor(total.value / n, dtype=torch.float32),
+                          torch.tensor(penalty, dtype=torch.float32))
+
+    def _step_gradients(self) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """The flat gradient buffers that ``step`` writes and the parameters' views of them (kept: the views
+        stay the parameters' ``.grad`` from step to step, so nothing is copied but ``convT`` kernels)."""
+        if "step" not in self._work:
+            count = self.kernel.lib.geoae_coef_floats
+            e, d = self.encoder, self.decoder
+            flat_e, flat_d = torch.zeros(count(e.layers, e.n, 1) // self.lanes), torch.zeros(
+                count(d.layers, d.n, 1) // self.lanes)
+            self._work["step"] = (flat_e, flat_d, _grad_plan(e, flat_e) + _grad_plan(d, flat_d))
+        return self._work["step"]
+
     def loss(self, x: torch.Tensor, contractive: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, 1, m, m) or (B, 1, n) → (z (B, d), per-pixel MSE of D(E(x)) against x, contractive penalty:
         mean over batch, pixels and k of (∂z_k/∂x)², 0 unless ``contractive``), in one pass: the reconstruction
@@ -659,6 +746,29 @@ class FusedAutoencoder:
         check_input(x, self.spec.input_shape)
         coefs_e, coefs_d = self.encoder.coefficients(), self.decoder.coefficients()
         return _LossFunction.apply(self, bool(contractive), x, len(coefs_e), *coefs_e, *coefs_d)
+
+
+class StepOutput(NamedTuple):
+    """What ``FusedAutoencoder.step`` returns (its gradients are in the parameters' ``.grad``)."""
+
+    z: torch.Tensor  # (B, d): the batch's codes
+    mse: torch.Tensor  # (): mean over batch and pixels of (D(E(x)) − x)²
+    penalty: torch.Tensor  # (): the contractive penalty, 0 unless asked for
+
+
+def _grad_plan(stack: _Stack, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+    """(parameter, its gradient's slice of ``flat`` in the kernel's coefficient order, whether that slice is the
+    transpose of the parameter's layout (``convT``: the kernel's (cout, cin) against torch's (cin, cout)))."""
+    plan, offset = [], 0
+    for ly, m in zip(stack.specs, stack.modules, strict=True):
+        shape = (ly.cout, ly.cin, *m.weight.shape[2:])
+        n = math.prod(shape)
+        plan.append((m.weight, flat[offset:offset + n].view(shape), ly.op == "convT"))
+        offset += n
+        if ly.bias:
+            plan.append((m.bias, flat[offset:offset + ly.cout], False))
+            offset += ly.cout
+    return plan
 
 
 def announce_fallback(reason: str) -> None:

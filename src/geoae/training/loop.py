@@ -28,7 +28,7 @@ from ..data import DiskData, render_disks, sample_radii
 from ..models import Autoencoder, build_model
 from ..settings import Settings, read_settings
 from .config import TrainConfig, offset_seed
-from .objectives import TorchExecutor, compute_loss, mse_per_pixel
+from .objectives import TorchExecutor, compute_loss, fused_step, mse_per_pixel, one_call_steps
 from .rundir import (
     CheckpointError,
     RunDirectory,
@@ -124,17 +124,24 @@ class BatchSource:
         images, params = _training_set(config.data, config.effective_data_seed)
         self.images, self.params = images.clone(), params.clone()  # the cache keeps its own copy
 
-    def next(self) -> torch.Tensor:
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next batch as (images, index): x = images[index] (index (B,) int64), or (x, None) for fresh disks;
+        ``next`` materialises the same batch (the same draws from the same generator)."""
         b = self.config.batch_size
         if self.fresh:
             d = self.config.data
             radii = sample_radii(b, size=d.size, r_min=d.r_min, r_max=d.r_max, exclude=d.exclude, seed=self.generator)
-            return render_disks(radii, size=d.size, rendering=d.rendering, sigma=d.sigma, quantise=d.quantise)
+            return render_disks(radii, size=d.size, rendering=d.rendering, sigma=d.sigma, quantise=d.quantise), None
         if self.config.batch_sampling == "subset":  # the released code: shuffle the indices, take the first b
             idx = torch.randperm(len(self.images), generator=self.generator)[:b]
         else:
             idx = torch.randint(len(self.images), (b,), generator=self.generator)
-        return torch.index_select(self.images, 0, idx)
+        return self.images, idx
+
+    def next(self) -> torch.Tensor:
+        """The next batch x (B, 1, m, m) or (B, 1, n)."""
+        images, idx = self.draw()
+        return images if idx is None else torch.index_select(images, 0, idx)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
@@ -305,10 +312,13 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
     bar = _progress(config.iterations, start, progress, run_name(config))
     t0 = time.perf_counter()
     keras = config.optimizer == "adam_keras"
+    one_call = one_call_steps(config, executor)
     for it in range(start, config.iterations):
         interrupts.check()  # a Ctrl-C swallowed elsewhere (a finaliser) still stops the run here
-        x = batches.next()
-        loss = compute_loss(model, x, config.regulariser, config.reg_weight, executor)
+        if one_call:  # loss and gradients (into .grad) in one kernel call
+            loss = fused_step(model, *batches.draw(), config.regulariser, config.reg_weight, executor)
+        else:
+            loss = compute_loss(model, batches.next(), config.regulariser, config.reg_weight, executor)
         if not torch.isfinite(loss.total):
             bar.close()
             kept = (f"; the last good checkpoint is {rundir.checkpoint}"
@@ -317,8 +327,9 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
                                    f"lower learning rate, e.g. --lr {config.lr / 10:g}{kept}")
         if kept is not None:
             kept.offer(it, loss.total.item())
-        optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
+        if not one_call:
+            optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
         if keras:
             for group in optimizer.param_groups:
                 group["eps"] = keras_epsilon(config.eps, config.betas[1], it + 1)

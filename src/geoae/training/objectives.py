@@ -18,7 +18,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Loss", "Regulariser", "REGISTRY", "REGULARISERS", "TorchExecutor", "compute_loss", "mse_per_pixel",
+__all__ = ["Loss", "Regulariser", "REGISTRY", "REGULARISERS", "TorchExecutor", "compute_loss", "fused_step",
+           "one_call_steps", "mse_per_pixel",
            "locality_penalty", "weight_penalty", "contractive_penalty"]
 
 
@@ -103,6 +104,31 @@ class TorchExecutor:
         z = self.model.encode(x)
         mse = mse_per_pixel(self.model.decode(z), x)
         return z, mse, contractive_penalty(self.model, x) if contractive else mse.new_zeros(())
+
+
+def one_call_steps(config, executor) -> bool:
+    """Whether ``fused_step`` trains ``config`` on ``executor``: the fused executor on a network it steps in one
+    call, with a loss that does not read the codes (the locality penalty does: it keeps ``compute_loss``)."""
+    return (getattr(executor, "name", None) == "fused" and executor.one_call() is None
+            and not (config.regulariser == "locality" and config.reg_weight != 0))
+
+
+def fused_step(model, images: torch.Tensor, index: torch.Tensor | None, regulariser: str, weight: float,
+               executor) -> Loss:
+    """The loss of the batch x = images[index] (``BatchSource.draw``) with its gradient written to the
+    parameters' ``.grad``: MSE and contractive penalty by ``executor.step`` (one kernel call), a weight penalty
+    through autograd, added to those gradients. Bit for bit ``compute_loss`` followed by ``backward``."""
+    active = weight != 0 and regulariser != "none"
+    out = executor.step(images, index, contractive_weight=weight if active and regulariser == "contractive" else 0)
+    if not active or regulariser == "contractive":
+        penalty = out.penalty
+    else:
+        with torch.enable_grad():
+            penalty = REGISTRY[regulariser].penalty(model, None, out.z)
+            if penalty.requires_grad:  # a frozen encoder's weights have no gradient
+                (weight * penalty).backward()
+        penalty = penalty.detach()
+    return Loss(out.mse + weight * penalty, out.mse, penalty, out.z)
 
 
 def compute_loss(model, x: torch.Tensor, regulariser: str, weight: float, executor=None) -> Loss:
