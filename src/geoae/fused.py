@@ -58,8 +58,8 @@ from torch.autograd.function import once_differentiable
 from .settings import LANES, WG_ACCUMULATORS, Settings, read_settings
 from .spec import LayerSpec, NetSpec, tap_table
 
-__all__ = ["Kernel", "FusedAutoencoder", "StepOutput", "available", "unavailable_reason", "supports", "kernel", "kernel_info",
-           "SUPPORTED_FEATURES"]
+__all__ = ["Kernel", "FusedAutoencoder", "StepOutput", "available", "unavailable_reason", "supports", "kernel",
+           "kernel_info", "SUPPORTED_FEATURES"]
 
 SOURCE = Path(__file__).with_name("_fused.c")
 HEADER = Path(__file__).with_name("_fused.h")

@@ -43,7 +43,7 @@ from .schedule import default_workers, runs_on_fused, train_many
 __all__ = [
     "BatchSource", "CHECKPOINT_FORMAT", "Callback", "CheckpointError", "Loss", "REGISTRY", "REGULARISERS",
     "RunLockedError", "TorchExecutor", "TrainConfig", "TrainResult", "TrainingDiverged", "compute_loss",
-    "contractive_penalty", "default_workers", "final_metrics", "fused_step", "git_commit", "is_finished", "load_run",
-    "locality_penalty", "make_executor", "make_optimizer", "mse_per_pixel", "one_call_steps", "provenance", "read_history",
-    "run_name", "runs_on_fused", "train", "train_many", "weight_penalty", "write_json",
+    "contractive_penalty", "default_workers", "final_metrics", "fused_step", "git_commit", "is_finished",
+    "load_run", "locality_penalty", "make_executor", "make_optimizer", "mse_per_pixel", "one_call_steps",
+    "provenance", "read_history", "run_name", "runs_on_fused", "train", "train_many", "weight_penalty", "write_json",
 ]
