@@ -29,6 +29,7 @@ from ..models import Autoencoder, build_model
 from ..settings import Settings, read_settings
 from .config import TrainConfig, offset_seed
 from .objectives import TorchExecutor, compute_loss, fused_step, mse_per_pixel, one_call_steps
+from .optim import adam_step
 from .rundir import (
     CheckpointError,
     RunDirectory,
@@ -333,7 +334,7 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
         if keras:
             for group in optimizer.param_groups:
                 group["eps"] = keras_epsilon(config.eps, config.betas[1], it + 1)
-        optimizer.step()
+        adam_step(optimizer)
         if kept is not None:
             kept.after_step(it, model)
         step = it + 1

@@ -1,0 +1,48 @@
+"""Adam's step without the optimizer's per-step Python.
+
+``torch.optim.Adam(fused=True).step()`` spends ~0.25 ms of Python per call (hooks, profiler records, state
+grouping) around ~0.03 ms of arithmetic: a sixth of a paper64 training step on two cores (measured). ``adam_step``
+issues the same two operations on the same tensors as torch's ``_fused_adam`` (the step counters incremented, then
+``torch._fused_adam_``), so the parameters and the optimizer's state are bit for bit those of ``optimizer.step()``
+(tests/test_train.py compares them). Anything it does not handle (several parameter groups, amsgrad, a tensor
+learning rate, state not yet created) goes through ``optimizer.step()`` itself.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["adam_step"]
+
+
+def _direct(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
+    """The parameters if ``adam_step`` can step ``optimizer`` itself, else None."""
+    if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+        return None
+    group = optimizer.param_groups[0]
+    if (not group.get("fused") or group["amsgrad"] or group["differentiable"] or group["capturable"]
+            or group.get("decoupled_weight_decay") or isinstance(group["lr"], torch.Tensor)
+            or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks):
+        return None
+    params = group["params"]
+    if any(p.grad is None or p not in optimizer.state for p in params):
+        return None  # the first step creates the state
+    return params
+
+
+@torch.no_grad()
+def adam_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` for a fused ``torch.optim.Adam`` of one parameter group, with its per-step Python
+    left out; bit for bit the same update and state."""
+    params = _direct(optimizer)
+    if params is None:
+        optimizer.step()
+        return
+    group, state = optimizer.param_groups[0], optimizer.state
+    steps = [state[p]["step"] for p in params]
+    torch._foreach_add_(steps, 1)
+    beta1, beta2 = group["betas"]
+    torch._fused_adam_(params, [p.grad for p in params], [state[p]["exp_avg"] for p in params],
+                       [state[p]["exp_avg_sq"] for p in params], [], steps, amsgrad=False, lr=group["lr"],
+                       beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                       maximize=group["maximize"], grad_scale=None, found_inf=None)
