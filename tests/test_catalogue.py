@@ -772,11 +772,11 @@ def fake_compiler(tmp_path, monkeypatch):
         pytest.skip(f"fused kernels unavailable: {fused.unavailable_reason()}")
     script = tmp_path / "cc.sh"
     script.write_text(f'#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && cp "{kernel.path}" "$2"; shift; done\n')
-    monkeypatch.setattr(fused, "_compiler", lambda: ["/bin/sh", str(script)])
+    monkeypatch.setattr(fused.build, "_compiler", lambda: ["/bin/sh", str(script)])
     cache = tmp_path / "cache"
     flags = fused.flags_for(kernel.lanes, kernel.wg, "")
-    path = fused._build(flags, cache)
-    assert fused._verified(path)
+    path = fused.build._build(flags, cache)
+    assert fused.build._verified(path)
     return flags, cache, path
 
 
@@ -800,17 +800,17 @@ LIBRARY_DAMAGES = {
 def test_a_damaged_kernel_library_is_rebuilt_not_loaded(damage, fake_compiler):
     flags, cache, path = fake_compiler
     LIBRARY_DAMAGES[damage](path)
-    assert not fused._verified(path)  # never loaded: a truncated / scrambled library kills the process
-    assert fused._build(flags, cache) == path and fused._verified(path)  # rebuilt
-    fused._open(path)
+    assert not fused.build._verified(path)  # never loaded: a truncated / scrambled library kills the process
+    assert fused.build._build(flags, cache) == path and fused.build._verified(path)  # rebuilt
+    fused.build._open(path)
 
 
 def test_a_foreign_library_with_a_planted_checksum_is_refused_not_raised(fake_compiler):
     flags, cache, path = fake_compiler
     _foreign(path)
-    path.with_suffix(".sha256").write_text(fused._digest(path) + "\n")
+    path.with_suffix(".sha256").write_text(fused.build._digest(path) + "\n")
     with pytest.raises(OSError):
-        fused._open(path)
+        fused.build._open(path)
 
 
 # ---------------------------------------------------- faults: two processes, SIGINT, SIGKILL at random
@@ -1312,7 +1312,7 @@ def test_a_kernel_library_that_crashes_is_refused_named_and_not_cached(tmp_path,
         pytest.skip("no C compiler")
     script = tmp_path / "cc.sh"
     script.write_text(CRASHING_COMPILER)
-    monkeypatch.setattr(fused, "_compiler", lambda: ["/bin/sh", str(script)])
+    monkeypatch.setattr(fused.build, "_compiler", lambda: ["/bin/sh", str(script)])
     cache = tmp_path / "cache"
     for name, value in (("GEOAE_CACHE", str(cache)), ("GEOAE_MARCH", "skylake-avx512"),
                         ("GEOAE_KERNEL", "lanes=16,wg=8")):
@@ -1336,10 +1336,10 @@ def test_a_kernel_library_that_crashes_is_refused_named_and_not_cached(tmp_path,
 
 def test_a_built_library_is_cached_only_once_tried(fake_compiler):
     flags, cache, path = fake_compiler
-    assert path.with_suffix(".tried").read_text().strip() == fused._digest(path)
+    assert path.with_suffix(".tried").read_text().strip() == fused.build._digest(path)
     path.with_suffix(".tried").unlink()  # a library cached by an older geoae: not tried yet
-    assert not fused._verified(path)
-    assert fused._build(flags, cache) == path and fused._verified(path)
+    assert not fused.build._verified(path)
+    assert fused.build._build(flags, cache) == path and fused.build._verified(path)
 
 
 def test_info_names_only_the_bad_setting(monkeypatch, capsys):

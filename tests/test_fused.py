@@ -267,7 +267,7 @@ def test_unsupported_features_fall_back_to_torch_or_refuse(monkeypatch, capsys):
 
 def test_without_a_compiler_training_uses_torch(monkeypatch, tmp_path):
     monkeypatch.setenv("GEOAE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(fused, "_compiler", lambda: None)
+    monkeypatch.setattr(fused.build, "_compiler", lambda: None)
     assert not fused.available() and "no C compiler" in fused.unavailable_reason()
     res = T.train(dataclasses.replace(SMALL, iterations=2))
     assert res.metrics["backend"] == "torch" and "no C compiler" in res.metrics["torch_backend_reason"]
@@ -294,7 +294,7 @@ def generic_build(tmp_path_factory):
     """One portable build (no -march: what an unknown CPU or another architecture gets), made once."""
     cache = tmp_path_factory.mktemp("cache")
     flags = fused.flags_for(16, 8, "")
-    return flags, fused._build(flags, cache)
+    return flags, fused.build._build(flags, cache)
 
 
 def copy_of(build, tmp_path):
@@ -308,41 +308,41 @@ def copy_of(build, tmp_path):
 
 
 def test_generic_build_loads(generic_build):
-    lib = fused._open(generic_build[1])
+    lib = fused.build._open(generic_build[1])
     assert lib.geoae_lanes() == 16 and lib.geoae_wg_accumulators() == 8 and lib.geoae_chunk() == 8
 
 
 def test_kernel_is_built_once_into_the_cache_and_verified(tmp_path, generic_build):
     flags, path = copy_of(generic_build, tmp_path)
-    assert fused._verified(path)
+    assert fused.build._verified(path)
     stamp = path.stat().st_mtime_ns
-    assert fused._build(flags, tmp_path) == path and path.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert fused.build._build(flags, tmp_path) == path and path.stat().st_mtime_ns == stamp  # reused, not rebuilt
     path.write_bytes(path.read_bytes()[:1000])  # truncated (would kill the process if loaded: SIGBUS)
-    assert not fused._verified(path)
-    assert fused._build(flags, tmp_path) == path and fused._verified(path)  # rebuilt
-    fused._open(path)
+    assert not fused.build._verified(path)
+    assert fused.build._build(flags, tmp_path) == path and fused.build._verified(path)  # rebuilt
+    fused.build._open(path)
 
 
 def test_a_library_writable_by_others_is_not_trusted(tmp_path, generic_build):
     flags, path = copy_of(generic_build, tmp_path)
     os.chmod(path, path.stat().st_mode | stat.S_IWOTH)
-    assert not fused._verified(path)
+    assert not fused.build._verified(path)
     os.chmod(tmp_path, 0o777)
     with pytest.raises(OSError, match="writable by other users"):
-        fused._build(flags, tmp_path)
+        fused.build._build(flags, tmp_path)
 
 
 def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
-    monkeypatch.setattr(fused, "_compiler", lambda: ["/bin/false"])
+    monkeypatch.setattr(fused.build, "_compiler", lambda: ["/bin/false"])
     with pytest.raises(OSError, match="failed"):
-        fused._build(fused.flags_for(8, 16, ""), tmp_path)
+        fused.build._build(fused.flags_for(8, 16, ""), tmp_path)
     assert not list(tmp_path.glob("*.so*"))
 
 
 def test_the_abi_check_refuses_a_mismatched_library(tmp_path):
     # refused when tried in the child process, before it is cached (and by _open, had it been cached)
     with pytest.raises(OSError, match="ABI 99"):
-        fused._open(fused._build((*fused.flags_for(8, 8, ""), "-O0", "-DGEOAE_ABI_VERSION=99"), tmp_path))
+        fused.build._open(fused.build._build((*fused.flags_for(8, 8, ""), "-O0", "-DGEOAE_ABI_VERSION=99"), tmp_path))
     assert not list(tmp_path.glob("*.so"))
 
 
@@ -360,15 +360,15 @@ def test_the_kernel_refuses_bad_layers_with_an_error_code():
 
 def test_cc_with_flags_is_honoured(monkeypatch):
     monkeypatch.setenv("CC", "cc -O1")
-    assert fused._compiler()[1:] == ["-O1"]
+    assert fused.build._compiler()[1:] == ["-O1"]
 
 
 def test_tuning_reports_its_measurements(tmp_path, monkeypatch):
     monkeypatch.setenv("GEOAE_CACHE", str(tmp_path))
-    monkeypatch.setattr(fused, "CANDIDATES", ((8, 8), (8, 16)))
-    k = fused._make_kernel(read_settings())
+    monkeypatch.setattr(fused.build, "CANDIDATES", ((8, 8), (8, 16)))
+    k = fused.build._make_kernel(read_settings())
     assert k.choice == "measured" and set(k.timings) == {"lanes=8,wg=8", "lanes=8,wg=16"}
-    again = fused._make_kernel(read_settings())
+    again = fused.build._make_kernel(read_settings())
     assert again.choice == "cached measurement" and (again.lanes, again.wg) == (k.lanes, k.wg)
 
 
