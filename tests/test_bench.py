@@ -37,8 +37,21 @@ def test_conv_macs_of_the_paper_network():
 
 def test_tiny_bench_runs_and_checks_equivalence(capsys):
     args = argparse.Namespace(batch_size=8, threads=None, no_bias=False, steps=5, repeats=1, sweep=5,
-                              sweep_steps=3, sweep_repeats=1, json=True, size=8)
+                              sweep_steps=3, sweep_repeats=1, json=True, size=8, networks="keras63,paper1d")
     assert bench.main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["single"]["losses_agree"] and out["sweep"]["weights_agree"]
     assert out["single"]["plain_images_per_second"] > 0 and 0 < out["single"]["geoae_matmul_fraction"]
+    assert set(out["networks"]) == {"keras63", "paper1d"}
+    assert all(r["losses_agree"] and r["plain_images_per_second"] > 0 for r in out["networks"].values())
+
+
+@pytest.mark.parametrize("name", list(bench.NETWORKS))
+def test_the_other_networks_plain_references_are_the_same_networks(name):
+    cfg = bench.network_config(name, 4, 1)
+    model = build_model(cfg.model, seed=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    x = cfg.data.make(seed=0)[0][:4] if cfg.model.ndim == 1 else cfg.data.make(4, seed=0)[0]
+    assert torch.allclose(bench.PlainAutoencoder(model)(x), model(x).x_hat, rtol=1e-5, atol=1e-6)

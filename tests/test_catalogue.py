@@ -211,6 +211,8 @@ CLI_CASES = [
     (["bench", "--batch-size", "0"], "--batch-size 0: must be an integer from 1 to 65536"),
     (["bench", "--size", "48"], "--size must be a power of two"),
     (["bench", "--threads", "0"], "--threads 0: must be an integer from 1 to 1024"),
+    (["bench", "--networks", "paper64,vgg"],
+     "--networks: each must be one of keras63, paper1d (comma-separated, '' for none), got 'paper64', 'vgg'"),
     (["bench", "--sweep-repeats", "0"], "--sweep-repeats 0: must be an integer from 1 to 1000"),
     # explore
     (["explore", f"{T}/missing", "--out", f"{T}/e.html"], "RUN_DIR {tmp}/missing is not a finished run directory"),

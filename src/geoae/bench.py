@@ -33,12 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import train as T
-from .data import DiskData
+from .data import DiracData, DiskData
 from .models import Autoencoder, ModelConfig, build_model, upsample_kernel
 from .spec import network_spec
 from .train import REGULARISERS, BatchSource, TrainConfig, train
 
-__all__ = ["PlainAutoencoder", "plain_train", "conv_macs", "matmul_flops", "bench_single", "bench_sweep", "main"]
+__all__ = ["PlainAutoencoder", "plain_train", "conv_macs", "matmul_flops", "bench_single", "bench_sweep", "main",
+           "NETWORKS", "network_config"]
 
 LOSS_TOLERANCE = 1e-4  # relative difference of the first 50 losses, (a) vs (b)
 SWEEP_WEIGHTS = {"none": 0.0, "locality": 1e-4, "l2_all": 1e-3, "l2_encoder": 1e-3, "contractive": 1e-3}
@@ -142,6 +143,21 @@ def _config(batch_size: int, bias: bool, steps: int, size: int = 64) -> TrainCon
                        batch_size=batch_size, iterations=steps, log_every=steps, checkpoint_every=10**9)
 
 
+# the other networks the experiments train, each timed against its own plain loop: the released recipe's
+# architecture (Keras-style transposed convolutions, 63 × 63 disks) and the position claims' 1-D network on Diracs
+NETWORKS = {
+    "keras63": lambda: (ModelConfig(arch="keras63", size=63), DiskData(n=1000, size=63)),
+    "paper1d": lambda: (ModelConfig(arch="paper1d", size=64), DiracData(size=64)),
+}
+
+
+def network_config(name: str, batch_size: int, steps: int) -> TrainConfig:
+    """The bench run of one of ``NETWORKS`` (plain Adam, as the plain loop uses)."""
+    model, data = NETWORKS[name]()
+    return TrainConfig(model=model, data=data, batch_size=batch_size, iterations=steps, log_every=steps,
+                       checkpoint_every=10**9)
+
+
 def bench_single(config: TrainConfig, repeats: int, check_steps: int = 50) -> dict:
     """(a) plain loop vs (b) ``train.train``: images/s medians, ratio, first-steps loss agreement."""
     source = BatchSource(config)
@@ -242,6 +258,19 @@ def main(args) -> int:
         out["single"][f"{key}_flops_per_second"] = rate
         out["single"][f"{key}_matmul_fraction"] = rate / peak
     ok = out["single"]["losses_agree"]
+    names = [n for n in getattr(args, "networks", ",".join(NETWORKS)).split(",") if n]
+    unknown = sorted(set(names) - set(NETWORKS))
+    if unknown:
+        raise ValueError(f"--networks must name networks among {', '.join(NETWORKS)}, got {', '.join(unknown)}")
+    out["networks"] = {}
+    for net in names:
+        cfg = network_config(net, config.batch_size, args.steps)
+        flop = 2 * 3 * conv_macs(cfg.model) * cfg.batch_size
+        res = bench_single(cfg, args.repeats)
+        res |= {"flop_per_step": flop, "geoae_matmul_fraction": res["geoae_images_per_second"] / cfg.batch_size
+                * flop / peak}
+        out["networks"][net] = res
+        ok = ok and res["losses_agree"]
     if args.sweep:
         sweep_base = dataclasses.replace(config, iterations=getattr(args, "sweep_steps", 50))
         out["sweep"] = bench_sweep(sweep_base, args.sweep, max(1, getattr(args, "sweep_repeats", 1)))
@@ -272,6 +301,12 @@ def _text(out: dict) -> str:
         f"  ratio b/a {s['ratio']:.2f}; losses of the first {s['loss_check_steps']} steps: max rel diff "
         f"{s['loss_max_rel_diff']:.1e} ({'OK' if s['losses_agree'] else 'MISMATCH'}, tolerance {LOSS_TOLERANCE:g})",
     ]
+    for net, r in out.get("networks", {}).items():
+        lines.append(
+            f"  {net}: (a) plain {r['plain_images_per_second']:.0f} images/s, (b) geoae "
+            f"{r['geoae_images_per_second']:.0f} images/s ({100 * r['geoae_matmul_fraction']:.2f}% of matmul), "
+            f"ratio {r['ratio']:.2f}; losses of the first {r['loss_check_steps']} steps: max rel diff "
+            f"{r['loss_max_rel_diff']:.1e} ({'OK' if r['losses_agree'] else 'MISMATCH'})")
     if "sweep" in out:
         w = out["sweep"]
         lines += [

@@ -400,7 +400,7 @@ def check_explore(args) -> str:
 
 
 def check_bench(args):
-    from ..bench import _config
+    from ..bench import NETWORKS, _config
     from ..training.config import MAX_BATCH
 
     _check_int("--batch-size", args.batch_size, 1, MAX_BATCH)
@@ -412,6 +412,10 @@ def check_bench(args):
         _check_int(option, value, lo, hi)
     with _named({"model.size": "--size", "data.size": "--size"}):
         _config(args.batch_size, not args.no_bias, args.steps, args.size).validate()
+    unknown = sorted({n for n in args.networks.split(",") if n} - set(NETWORKS))
+    if unknown:
+        raise UsageError(f"--networks: each must be one of {', '.join(NETWORKS)} (comma-separated, '' for none), "
+                         f"got {', '.join(map(repr, unknown))}")
 
 
 def check_info(args):

@@ -273,6 +273,9 @@ def get_parser() -> argparse.ArgumentParser:
     be.add_argument("--sweep-steps", type=int, default=300, help="steps of each sweep run")
     be.add_argument("--sweep-repeats", type=int, default=1, help="repeats of the sweep timing (median)")
     be.add_argument("--size", type=int, default=64, help="image side m (64 is the paper's)")
+    be.add_argument("--networks", default="keras63,paper1d",
+                    help="the other networks to time against their plain loops, comma-separated, from keras63 "
+                    "(the released recipe's) and paper1d (the 1-D Dirac network); '' for none")
     be.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     info = sub.add_parser("info", help="versions, CPU, fused-kernel availability, the optional extras installed "
