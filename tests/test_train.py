@@ -373,19 +373,20 @@ def test_a_bad_value_names_its_key_and_the_override_that_set_it(overrides, key, 
 
 @pytest.mark.parametrize("betas, eps, weight_decay", [((0.9, 0.999), 1e-8, 0.0), ((0.5, 0.9), 1e-3, 1e-2)])
 def test_adam_step_is_optimizer_step_bit_for_bit(betas, eps, weight_decay):
-    from geoae.training.optim import adam_step
+    from geoae.training.optim import AdamStep
 
     models = [build_model(ModelConfig(size=16), seed=0) for _ in range(2)]
     opts = [torch.optim.Adam(m.parameters(), lr=1e-2, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
             for m in models]
+    direct = AdamStep(opts[1])
     gen = torch.Generator().manual_seed(0)
     for step in range(5):
         grads = [torch.randn(p.shape, generator=gen) for p in models[0].parameters()]
-        for m, opt, direct in zip(models, opts, (False, True), strict=True):
+        for m, opt in zip(models, opts, strict=True):
             for p, g in zip(m.parameters(), grads, strict=True):
                 p.grad = g.clone()
             opt.param_groups[0]["eps"] = eps * (step + 1)  # set per step, as the Keras recipe does
-            adam_step(opt) if direct else opt.step()
+            direct.step() if opt is opts[1] else opt.step()
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         assert torch.equal(a, b)
     sa, sb = opts[0].state_dict()["state"], opts[1].state_dict()["state"]

@@ -58,6 +58,7 @@ class _Stack:
                                 tables[0], tables[1], None, None, None, mr, mc, tables[2], tables[3]))
         self.layers = (_Layer * len(descs))(*descs)
         self.n = len(descs)
+        self._copies: dict[int, torch.Tensor] = {}
         self.frozen = all(ly.frozen for ly in layers)
 
     def coefficients(self) -> list[torch.Tensor]:
@@ -74,6 +75,25 @@ class _Stack:
                 bm = coordinate_bias(ly, m.weight)  # (cout, *S_out)
                 out.append(bm.permute(*range(1, ly.ndim + 1), 0).contiguous())
         return out
+
+    def bind_parameters(self) -> None:
+        """Point the C descriptors at the modules' own parameters, for ``FusedAutoencoder.step`` (no autograd, so
+        no coefficient tensors: only a ``convT`` kernel is transposed, into a buffer kept from step to step).
+        Not for coordinate channels (their bias map is computed, see ``coefficients``)."""
+        for k, (desc, ly, m) in enumerate(zip(self.layers, self.specs, self.modules, strict=True)):
+            w = m.weight
+            if ly.op == "convT" or not w.is_contiguous():
+                buf = self._copies.get(k)
+                if buf is None:
+                    from ..models import conv_weight
+
+                    buf = self._copies[k] = conv_weight(ly, w).detach().contiguous()
+                else:
+                    buf.copy_(w.transpose(0, 1) if ly.op == "convT" else w)
+                w = buf
+            desc.w = w.data_ptr()
+            desc.b = m.bias.data_ptr() if ly.bias else None
+            desc.bm = None
 
     def bind(self, coefs: list[torch.Tensor]) -> None:
         """Point the C descriptors at this step's coefficient tensors."""
@@ -261,9 +281,8 @@ class FusedAutoencoder:
         cscale = 2.0 * float(torch.tensor(contractive_weight, dtype=torch.float32)) / (n * d) if contractive else 0.0
         z = images.new_empty(batch, d)
         total, pen_total = ctypes.c_double(0.0), ctypes.c_double(0.0)
-        coefs_e, coefs_d = enc.coefficients(), dec.coefficients()
-        enc.bind(coefs_e)
-        dec.bind(coefs_d)
+        enc.bind_parameters()
+        dec.bind_parameters()
         flat_e, flat_d, plan = self._step_gradients()
         gacc_e, gacc_d = self._gradient_accumulators(batch)
         train_enc = not enc.frozen

@@ -29,7 +29,7 @@ from ..models import Autoencoder, build_model
 from ..settings import Settings, read_settings
 from .config import TrainConfig, offset_seed
 from .objectives import TorchExecutor, compute_loss, fused_step, mse_per_pixel, one_call_steps
-from .optim import adam_step
+from .optim import AdamStep
 from .rundir import (
     CheckpointError,
     RunDirectory,
@@ -314,6 +314,7 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
     t0 = time.perf_counter()
     keras = config.optimizer == "adam_keras"
     one_call = one_call_steps(config, executor)
+    adam = AdamStep(optimizer)  # after the checkpoint's optimizer state was loaded
     for it in range(start, config.iterations):
         interrupts.check()  # a Ctrl-C swallowed elsewhere (a finaliser) still stops the run here
         if one_call:  # loss and gradients (into .grad) in one kernel call
@@ -334,7 +335,7 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
         if keras:
             for group in optimizer.param_groups:
                 group["eps"] = keras_epsilon(config.eps, config.betas[1], it + 1)
-        adam_step(optimizer)
+        adam.step()
         if kept is not None:
             kept.after_step(it, model)
         step = it + 1
