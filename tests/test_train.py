@@ -215,6 +215,19 @@ def test_contractive_penalty_matches_finite_differences(batch):
     assert pen == pytest.approx(float(g.square().mean()), rel=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["binary", "counts", "grey", "signed"])
+def test_the_neighbours_gram_matrix_is_the_float64_product_bit_for_bit(kind):
+    from geoae.training.objectives import _gram
+
+    gen = torch.Generator().manual_seed(0)
+    flat = {"binary": lambda: (torch.rand(40, 4096, generator=gen) > 0.5).float(),
+            "counts": lambda: torch.randint(0, 9, (40, 300), generator=gen).float(),
+            "grey": lambda: (torch.rand(40, 4096, generator=gen) * 255).floor() / 255,
+            "signed": lambda: torch.randint(-3, 4, (40, 300), generator=gen).float()}[kind]()
+    wide = flat.double()
+    assert torch.equal(_gram(flat), wide @ wide.T)
+
+
 def test_locality_penalty_uses_the_nearest_neighbour():
     x = torch.zeros(3, 1, 2, 2)
     x[1] += 1.0
