@@ -141,12 +141,12 @@ STEPPED = [c for c in MODELS if not c.coord]
 
 
 @pytest.mark.parametrize("config", STEPPED, ids=name)
-@pytest.mark.parametrize("regulariser", ["none", "l2_all", "l2_encoder", "contractive"])
+@pytest.mark.parametrize("regulariser", ["none", "l2_all", "l2_encoder", "contractive", "locality"])
 def test_one_call_step_equals_loss_then_backward_bit_for_bit(config, regulariser):
     # the training loop's one-call step (batch gathered by index in the kernel, forward and backward block by
     # block, gradients written to .grad) computes exactly what the autograd path computes, which
     # test_losses_and_gradients_equal_torch compares with float64 torch
-    weight = {"none": 0.0, "contractive": 0.5}.get(regulariser, 1e-2)
+    weight = {"none": 0.0, "contractive": 0.5, "locality": 1e-2}.get(regulariser, 1e-2)
     images = batch_of(config, 40, seed=2)
     index = torch.randint(len(images), (21,), generator=torch.Generator().manual_seed(3))
     a, b = perturbed(config, seed=2), perturbed(config, seed=2)
@@ -173,6 +173,8 @@ def test_one_call_step_refuses_bad_batches_and_coordinate_channels():
         ex.step(images, torch.tensor([0, 1], dtype=torch.int32))
     with pytest.raises(ValueError, match=r"images of shape \(B, 1, 16, 16\)"):
         ex.step(torch.rand(10, 1, 8, 8))
+    with pytest.raises(ValueError, match="a code_loss or a contractive_weight, not both"):
+        ex.step(images, contractive_weight=0.1, code_loss=lambda z: z.sum())
     coord = fused.FusedAutoencoder(build_model(ModelConfig(arch="paper1d", size=16, coord=True), seed=0))
     assert coord.one_call() == "coordinate channels"
     with pytest.raises(ValueError, match="not supported for networks with coordinate channels"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import math
 import sys
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -245,14 +246,18 @@ class FusedAutoencoder:
         return "coordinate channels" if any(ly.coord for ly in self.spec.layers) else None
 
     @torch.no_grad()
-    def step(self, images: torch.Tensor, index: torch.Tensor | None = None,
-             contractive_weight: float = 0.0) -> StepOutput:
+    def step(self, images: torch.Tensor, index: torch.Tensor | None = None, contractive_weight: float = 0.0,
+             code_loss: Callable[[torch.Tensor], torch.Tensor] | None = None) -> StepOutput:
         """One training step in one kernel call (``geoae_ae_step``): the batch x = images[index] (images
         (N, 1, m, m) or (N, 1, n) float32; index (B,) int64, or None for x = images) gathered straight into the
         kernels' layout, forward, loss and backward, block by block. The gradient of
         MSE + contractive_weight · contractive penalty is written to the trainable parameters' ``.grad``
         (overwritten; parameters without gradient are left alone). Same numbers, bit for bit, as ``loss(x)``
-        followed by ``backward()`` of that sum; no autograd graph is built."""
+        followed by ``backward()`` of that sum; no autograd graph is built.
+
+        ``code_loss(z)`` (z (B, d) → a scalar tensor, e.g. λ times the locality penalty) adds a term that reads
+        the codes: the step is then two kernel calls, the forward of the whole batch and, once autograd has
+        differentiated ``code_loss`` at z alone, the backward (not with ``contractive_weight``)."""
         from ..models import check_input
 
         reason = self.one_call()
@@ -273,6 +278,8 @@ class FusedAutoencoder:
         if batch < 1:
             raise ValueError("step needs a batch of at least 1 image")
         contractive = contractive_weight != 0.0
+        if code_loss is not None and contractive:
+            raise ValueError("step takes a code_loss or a contractive_weight, not both")
         lib, enc, dec = self.kernel.lib, self.encoder, self.decoder
         acts_e, acts_d, vbuf, u0, ptrs, sse, pen = buffers = self._buffers(batch, contractive)
         n, d = batch * math.prod(self.spec.input_shape), self.spec.latent_dim
@@ -286,6 +293,8 @@ class FusedAutoencoder:
         flat_e, flat_d, plan = self._step_gradients()
         gacc_e, gacc_d = self._gradient_accumulators(batch)
         train_enc = not enc.frozen
+        if code_loss is not None:
+            return self._two_call_step(images, index, batch, z, buffers, gscale, code_loss)
         _check(lib.geoae_ae_step(
             enc.layers, enc.n, dec.layers, dec.n, batch, images.data_ptr(),
             index.data_ptr() if index is not None else None, z.data_ptr(), ptrs[0], ptrs[1], sse.data_ptr(),
@@ -294,6 +303,38 @@ class FusedAutoencoder:
             flat_d.data_ptr(), self._scratch().data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), self.threads,
             ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_step")
         self._release(batch, contractive, buffers)
+        self._gradients_to_parameters(plan)
+        penalty = pen_total.value / (n * d) if contractive else 0.0
+        return StepOutput(z, torch.tensor(total.value / n, dtype=torch.float32),
+                          torch.tensor(penalty, dtype=torch.float32))
+
+    def _two_call_step(self, images, index, batch, z, buffers, gscale, code_loss) -> StepOutput:
+        """``step`` with a ``code_loss``: forward, autograd on z alone, backward with its gradient."""
+        lib, enc, dec = self.kernel.lib, self.encoder, self.decoder
+        acts_e, acts_d, vbuf, u0, ptrs, sse, pen = buffers
+        x = images if index is None else images.index_select(0, index)
+        total, pen_total = ctypes.c_double(0.0), ctypes.c_double(0.0)
+        scratch = self._scratch()
+        _check(lib.geoae_ae_forward(enc.layers, enc.n, dec.layers, dec.n, batch, x.data_ptr(), z.data_ptr(), ptrs[0],
+                                    ptrs[1], sse.data_ptr(), None, None, None, scratch.data_ptr(), self.threads,
+                                    ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_forward")
+        with torch.enable_grad():
+            leaf = z.detach().requires_grad_(True)
+            (gz,) = torch.autograd.grad(code_loss(leaf), leaf)
+        gz = gz.to(torch.float32).contiguous()
+        flat_e, flat_d, plan = self._step_gradients()
+        gacc_e, gacc_d = self._gradient_accumulators(batch)
+        _check(lib.geoae_ae_backward(enc.layers, enc.n, dec.layers, dec.n, batch, ptrs[0], ptrs[1], gz.data_ptr(),
+                                     gscale, None, None, 0.0, int(not enc.frozen), flat_e.data_ptr(),
+                                     flat_d.data_ptr(), scratch.data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(),
+                                     self.threads), "geoae_ae_backward")
+        self._release(batch, False, buffers)
+        self._gradients_to_parameters(plan)
+        n = batch * math.prod(self.spec.input_shape)
+        return StepOutput(z, torch.tensor(total.value / n, dtype=torch.float32), torch.tensor(0.0))
+
+    @staticmethod
+    def _gradients_to_parameters(plan) -> None:
         for param, grad, transposed in plan:
             if not param.requires_grad:
                 continue
@@ -303,9 +344,6 @@ class FusedAutoencoder:
                 param.grad.copy_(grad.transpose(0, 1))
             elif param.grad is None or param.grad.data_ptr() != grad.data_ptr():
                 param.grad = grad
-        penalty = pen_total.value / (n * d) if contractive else 0.0
-        return StepOutput(z, torch.tensor(total.value / n, dtype=torch.float32),
-                          torch.tensor(penalty, dtype=torch.float32))
 
     def _step_gradients(self) -> tuple[torch.Tensor, torch.Tensor, list]:
         """The flat gradient buffers that ``step`` writes and the parameters' views of them (kept: the views

@@ -118,18 +118,28 @@ class TorchExecutor:
 
 
 def one_call_steps(config, executor) -> bool:
-    """Whether ``fused_step`` trains ``config`` on ``executor``: the fused executor on a network it steps in one
-    call, with a loss that does not read the codes (the locality penalty does: it keeps ``compute_loss``)."""
-    return (getattr(executor, "name", None) == "fused" and executor.one_call() is None
-            and not (config.regulariser == "locality" and config.reg_weight != 0))
+    """Whether ``fused_step`` trains ``config`` on ``executor``: the fused executor, on a network it steps without
+    autograd (every network but those with coordinate channels)."""
+    return getattr(executor, "name", None) == "fused" and executor.one_call() is None
 
 
 def fused_step(model, images: torch.Tensor, index: torch.Tensor | None, regulariser: str, weight: float,
                executor) -> Loss:
     """The loss of the batch x = images[index] (``BatchSource.draw``) with its gradient written to the
-    parameters' ``.grad``: MSE and contractive penalty by ``executor.step`` (one kernel call), a weight penalty
-    through autograd, added to those gradients. Bit for bit ``compute_loss`` followed by ``backward``."""
+    parameters' ``.grad``: MSE and contractive penalty by ``executor.step`` (one kernel call); the locality
+    penalty, which reads the codes, by its ``code_loss`` (two calls); a weight penalty through autograd, added
+    to those gradients. Bit for bit ``compute_loss`` followed by ``backward``."""
     active = weight != 0 and regulariser != "none"
+    if active and regulariser == "locality":  # reads the codes: forward, the penalty's gradient at z, backward
+        x = images if index is None else images.index_select(0, index)
+        held = []
+
+        def code_loss(z):
+            held.append(locality_penalty(x, z))
+            return weight * held[0]
+
+        out = executor.step(x, code_loss=code_loss)
+        return Loss(out.mse + weight * held[0].detach(), out.mse, held[0].detach(), out.z)
     out = executor.step(images, index, contractive_weight=weight if active and regulariser == "contractive" else 0)
     if not active or regulariser == "contractive":
         penalty = out.penalty
