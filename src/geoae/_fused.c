@@ -423,11 +423,11 @@ static void from_block(const float *restrict src, int batch, int blk, int C, int
             }
 }
 
-/* One block through a stack: acts[k] + blk * size(k) is activation k of the block (acts[0] must hold it). */
-static void stack_forward_block(const Layer *layers, int n, float *const *acts, int blk) {
+/* One block through a stack: acts[k] + slot * size(k) is activation k of the block (acts[0] must hold it). */
+static void stack_forward_block(const Layer *layers, int n, float *const *acts, int slot) {
     for (int k = 0; k < n; k++) {
         const Layer *ly = &layers[k];
-        layer_forward(ly, acts[k] + blk * act_size(ly, 0), acts[k + 1] + blk * act_size(ly, 1));
+        layer_forward(ly, acts[k] + slot * act_size(ly, 0), acts[k + 1] + slot * act_size(ly, 1));
     }
 }
 
@@ -440,7 +440,7 @@ static size_t total_coefs(const Layer *layers, int n) {
 /* Backward of one block: g (overwritten) holds the output gradient; the input gradient goes to gin (or
  * nowhere if NULL); per-lane coefficient gradients go to gacc (coefs * NL floats, overwritten); tmp holds
  * 2 x the largest activation. */
-static void stack_backward_block(const Layer *layers, int n, float *const *acts, int blk, float *g, float *gin,
+static void stack_backward_block(const Layer *layers, int n, float *const *acts, int slot, float *g, float *gin,
                                  float *gacc, float *tmp) {
     const size_t biggest = largest_block(layers, n);
     float *cur = g, *bufs[2] = {tmp, tmp + biggest};
@@ -454,7 +454,7 @@ static void stack_backward_block(const Layer *layers, int n, float *const *acts,
         float *gw = gacc + offset * NL;
         const size_t nw = (size_t)ly->cout * ly->cin * ly->kh * ly->kw;
         const size_t nb = ly->b ? (size_t)ly->cout : 0;
-        pre = layer_backward(ly, acts[k] + blk * act_size(ly, 0), acts[k + 1] + blk * act_size(ly, 1), cur, next, gw,
+        pre = layer_backward(ly, acts[k] + slot * act_size(ly, 0), acts[k + 1] + slot * act_size(ly, 1), cur, next, gw,
                              ly->b ? gw + nw * NL : NULL, ly->bm ? gw + (nw + nb) * NL : NULL,
                              k > 0 ? &layers[k - 1] : NULL, pre);
         cur = next;
@@ -490,7 +490,12 @@ typedef struct {
     float *u0;              /* per block and k: dz_k/dx in block layout (n_blocks * d * size of x) */
     double *pen;            /* forward: per block sum over images, pixels and k of (dz_k/dx)^2 */
     float cscale;           /* backward: d loss / d (dz_k/dx) = cscale * dz_k/dx */
+    int local, slot;        /* local: the activations of block blk are at slot `slot` of acts_e / acts_d (one
+                               block's worth per thread, reused block after block), else at slot blk */
 } Job;
+
+/* Where block blk's activations are: their slot in acts_e / acts_d. */
+static int act_slot(const Job *j, int blk) { return j->local ? j->slot : blk; }
 
 #define IN_SIZE(ly) ((ly)->cin * (ly)->hin * (ly)->win)
 
@@ -561,7 +566,7 @@ static void contractive_forward_block(const Job *j, int blk, float *buf) {
             const Layer *ly = &E[q];
             float *v = j->vbuf[q] + ((size_t)blk * d + k) * act_size(ly, 1);
             memcpy(v, cur, act_size(ly, 1) * sizeof(float));
-            act_backward(ly, j->acts_e[q + 1] + blk * act_size(ly, 1), v);
+            act_backward(ly, j->acts_e[q + 1] + act_slot(j, blk) * act_size(ly, 1), v);
             float *gin = q > 0 ? (cur == buf ? buf + big : buf) : j->u0 + ((size_t)blk * d + k) * nx;
             conv_backward(ly, NULL, v, gin, NULL, NULL, NULL, NULL);
             cur = gin;
@@ -588,7 +593,7 @@ static void contractive_backward_block(const Job *j, int blk, float *gacc, float
             if (q < n - 1) {
                 float *next = h == buf ? buf + big : buf;
                 conv_forward(ly, h, next, NULL, 0);
-                act_backward(ly, j->acts_e[q + 1] + blk * act_size(ly, 1), next);
+                act_backward(ly, j->acts_e[q + 1] + act_slot(j, blk) * act_size(ly, 1), next);
                 h = next;
             }
         }
@@ -600,13 +605,13 @@ static void contractive_backward_block(const Job *j, int blk, float *gacc, float
 static void forward_block(const Job *j, int blk) {
     const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1];
     to_block(j->x, j->index, j->batch, blk, first->cin, first->hin, first->win,
-             j->acts_e[0] + blk * act_size(first, 0));
-    stack_forward_block(j->enc, j->n_enc, j->acts_e, blk);
-    from_block(j->acts_e[j->n_enc] + blk * act_size(last, 1), j->batch, blk, last->cout, last->hout, last->wout,
+             j->acts_e[0] + act_slot(j, blk) * act_size(first, 0));
+    stack_forward_block(j->enc, j->n_enc, j->acts_e, act_slot(j, blk));
+    from_block(j->acts_e[j->n_enc] + act_slot(j, blk) * act_size(last, 1), j->batch, blk, last->cout, last->hout, last->wout,
                j->y);
-    stack_forward_block(j->dec, j->n_dec, j->acts_d, blk);
+    stack_forward_block(j->dec, j->n_dec, j->acts_d, act_slot(j, blk));
     const Layer *out = &j->dec[j->n_dec - 1];
-    const float *xh = j->acts_d[j->n_dec] + blk * act_size(out, 1), *x = j->acts_e[0] + blk * act_size(first, 0);
+    const float *xh = j->acts_d[j->n_dec] + act_slot(j, blk) * act_size(out, 1), *x = j->acts_e[0] + act_slot(j, blk) * act_size(first, 0);
     double *sse = j->sse + (size_t)blk * NL;
     for (int l = 0; l < NL; l++) sse[l] = 0.0;
     sum_squares(xh, x, (size_t)IN_SIZE(first), valid_lanes(j->batch, blk), sse);
@@ -628,12 +633,12 @@ static void backward_block(const Job *j, int blk) {
     const size_t pixels = (size_t)IN_SIZE(first);
     {
         /* decoder first: g = gscale * (x_hat - x) on real images, 0 on padding */
-        const float *xh = j->acts_d[j->n_dec] + blk * act_size(out, 1);
-        const float *x = j->acts_e[0] + blk * act_size(first, 0);
+        const float *xh = j->acts_d[j->n_dec] + act_slot(j, blk) * act_size(out, 1);
+        const float *x = j->acts_e[0] + act_slot(j, blk) * act_size(first, 0);
         vf mask;
         for (int l = 0; l < NL; l++) mask[l] = blk * NL + l < j->batch ? j->gscale : 0.0f;
         for (size_t p = 0; p < pixels; p++) V(g + p * NL) = mask * (V(xh + p * NL) - V(x + p * NL));
-        stack_backward_block(j->dec, j->n_dec, j->acts_d, blk, g, j->train_enc ? gz : NULL,
+        stack_backward_block(j->dec, j->n_dec, j->acts_d, act_slot(j, blk), g, j->train_enc ? gz : NULL,
                              j->gacc_d + blk * total_coefs(j->dec, j->n_dec) * NL, tmp);
         if (!j->train_enc) return;
         if (j->gy) {
@@ -643,7 +648,7 @@ static void backward_block(const Job *j, int blk) {
         }
         memcpy(g, gz, act_size(last, 1) * sizeof(float));
         float *gacc = j->gacc_e + blk * total_coefs(j->enc, j->n_enc) * NL;
-        stack_backward_block(j->enc, j->n_enc, j->acts_e, blk, g, NULL, gacc, tmp);
+        stack_backward_block(j->enc, j->n_enc, j->acts_e, act_slot(j, blk), g, NULL, gacc, tmp);
         if (j->vbuf && j->cscale != 0.0f) contractive_backward_block(j, blk, gacc, j->scratch);
     }
 }
@@ -939,7 +944,9 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
 
 /* One training step in one call: geoae_ae_forward and then geoae_ae_backward with gz = NULL (the loss does not
  * read the code), computed block by block. The batch is images[index[b]] for b < batch (index NULL: images is
- * the batch). Same arguments, results and arithmetic as those two calls. */
+ * the batch). Same arguments, results and arithmetic as those two calls, but for acts_e and acts_d, which hold
+ * one block per thread (geoae_activation_floats of threads * lanes images), reused block after block: a block's
+ * activations stay in the core's cache from its forward to its backward. */
 int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *images,
                   const long long *index, float *z, float *const *acts_e, float *const *acts_d, double *sse,
                   float *const *vbuf, float *u0, double *pen, float gscale, float cscale, int train_encoder,
@@ -958,7 +965,8 @@ int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int 
         jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = images,
                         .index = index, .y = z, .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf,
                         .u0 = u0, .pen = pen, .gscale = gscale, .cscale = cscale, .train_enc = train_encoder,
-                        .scratch = scratch + (size_t)t * 4 * big, .gacc_e = gacc_e, .gacc_d = gacc_d};
+                        .scratch = scratch + (size_t)t * 4 * big, .gacc_e = gacc_e, .gacc_d = gacc_d,
+                        .local = 1, .slot = t};
     const FpMode mode = fp_flush_begin();
     run_jobs(step_job, jobs, n_blocks, threads);
     if (train_encoder) reduce_coefs(gacc_e, total_coefs(enc, n_enc), n_blocks, grads_e);

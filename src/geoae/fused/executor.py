@@ -202,26 +202,29 @@ class FusedAutoencoder:
     # A forward takes a buffer set from the pool and its backward gives it back; a forward whose backward
     # never runs (evaluation, an abandoned graph) just lets its set be garbage-collected.
 
-    def _buffers(self, batch: int, contractive: bool):
-        free = self._pool.get((batch, contractive))
+    def _buffers(self, batch: int, contractive: bool, local: bool = False):
+        """Activation and loss buffers for a batch; ``local``: the activations of one block per thread (``step``),
+        else of the whole batch."""
+        free = self._pool.get((batch, contractive, local))
         if free:
             return free.pop()
         lib, enc, dec = self.kernel.lib, self.encoder, self.decoder
         size = lib.geoae_activation_floats
-        acts_e = [torch.empty(size(enc.layers[k], 0, batch)) for k in range(enc.n)]
-        acts_e.append(torch.empty(size(enc.layers[enc.n - 1], 1, batch)))
-        acts_d = [acts_e[-1]] + [torch.empty(size(dec.layers[k], 1, batch)) for k in range(dec.n)]
+        held = min(self.threads * self.lanes, batch) if local else batch  # images whose activations are kept
+        acts_e = [torch.empty(size(enc.layers[k], 0, held)) for k in range(enc.n)]
+        acts_e.append(torch.empty(size(enc.layers[enc.n - 1], 1, held)))
+        acts_d = [acts_e[-1]] + [torch.empty(size(dec.layers[k], 1, held)) for k in range(dec.n)]
         vbuf, u0 = [], None
         if contractive:  # per block and code dimension: the gradient of z_k at every encoder layer, and dz_k/dx
             d = self.spec.latent_dim
             vbuf = [torch.empty(d * size(enc.layers[k], 1, batch)) for k in range(enc.n)]
-            u0 = torch.empty(d * acts_e[0].numel())
+            u0 = torch.empty(d * size(enc.layers[0], 0, batch))
         slots = lib.geoae_image_slots(batch)
         sse, pen = torch.empty(slots, dtype=torch.float64), torch.empty(slots, dtype=torch.float64)
         return acts_e, acts_d, vbuf, u0, (_pointers(acts_e), _pointers(acts_d), _pointers(vbuf)), sse, pen
 
-    def _release(self, batch: int, contractive: bool, buffers) -> None:
-        free = self._pool.setdefault((batch, contractive), [])
+    def _release(self, batch: int, contractive: bool, buffers, local: bool = False) -> None:
+        free = self._pool.setdefault((batch, contractive, local), [])
         if len(free) < 2:
             free.append(buffers)
 
@@ -281,7 +284,8 @@ class FusedAutoencoder:
         if code_loss is not None and contractive:
             raise ValueError("step takes a code_loss or a contractive_weight, not both")
         lib, enc, dec = self.kernel.lib, self.encoder, self.decoder
-        acts_e, acts_d, vbuf, u0, ptrs, sse, pen = buffers = self._buffers(batch, contractive)
+        local = code_loss is None  # one call: one block of activations per thread; two calls: the whole batch's
+        acts_e, acts_d, vbuf, u0, ptrs, sse, pen = buffers = self._buffers(batch, contractive, local)
         n, d = batch * math.prod(self.spec.input_shape), self.spec.latent_dim
         # the scales of loss().backward(): d total / d mse = 1, d total / d penalty = the weight in float32
         gscale = 2.0 / n
@@ -302,7 +306,7 @@ class FusedAutoencoder:
             pen.data_ptr() if contractive else None, gscale, cscale, int(train_enc), flat_e.data_ptr(),
             flat_d.data_ptr(), self._scratch().data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), self.threads,
             ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_step")
-        self._release(batch, contractive, buffers)
+        self._release(batch, contractive, buffers, local)
         self._gradients_to_parameters(plan)
         penalty = pen_total.value / (n * d) if contractive else 0.0
         return StepOutput(z, torch.tensor(total.value / n, dtype=torch.float32),
