@@ -163,6 +163,24 @@ def test_one_call_step_equals_loss_then_backward_bit_for_bit(config, regulariser
         assert p.grad is None or torch.equal(p.grad, q.grad)
 
 
+def test_one_call_step_follows_parameters_whose_storage_moved():
+    # step keeps its pointers to the parameters while their storage stays put; a parameter given new storage
+    # (param.data = ..., as some user code does) must be followed, not read where it was
+    model, ref = build_model(ModelConfig(size=16), seed=0), build_model(ModelConfig(size=16), seed=0)
+    ex = fused.FusedAutoencoder(model, threads=1)
+    x = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    ex.step(x)
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+            p.data = p.data * 0.5 + 0.01
+            q.mul_(0.5).add_(0.01)
+    out = ex.step(x)
+    z, mse, _ = fused.FusedAutoencoder(ref, threads=1).loss(x)
+    mse.backward()
+    assert torch.equal(out.mse, mse.detach()) and torch.equal(out.z, z.detach())
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(model.parameters(), ref.parameters(), strict=True))
+
+
 def test_one_call_step_refuses_bad_batches_and_coordinate_channels():
     model = build_model(ModelConfig(size=16), seed=0)
     ex = fused.FusedAutoencoder(model, threads=1)

@@ -60,6 +60,10 @@ class _Stack:
         self.layers = (_Layer * len(descs))(*descs)
         self.n = len(descs)
         self._copies: dict[int, torch.Tensor] = {}
+        self._copied: list[tuple[int, tuple[LayerSpec, torch.nn.Module]]] = []
+        self._parameters = [p for ly, m in zip(layers, modules, strict=True)
+                            for p in ((m.weight, m.bias) if ly.bias else (m.weight,))]
+        self._bound: tuple[int, ...] | None = None  # the parameters' storage the descriptors point at
         self.frozen = all(ly.frozen for ly in layers)
 
     def coefficients(self) -> list[torch.Tensor]:
@@ -80,24 +84,30 @@ class _Stack:
     def bind_parameters(self) -> None:
         """Point the C descriptors at the modules' own parameters, for ``FusedAutoencoder.step`` (no autograd, so
         no coefficient tensors: only a ``convT`` kernel is transposed, into a buffer kept from step to step).
+        The descriptors are rewritten only when a parameter's storage moved or ``bind`` pointed them elsewhere.
         Not for coordinate channels (their bias map is computed, see ``coefficients``)."""
+        for k, (ly, m) in self._copied:  # transposed or non-contiguous kernels: refreshed every step
+            self._copies[k].copy_(m.weight.transpose(0, 1) if ly.op == "convT" else m.weight)
+        storage = tuple(p.data_ptr() for p in self._parameters)
+        if storage == self._bound:
+            return
         for k, (desc, ly, m) in enumerate(zip(self.layers, self.specs, self.modules, strict=True)):
             w = m.weight
             if ly.op == "convT" or not w.is_contiguous():
-                buf = self._copies.get(k)
-                if buf is None:
+                if k not in self._copies:
                     from ..models import conv_weight
 
-                    buf = self._copies[k] = conv_weight(ly, w).detach().contiguous()
-                else:
-                    buf.copy_(w.transpose(0, 1) if ly.op == "convT" else w)
-                w = buf
+                    self._copies[k] = conv_weight(ly, w).detach().contiguous()
+                    self._copied.append((k, (ly, m)))
+                w = self._copies[k]
             desc.w = w.data_ptr()
             desc.b = m.bias.data_ptr() if ly.bias else None
             desc.bm = None
+        self._bound = storage
 
     def bind(self, coefs: list[torch.Tensor]) -> None:
         """Point the C descriptors at this step's coefficient tensors."""
+        self._bound = None
         it = iter(coefs)
         for desc, ly in zip(self.layers, self.specs, strict=True):
             desc.w = next(it).data_ptr()
@@ -275,9 +285,9 @@ class FusedAutoencoder:
                 raise TypeError(f"index must be a 1-D int64 tensor, got {getattr(index, 'dtype', type(index))}")
             index = index.contiguous()
             batch = index.shape[0]
-            if batch and (int(index.min()) < 0 or int(index.max()) >= images.shape[0]):
-                raise ValueError(f"index values must lie in [0, {images.shape[0]}), got "
-                                 f"[{int(index.min())}, {int(index.max())}]")
+            lo, hi = (int(v) for v in torch.aminmax(index)) if batch else (0, 0)
+            if lo < 0 or hi >= images.shape[0]:
+                raise ValueError(f"index values must lie in [0, {images.shape[0]}), got [{lo}, {hi}]")
         if batch < 1:
             raise ValueError("step needs a batch of at least 1 image")
         contractive = contractive_weight != 0.0
@@ -342,11 +352,12 @@ class FusedAutoencoder:
         for param, grad, transposed in plan:
             if not param.requires_grad:
                 continue
+            held = param.grad
             if transposed:
-                if param.grad is None:
-                    param.grad = torch.empty_like(param)
-                param.grad.copy_(grad.transpose(0, 1))
-            elif param.grad is None or param.grad.data_ptr() != grad.data_ptr():
+                if held is None:
+                    held = param.grad = torch.empty_like(param)
+                held.copy_(grad.transpose(0, 1))
+            elif held is not grad and (held is None or held.data_ptr() != grad.data_ptr()):
                 param.grad = grad
 
     def _step_gradients(self) -> tuple[torch.Tensor, torch.Tensor, list]:
