@@ -392,19 +392,22 @@ static size_t largest_block(const Layer *layers, int n) {
 static void to_block(const float *restrict src, const long long *index, int batch, int blk, int C, int H, int W,
                      float *restrict dst) {
     const size_t n = (size_t)C * H * W;
+    const float *rows[NL]; /* each lane's image (NULL: padding) */
+    for (int l = 0; l < NL; l++) {
+        const int b = blk * NL + l;
+        rows[l] = b < batch ? src + (size_t)(index ? index[b] : b) * n : NULL;
+    }
+    float tile[NL][TILE]; /* TILE samples of every lane's row, read contiguously, then written a vector a sample */
     for (int c = 0; c < C; c++)
         for (int h = 0; h < H; h++)
             for (int w0 = 0; w0 < W; w0 += TILE) {
                 const int w1 = w0 + TILE < W ? w0 + TILE : W;
-                for (int l = 0; l < NL; l++) {
-                    const int b = blk * NL + l;
-                    const size_t image = b < batch ? (size_t)(index ? index[b] : b) : 0;
-                    const float *restrict s = src + image * n + ((size_t)c * H + h) * W;
-                    float *restrict d = dst + ((size_t)h * W * C + c) * NL + l;
-                    if (b < batch)
-                        for (int w = w0; w < w1; w++) d[(size_t)w * C * NL] = s[w];
-                    else
-                        for (int w = w0; w < w1; w++) d[(size_t)w * C * NL] = 0.0f;
+                const size_t at = ((size_t)c * H + h) * W;
+                for (int l = 0; l < NL; l++)
+                    for (int w = w0; w < w1; w++) tile[l][w - w0] = rows[l] ? rows[l][at + w] : 0.0f;
+                for (int w = w0; w < w1; w++) {
+                    float *restrict d = dst + (((size_t)h * W + w) * C + c) * NL;
+                    for (int l = 0; l < NL; l++) d[l] = tile[l][w - w0];
                 }
             }
 }
