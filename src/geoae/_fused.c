@@ -493,8 +493,9 @@ typedef struct {
     float *u0;              /* per block and k: dz_k/dx in block layout (n_blocks * d * size of x) */
     double *pen;            /* forward: per block sum over images, pixels and k of (dz_k/dx)^2 */
     float cscale;           /* backward: d loss / d (dz_k/dx) = cscale * dz_k/dx */
-    int local, slot;        /* local: the activations of block blk are at slot `slot` of acts_e / acts_d (one
-                               block's worth per thread, reused block after block), else at slot blk */
+    int local, slot;        /* local: the activations of block blk (and its contractive vbuf, u0) are at slot
+                               `slot` of acts_e / acts_d (one block's worth per thread, reused block after block),
+                               else at slot blk */
 } Job;
 
 /* Where block blk's activations are: their slot in acts_e / acts_d. */
@@ -567,10 +568,10 @@ static void contractive_forward_block(const Job *j, int blk, float *buf) {
         for (int l = 0; l < NL && blk * NL + l < j->batch; l++) cur[k * NL + l] = 1.0f; /* z is 1 x 1 x d */
         for (int q = n - 1; q >= 0; q--) {
             const Layer *ly = &E[q];
-            float *v = j->vbuf[q] + ((size_t)blk * d + k) * act_size(ly, 1);
+            float *v = j->vbuf[q] + ((size_t)act_slot(j, blk) * d + k) * act_size(ly, 1);
             memcpy(v, cur, act_size(ly, 1) * sizeof(float));
             act_backward(ly, j->acts_e[q + 1] + act_slot(j, blk) * act_size(ly, 1), v);
-            float *gin = q > 0 ? (cur == buf ? buf + big : buf) : j->u0 + ((size_t)blk * d + k) * nx;
+            float *gin = q > 0 ? (cur == buf ? buf + big : buf) : j->u0 + ((size_t)act_slot(j, blk) * d + k) * nx;
             conv_backward(ly, NULL, v, gin, NULL, NULL, NULL, NULL);
             cur = gin;
         }
@@ -584,13 +585,13 @@ static void contractive_backward_block(const Job *j, int blk, float *gacc, float
     const size_t big = largest_block(E, n), nx = act_size(&E[0], 0);
     const vf scale = (vf){0} + j->cscale;
     for (int k = 0; k < d; k++) {
-        const float *u = j->u0 + ((size_t)blk * d + k) * nx;
+        const float *u = j->u0 + ((size_t)act_slot(j, blk) * d + k) * nx;
         float *h = buf;
         for (size_t p = 0; p < nx / NL; p++) V(h + p * NL) = scale * V(u + p * NL);
         size_t offset = 0;
         for (int q = 0; q < n; q++) {
             const Layer *ly = &E[q];
-            const float *v = j->vbuf[q] + ((size_t)blk * d + k) * act_size(ly, 1);
+            const float *v = j->vbuf[q] + ((size_t)act_slot(j, blk) * d + k) * act_size(ly, 1);
             conv_backward(ly, h, v, NULL, gacc + offset * NL, NULL, NULL, NULL);
             offset += coef_count(ly);
             if (q < n - 1) {
@@ -947,8 +948,8 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
 
 /* One training step in one call: geoae_ae_forward and then geoae_ae_backward with gz = NULL (the loss does not
  * read the code), computed block by block. The batch is images[index[b]] for b < batch (index NULL: images is
- * the batch). Same arguments, results and arithmetic as those two calls, but for acts_e and acts_d, which hold
- * one block per thread (geoae_activation_floats of threads * lanes images), reused block after block: a block's
+ * the batch). Same arguments, results and arithmetic as those two calls, but for acts_e, acts_d, vbuf and u0,
+ * which hold one block per thread (sizes for threads * lanes images), reused block after block: a block's
  * activations stay in the core's cache from its forward to its backward. */
 int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *images,
                   const long long *index, float *z, float *const *acts_e, float *const *acts_d, double *sse,

@@ -59,8 +59,8 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
                       float cscale, int train_encoder, float *grads_e, float *grads_d, float *scratch,
                       float *gacc_e, float *gacc_d, int threads);
 /* geoae_ae_forward, then geoae_ae_backward with gz NULL, in one call, the batch gathered as images[index[b]]
- * (index NULL: images is the batch) straight into the kernels' layout; acts_e / acts_d hold one block per thread
- * (geoae_activation_floats of threads * lanes images). */
+ * (index NULL: images is the batch) straight into the kernels' layout; acts_e, acts_d, vbuf and u0 hold one block
+ * per thread (sizes for threads * lanes images). */
 int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *images,
                   const long long *index, float *z, float *const *acts_e, float *const *acts_d, double *sse,
                   float *const *vbuf, float *u0, double *pen, float gscale, float cscale, int train_encoder,

@@ -227,8 +227,8 @@ class FusedAutoencoder:
         vbuf, u0 = [], None
         if contractive:  # per block and code dimension: the gradient of z_k at every encoder layer, and dz_k/dx
             d = self.spec.latent_dim
-            vbuf = [torch.empty(d * size(enc.layers[k], 1, batch)) for k in range(enc.n)]
-            u0 = torch.empty(d * size(enc.layers[0], 0, batch))
+            vbuf = [torch.empty(d * size(enc.layers[k], 1, held)) for k in range(enc.n)]
+            u0 = torch.empty(d * size(enc.layers[0], 0, held))
         slots = lib.geoae_image_slots(batch)
         sse, pen = torch.empty(slots, dtype=torch.float64), torch.empty(slots, dtype=torch.float64)
         return acts_e, acts_d, vbuf, u0, (_pointers(acts_e), _pointers(acts_d), _pointers(vbuf)), sse, pen
