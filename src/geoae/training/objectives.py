@@ -18,7 +18,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Loss", "Regulariser", "REGISTRY", "REGULARISERS", "TorchExecutor", "compute_loss", "fused_step",
+__all__ = ["Loss", "Regulariser", "REGISTRY", "REGULARISERS", "TorchExecutor", "compute_loss", "exact_gram",
+           "fused_step",
            "one_call_steps", "mse_per_pixel",
            "locality_penalty", "weight_penalty", "contractive_penalty"]
 
@@ -35,23 +36,51 @@ def mse_per_pixel(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(x_hat, x)
 
 
-def locality_penalty(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def locality_penalty(x: torch.Tensor, z: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
     """Paper's "type 1": mean over the batch of (‖x − x′‖² − ‖E(x) − E(x′)‖²)², x′ the nearest other image.
 
     x (B, 1, H, W) or (B, 1, n), z (B, d). The images carry no gradient: the nearest neighbours come from the
     Gram matrix (‖a − b‖² = ‖a‖² + ‖b‖² − 2⟨a, b⟩, one matrix product), in float64 whatever the images' dtype,
     so that a float32 and a float64 computation pick the same neighbours (symmetric images tie exactly, and
-    rounding in the dtype at hand would break the tie differently); ‖x − x′‖² is then summed exactly."""
+    rounding in the dtype at hand would break the tie differently); ‖x − x′‖² is then summed exactly.
+    ``gram`` (B, B): the batch's Gram matrix from ``exact_gram`` (integer images, where it is exact): then
+    ‖x − x′‖² is read from it, the same integers."""
     with torch.no_grad():
         flat = x.flatten(1)
-        gram = _gram(flat)
+        exact = gram is not None
+        gram = _gram(flat) if gram is None else gram
         sq = gram.diagonal()
         dist = sq[:, None] + sq[None, :] - 2 * gram
         dist.fill_diagonal_(float("inf"))
         nn_index = dist.argmin(dim=1)
-        dx = torch.index_select(flat, 0, nn_index).sub_(flat).square_().sum(1)  # one temporary, not three
+        if exact:
+            rows = torch.arange(len(gram))
+            dx = (sq + sq[nn_index] - 2 * gram[rows, nn_index]).to(flat.dtype)
+        else:
+            dx = torch.index_select(flat, 0, nn_index).sub_(flat).square_().sum(1)  # one temporary, not three
     dz = (z - z[nn_index]).square().sum(1)
     return (dx - dz).square().mean()
+
+
+MAX_GRAM_IMAGES = 2048  # exact_gram's largest image set (a 2048 × 2048 float64 matrix: 32 MiB)
+
+
+def _integer_rows(flat: torch.Tensor, bound: float) -> bool:
+    """Whether every row of ``flat`` is non-negative, integer-valued float32 with ‖x‖² ≤ ``bound``."""
+    return (flat.dtype == torch.float32 and bool((flat >= 0).all()) and torch.equal(flat, flat.round())
+            and float(flat.square().sum(1).max()) <= bound)
+
+
+def exact_gram(images: torch.Tensor) -> torch.Tensor | None:
+    """The Gram matrix (N, N) of a whole image set (N, 1, ...) in float64, where every entry and every
+    ‖x_i − x_j‖² is an integer computed exactly (non-negative integer-valued float32 images with ‖x‖² ≤ 2²³, at
+    most ``MAX_GRAM_IMAGES``: binary disks, one-hot Diracs), else None. A batch's Gram matrix is then a selection
+    of it, the same numbers as ``_gram`` of the batch: the locality penalty of a step costs a gather, not a
+    product over the pixels."""
+    flat = images.flatten(1)
+    if len(flat) > MAX_GRAM_IMAGES or not _integer_rows(flat, 2.0**23):
+        return None
+    return (flat @ flat.T).double()
 
 
 def _gram(flat: torch.Tensor) -> torch.Tensor:
@@ -59,8 +88,7 @@ def _gram(flat: torch.Tensor) -> torch.Tensor:
     (binary disks, one-hot Diracs) with ‖x‖² ≤ 2²⁴, every partial sum of every product is an integer float32
     represents exactly, so the float32 product (half the time of float64's, measured) is converted without a
     change; otherwise the product is computed in float64."""
-    if flat.dtype == torch.float32 and bool((flat >= 0).all()) and torch.equal(flat, flat.round()) \
-            and float(flat.square().sum(1).max()) <= 2.0**24:
+    if _integer_rows(flat, 2.0**24):
         return (flat @ flat.T).double()
     wide = flat.double()
     return wide @ wide.T
@@ -124,18 +152,21 @@ def one_call_steps(config, executor) -> bool:
 
 
 def fused_step(model, images: torch.Tensor, index: torch.Tensor | None, regulariser: str, weight: float,
-               executor) -> Loss:
+               executor, gram: torch.Tensor | None = None) -> Loss:
     """The loss of the batch x = images[index] (``BatchSource.draw``) with its gradient written to the
     parameters' ``.grad``: MSE and contractive penalty by ``executor.step`` (one kernel call); the locality
     penalty, which reads the codes, by its ``code_loss`` (two calls); a weight penalty through autograd, added
-    to those gradients. Bit for bit ``compute_loss`` followed by ``backward``."""
+    to those gradients. Bit for bit ``compute_loss`` followed by ``backward``. ``gram``: ``exact_gram(images)``,
+    for the locality penalty (None: computed from the batch)."""
     active = weight != 0 and regulariser != "none"
     if active and regulariser == "locality":  # reads the codes: forward, the penalty's gradient at z, backward
         x = images if index is None else images.index_select(0, index)
         held = []
 
+        batch_gram = None if gram is None or index is None else gram[index][:, index]
+
         def code_loss(z):
-            held.append(locality_penalty(x, z))
+            held.append(locality_penalty(x, z, batch_gram))
             return weight * held[0]
 
         out = executor.step(x, code_loss=code_loss)
