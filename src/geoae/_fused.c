@@ -887,6 +887,29 @@ long geoae_coef_floats(const Layer *layers, int n, int batch) {
 
 /* ------------------------------------------------------------------------------------ entry points */
 
+/* Run fn over the batch's blocks on `threads` threads (clamped to the blocks), each job a copy of `job` with its
+ * own scratch (4 x the largest block activation) and activation slot, with subnormals flushed; then, where
+ * grads_d is not NULL, sum the per-block coefficient gradients in their fixed order (the encoder's too if
+ * job.train_enc). */
+static void run_blocks(void *(*fn)(void *), Job job, float *scratch, int threads, float *grads_e, float *grads_d) {
+    const int n_blocks = (job.batch + NL - 1) / NL;
+    threads = clamp_threads(threads, n_blocks);
+    const size_t big = largest_of(job.enc, job.n_enc, job.dec, job.n_dec);
+    Job jobs[MAX_THREADS];
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = job;
+        jobs[t].scratch = scratch + (size_t)t * 4 * big;
+        jobs[t].slot = t;
+    }
+    const FpMode mode = fp_flush_begin();
+    run_jobs(fn, jobs, n_blocks, threads);
+    if (grads_d) {
+        if (job.train_enc) reduce_coefs(job.gacc_e, total_coefs(job.enc, job.n_enc), n_blocks, grads_e);
+        reduce_coefs(job.gacc_d, total_coefs(job.dec, job.n_dec), n_blocks, grads_d);
+    }
+    fp_flush_end(mode);
+}
+
 /* The whole autoencoder and its reconstruction loss: z = E(x) (batch, d) and *total = the sum over images and
  * pixels of (D(z) - x)^2 (sse: geoae_image_slots doubles, per image). acts_e[k], acts_d[k]:
  * geoae_activation_floats of each layer's input (then of the last output); acts_d[0] must be acts_e[n_enc]
@@ -899,17 +922,9 @@ int geoae_ae_forward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, i
     if (err) return err;
     if (!x || !z || !acts_e || !acts_d || !sse || !scratch || !total || (vbuf && (!u0 || !pen || !pen_total)))
         return GEOAE_EARGS;
-    const int n_blocks = (batch + NL - 1) / NL;
-    threads = clamp_threads(threads, n_blocks);
-    const size_t big = largest_of(enc, n_enc, dec, n_dec);
-    Job jobs[MAX_THREADS];
-    for (int t = 0; t < threads; t++)
-        jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = x, .y = z,
-                        .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf, .u0 = u0, .pen = pen,
-                        .scratch = scratch + (size_t)t * 4 * big};
-    const FpMode mode = fp_flush_begin();
-    run_jobs(forward_job, jobs, n_blocks, threads);
-    fp_flush_end(mode);
+    const Job job = {.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = x, .y = z,
+                     .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf, .u0 = u0, .pen = pen};
+    run_blocks(forward_job, job, scratch, threads, NULL, NULL);
     *total = sum_images(sse, batch);
     if (vbuf) *pen_total = sum_images(pen, batch);
     return GEOAE_OK;
@@ -929,20 +944,10 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
     if (!acts_e || !acts_d || !grads_d || !scratch || !gacc_d || (train_encoder && (!grads_e || !gacc_e)) ||
         (vbuf && !u0))
         return GEOAE_EARGS;
-    const int n_blocks = (batch + NL - 1) / NL;
-    threads = clamp_threads(threads, n_blocks);
-    const size_t big = largest_of(enc, n_enc, dec, n_dec);
-    Job jobs[MAX_THREADS];
-    for (int t = 0; t < threads; t++)
-        jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .acts_e = acts_e,
-                        .acts_d = acts_d, .gy = gz, .gscale = gscale, .scratch = scratch + (size_t)t * 4 * big,
-                        .gacc_e = gacc_e, .gacc_d = gacc_d, .vbuf = vbuf, .u0 = u0, .cscale = cscale,
-                        .train_enc = train_encoder};
-    const FpMode mode = fp_flush_begin();
-    run_jobs(backward_job, jobs, n_blocks, threads);
-    if (train_encoder) reduce_coefs(gacc_e, total_coefs(enc, n_enc), n_blocks, grads_e);
-    reduce_coefs(gacc_d, total_coefs(dec, n_dec), n_blocks, grads_d);
-    fp_flush_end(mode);
+    const Job job = {.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .acts_e = acts_e,
+                     .acts_d = acts_d, .gy = gz, .gscale = gscale, .gacc_e = gacc_e, .gacc_d = gacc_d, .vbuf = vbuf,
+                     .u0 = u0, .cscale = cscale, .train_enc = train_encoder};
+    run_blocks(backward_job, job, scratch, threads, grads_e, grads_d);
     return GEOAE_OK;
 }
 
@@ -961,21 +966,11 @@ int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int 
     if (!images || !z || !acts_e || !acts_d || !sse || !scratch || !total || !grads_d || !gacc_d ||
         (train_encoder && (!grads_e || !gacc_e)) || (vbuf && (!u0 || !pen || !pen_total)))
         return GEOAE_EARGS;
-    const int n_blocks = (batch + NL - 1) / NL;
-    threads = clamp_threads(threads, n_blocks);
-    const size_t big = largest_of(enc, n_enc, dec, n_dec);
-    Job jobs[MAX_THREADS];
-    for (int t = 0; t < threads; t++)
-        jobs[t] = (Job){.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = images,
-                        .index = index, .y = z, .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf,
-                        .u0 = u0, .pen = pen, .gscale = gscale, .cscale = cscale, .train_enc = train_encoder,
-                        .scratch = scratch + (size_t)t * 4 * big, .gacc_e = gacc_e, .gacc_d = gacc_d,
-                        .local = 1, .slot = t};
-    const FpMode mode = fp_flush_begin();
-    run_jobs(step_job, jobs, n_blocks, threads);
-    if (train_encoder) reduce_coefs(gacc_e, total_coefs(enc, n_enc), n_blocks, grads_e);
-    reduce_coefs(gacc_d, total_coefs(dec, n_dec), n_blocks, grads_d);
-    fp_flush_end(mode);
+    const Job job = {.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = images,
+                     .index = index, .y = z, .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf, .u0 = u0,
+                     .pen = pen, .gscale = gscale, .cscale = cscale, .train_enc = train_encoder, .gacc_e = gacc_e,
+                     .gacc_d = gacc_d, .local = 1};
+    run_blocks(step_job, job, scratch, threads, grads_e, grads_d);
     *total = sum_images(sse, batch);
     if (vbuf) *pen_total = sum_images(pen, batch);
     return GEOAE_OK;
