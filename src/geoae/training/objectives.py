@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["Loss", "Regulariser", "REGISTRY", "REGULARISERS", "TorchExecutor", "compute_loss", "exact_gram",
-           "fused_step",
-           "one_call_steps", "mse_per_pixel",
-           "locality_penalty", "weight_penalty", "contractive_penalty"]
+           "fused_step", "one_call_steps", "mse_per_pixel", "locality_penalty", "weight_penalty",
+           "contractive_penalty"]
 
 
 class Loss(NamedTuple):
@@ -162,7 +161,6 @@ def fused_step(model, images: torch.Tensor, index: torch.Tensor | None, regulari
     if active and regulariser == "locality":  # reads the codes: forward, the penalty's gradient at z, backward
         x = images if index is None else images.index_select(0, index)
         held = []
-
         batch_gram = None if gram is None or index is None else gram[index][:, index]
 
         def code_loss(z):

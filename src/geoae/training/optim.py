@@ -1,7 +1,7 @@
 """Adam's step without the optimizer's per-step Python (``AdamStep``).
 
 ``torch.optim.Adam(fused=True).step()`` spends ~0.25 ms of Python per call (hooks, profiler records, state
-grouping) around ~0.03 ms of arithmetic: a sixth of a paper64 training step on two cores (measured). ``adam_step``
+grouping) around ~0.03 ms of arithmetic: a sixth of a paper64 training step on two cores (measured). ``AdamStep``
 issues the same two operations on the same tensors as torch's ``_fused_adam`` (the step counters incremented, then
 ``torch._fused_adam_``), so the parameters and the optimizer's state are bit for bit those of ``optimizer.step()``
 (tests/test_train.py compares them). Anything it does not handle (several parameter groups, amsgrad, a tensor
@@ -16,7 +16,7 @@ __all__ = ["AdamStep"]
 
 
 def _direct(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
-    """The parameters if ``adam_step`` can step ``optimizer`` itself, else None."""
+    """The parameters if ``AdamStep`` can step ``optimizer`` itself, else None."""
     if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
         return None
     group = optimizer.param_groups[0]
@@ -51,9 +51,13 @@ class AdamStep:
             self._lists = (params, [state[p]["step"] for p in params], [state[p]["exp_avg"] for p in params],
                            [state[p]["exp_avg_sq"] for p in params])
         params, steps, exp_avgs, exp_avg_sqs = self._lists
+        grads = [p.grad for p in params]
+        if any(g is None for g in grads):  # torch skips a parameter without a gradient: let it
+            self.optimizer.step()
+            return
         group = self.optimizer.param_groups[0]
         torch._foreach_add_(steps, 1)
         beta1, beta2 = group["betas"]
-        torch._fused_adam_(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
                            lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
                            eps=group["eps"], maximize=group["maximize"], grad_scale=None, found_inf=None)
