@@ -301,14 +301,14 @@ class FusedAutoencoder:
         gscale = 2.0 / n
         cscale = 2.0 * float(torch.tensor(contractive_weight, dtype=torch.float32)) / (n * d) if contractive else 0.0
         z = images.new_empty(batch, d)
-        total, pen_total = ctypes.c_double(0.0), ctypes.c_double(0.0)
         enc.bind_parameters()
         dec.bind_parameters()
+        if code_loss is not None:
+            return self._two_call_step(images, index, batch, z, buffers, gscale, code_loss)
+        total, pen_total = ctypes.c_double(0.0), ctypes.c_double(0.0)
         flat_e, flat_d, plan = self._step_gradients()
         gacc_e, gacc_d = self._gradient_accumulators(batch)
         train_enc = not enc.frozen
-        if code_loss is not None:
-            return self._two_call_step(images, index, batch, z, buffers, gscale, code_loss)
         _check(lib.geoae_ae_step(
             enc.layers, enc.n, dec.layers, dec.n, batch, images.data_ptr(),
             index.data_ptr() if index is not None else None, z.data_ptr(), ptrs[0], ptrs[1], sse.data_ptr(),
