@@ -163,6 +163,33 @@ def test_one_call_step_equals_loss_then_backward_bit_for_bit(config, regulariser
         assert p.grad is None or torch.equal(p.grad, q.grad)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_locality_step_on_integer_images_reads_the_sets_distances_bit_for_bit(threads):
+    from geoae.training.objectives import exact_distances
+
+    # binary images: the training loop hands fused_step the set's exact distances (a selection per step, no
+    # product over the pixels); the codes come from geoae_ae_encode, then the step runs with their gradient
+    config = ModelConfig(size=16)
+    gen = torch.Generator().manual_seed(4)
+    images = (torch.rand(50, 1, 16, 16, generator=gen) > 0.6).float()
+    index = torch.randint(len(images), (37,), generator=gen)
+    dist = exact_distances(images)
+    assert dist is not None
+    a, b = perturbed(config, seed=4), perturbed(config, seed=4)
+    ref = T.compute_loss(a, images[index], "locality", 1e-2)  # the torch path
+    ref.total.backward()
+    out = T.fused_step(b, images, index, "locality", 1e-2, fused.FusedAutoencoder(b, threads=threads), dist)
+    assert out.total.item() == pytest.approx(ref.total.item(), rel=TOL)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert float((p.grad - q.grad).abs().max()) <= TOL * float(p.grad.abs().max()) + 1e-7
+    # bit for bit what the batch's own Gram matrix gives, on any thread count
+    again = perturbed(config, seed=4)
+    same = T.fused_step(again, images, index, "locality", 1e-2, fused.FusedAutoencoder(again, threads=3 - threads))
+    for key in ("total", "mse", "penalty", "z"):
+        assert torch.equal(getattr(out, key), getattr(same, key)), key
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(again.parameters(), b.parameters(), strict=True))
+
+
 def test_one_call_step_follows_parameters_whose_storage_moved():
     # step keeps its pointers to the parameters while their storage stays put; a parameter given new storage
     # (param.data = ..., as some user code does) must be followed, not read where it was

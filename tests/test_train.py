@@ -229,28 +229,34 @@ def test_the_neighbours_gram_matrix_is_the_float64_product_bit_for_bit(kind):
 
 
 @pytest.mark.parametrize("kind", ["binary", "counts"])
-def test_a_selection_of_the_sets_exact_gram_gives_the_locality_penalty_bit_for_bit(kind):
-    from geoae.training.objectives import exact_gram
+def test_a_selection_of_the_sets_exact_distances_gives_the_locality_penalty_bit_for_bit(kind):
+    from geoae.training.objectives import exact_distances
 
     gen = torch.Generator().manual_seed(1)
     images = {"binary": lambda: (torch.rand(60, 1, 32, 32, generator=gen) > 0.7).float(),
               "counts": lambda: torch.randint(0, 5, (60, 1, 20), generator=gen).float()}[kind]()
     images[7] = images[3]  # duplicates: neighbours at distance 0, ties broken alike
     index = torch.randint(60, (33,), generator=gen)
-    full = exact_gram(images)
+    index[5] = index[9]  # one image twice in the batch: distance 0 off the diagonal
+    full = exact_distances(images)
     assert full is not None
     x, z = images[index], torch.randn(33, 2, generator=gen)
-    assert torch.equal(T.locality_penalty(x, z, full[index][:, index]), T.locality_penalty(x, z))
+    selected = full[index[:, None], index[None, :]]
+    kept = selected.clone()
+    assert torch.equal(T.locality_penalty(None, z, selected), T.locality_penalty(x, z))
+    assert torch.equal(selected, kept)  # not modified
+    flat = images.flatten(1).double()
+    assert torch.equal(full.double(), torch.cdist(flat, flat).square().round())  # the exact integers
 
 
-def test_exact_gram_declines_where_it_would_not_be_exact():
-    from geoae.training.objectives import MAX_GRAM_IMAGES, exact_gram
+def test_exact_distances_decline_where_they_would_not_be_exact():
+    from geoae.training.objectives import MAX_GRAM_IMAGES, exact_distances
 
-    assert exact_gram(torch.rand(10, 1, 8, 8)) is None  # grey levels
-    assert exact_gram(-torch.ones(10, 1, 8)) is None  # negative
-    assert exact_gram(torch.full((3, 1, 4), 2048.0)) is None  # ‖x‖² = 2²⁴ > 2²³
-    assert exact_gram(torch.ones(MAX_GRAM_IMAGES + 1, 1, 4)) is None  # too many images to hold
-    assert exact_gram(torch.ones(MAX_GRAM_IMAGES, 1, 4)) is not None
+    assert exact_distances(torch.rand(10, 1, 8, 8)) is None  # grey levels
+    assert exact_distances(-torch.ones(10, 1, 8)) is None  # negative
+    assert exact_distances(torch.full((3, 1, 4), 2048.0)) is None  # ‖x‖² = 2²⁴ > 2²³
+    assert exact_distances(torch.ones(MAX_GRAM_IMAGES + 1, 1, 4)) is None  # too many images to hold
+    assert exact_distances(torch.ones(MAX_GRAM_IMAGES, 1, 4)) is not None
 
 
 def test_locality_penalty_uses_the_nearest_neighbour():

@@ -663,6 +663,21 @@ static void *backward_job(void *arg) {
     return NULL;
 }
 
+/* The encoder alone, block by block: each block's images into block layout (one block of activations per
+ * thread), its codes to j->y. The arithmetic of forward_block's encoder half. */
+static void *encode_job(void *arg) {
+    const Job *j = arg;
+    const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1];
+    for (int blk = j->b0; blk < j->b1; blk++) {
+        to_block(j->x, j->index, j->batch, blk, first->cin, first->hin, first->win,
+                 j->acts_e[0] + act_slot(j, blk) * act_size(first, 0));
+        stack_forward_block(j->enc, j->n_enc, j->acts_e, act_slot(j, blk));
+        from_block(j->acts_e[j->n_enc] + act_slot(j, blk) * act_size(last, 1), j->batch, blk, last->cout, last->hout,
+                   last->wout, j->y);
+    }
+    return NULL;
+}
+
 /* A whole training step, block by block: each block's backward follows its forward at once, while the block's
  * activations are still in cache. The arithmetic is that of forward_job then backward_job. */
 static void *step_job(void *arg) {
@@ -951,23 +966,39 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
     return GEOAE_OK;
 }
 
-/* One training step in one call: geoae_ae_forward and then geoae_ae_backward with gz = NULL (the loss does not
- * read the code), computed block by block. The batch is images[index[b]] for b < batch (index NULL: images is
+/* The codes z = E(x) (batch, d) of the batch images[index[b]] (index NULL: images is the batch), block by block;
+ * acts_e holds one block per thread (sizes for threads * lanes images), scratch: geoae_scratch_floats. The same
+ * arithmetic as geoae_ae_forward's and geoae_ae_step's encoder: the same codes, bit for bit. */
+int geoae_ae_encode(const Layer *enc, int n_enc, int batch, const float *images, const long long *index, float *z,
+                    float *const *acts_e, float *scratch, int threads) {
+    if (batch < 1 || threads < 1) return GEOAE_EARGS;
+    const int err = check_stack(enc, n_enc);
+    if (err) return err;
+    if (enc[n_enc - 1].hout != 1 || enc[n_enc - 1].wout != 1) return GEOAE_ESHAPE;
+    if (!images || !z || !acts_e || !scratch) return GEOAE_EARGS;
+    const Job job = {.enc = enc, .n_enc = n_enc, .batch = batch, .x = images, .index = index, .y = z,
+                     .acts_e = acts_e, .local = 1};
+    run_blocks(encode_job, job, scratch, threads, NULL, NULL);
+    return GEOAE_OK;
+}
+
+/* One training step in one call: geoae_ae_forward and then geoae_ae_backward with gz (the gradient of a loss
+ * term that reads the code, from the codes of geoae_ae_encode; NULL: none), computed block by block. The batch is images[index[b]] for b < batch (index NULL: images is
  * the batch). Same arguments, results and arithmetic as those two calls, but for acts_e, acts_d, vbuf and u0,
  * which hold one block per thread (sizes for threads * lanes images), reused block after block: a block's
  * activations stay in the core's cache from its forward to its backward. */
 int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *images,
-                  const long long *index, float *z, float *const *acts_e, float *const *acts_d, double *sse,
-                  float *const *vbuf, float *u0, double *pen, float gscale, float cscale, int train_encoder,
-                  float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d, int threads,
-                  double *total, double *pen_total) {
+                  const long long *index, float *z, const float *gz, float *const *acts_e, float *const *acts_d,
+                  double *sse, float *const *vbuf, float *u0, double *pen, float gscale, float cscale,
+                  int train_encoder, float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d,
+                  int threads, double *total, double *pen_total) {
     const int err = check_ae(enc, n_enc, dec, n_dec, batch, threads);
     if (err) return err;
     if (!images || !z || !acts_e || !acts_d || !sse || !scratch || !total || !grads_d || !gacc_d ||
         (train_encoder && (!grads_e || !gacc_e)) || (vbuf && (!u0 || !pen || !pen_total)))
         return GEOAE_EARGS;
     const Job job = {.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = images,
-                     .index = index, .y = z, .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf, .u0 = u0,
+                     .index = index, .y = z, .gy = gz, .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf, .u0 = u0,
                      .pen = pen, .gscale = gscale, .cscale = cscale, .train_enc = train_encoder, .gacc_e = gacc_e,
                      .gacc_d = gacc_d, .local = 1};
     run_blocks(step_job, job, scratch, threads, grads_e, grads_d);

@@ -8,7 +8,7 @@
 #define GEOAE_FUSED_H
 
 #ifndef GEOAE_ABI_VERSION /* overridable only to test the refusal of a mismatched library */
-#define GEOAE_ABI_VERSION 3
+#define GEOAE_ABI_VERSION 4
 #endif
 
 enum {
@@ -58,12 +58,15 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
                       float *const *acts_d, const float *gz, float gscale, float *const *vbuf, float *u0,
                       float cscale, int train_encoder, float *grads_e, float *grads_d, float *scratch,
                       float *gacc_e, float *gacc_d, int threads);
-/* geoae_ae_forward, then geoae_ae_backward with gz NULL, in one call, the batch gathered as images[index[b]]
+/* The codes alone, the batch gathered as in geoae_ae_step; acts_e holds one block per thread. */
+int geoae_ae_encode(const Layer *enc, int n_enc, int batch, const float *images, const long long *index, float *z,
+                    float *const *acts_e, float *scratch, int threads);
+/* geoae_ae_forward, then geoae_ae_backward with gz (or NULL), in one call, the batch gathered as images[index[b]]
  * (index NULL: images is the batch) straight into the kernels' layout; acts_e, acts_d, vbuf and u0 hold one block
  * per thread (sizes for threads * lanes images). */
 int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *images,
-                  const long long *index, float *z, float *const *acts_e, float *const *acts_d, double *sse,
-                  float *const *vbuf, float *u0, double *pen, float gscale, float cscale, int train_encoder,
-                  float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d, int threads,
-                  double *total, double *pen_total);
+                  const long long *index, float *z, const float *gz, float *const *acts_e, float *const *acts_d,
+                  double *sse, float *const *vbuf, float *u0, double *pen, float gscale, float cscale,
+                  int train_encoder, float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d,
+                  int threads, double *total, double *pen_total);
 #endif

@@ -13,7 +13,7 @@ __all__ = ["ABI_VERSION", "SOURCE", "HEADER", "SUPPORTED_FEATURES", "CANDIDATES"
 
 SOURCE = Path(__file__).parent.parent / "_fused.c"
 HEADER = Path(__file__).parent.parent / "_fused.h"
-ABI_VERSION = 3
+ABI_VERSION = 4
 BASE_FLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-pthread")
 ACTIVATIONS = {"leaky": 0, "identity": 1, "sigmoid": 2}
 ERRORS = {1: "bad arguments (null pointer, size or activation)", 2: "a kernel's taps exceed the kernel's limit",
@@ -71,8 +71,10 @@ def bind(lib: ctypes.CDLL, path: Path) -> ctypes.CDLL:
     lib.geoae_ae_backward.argtypes = [layers, c_int, layers, c_int, c_int, ptrs, ptrs, ptr, c_float, ptrs, ptr,
                                       c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int]
     lib.geoae_ae_step.restype = c_int
-    lib.geoae_ae_step.argtypes = [layers, c_int, layers, c_int, c_int, ptr, ptr, ptr, ptrs, ptrs, ptr, ptrs, ptr, ptr,
-                                  c_float, c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int, ptr, ptr]
+    lib.geoae_ae_step.argtypes = [layers, c_int, layers, c_int, c_int, ptr, ptr, ptr, ptr, ptrs, ptrs, ptr, ptrs, ptr,
+                                  ptr, c_float, c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int, ptr, ptr]
+    lib.geoae_ae_encode.restype = c_int
+    lib.geoae_ae_encode.argtypes = [layers, c_int, c_int, ptr, ptr, ptr, ptrs, ptr, c_int]
     return lib
 
 

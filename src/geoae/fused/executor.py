@@ -269,8 +269,10 @@ class FusedAutoencoder:
         followed by ``backward()`` of that sum; no autograd graph is built.
 
         ``code_loss(z)`` (z (B, d) → a scalar tensor, e.g. λ times the locality penalty) adds a term that reads
-        the codes: the step is then two kernel calls, the forward of the whole batch and, once autograd has
-        differentiated ``code_loss`` at z alone, the backward (not with ``contractive_weight``)."""
+        the codes: the step is then two kernel calls, the codes alone (``geoae_ae_encode``) and, once autograd has
+        differentiated ``code_loss`` at z alone, the whole step with that gradient added at the code (the encoder's
+        forward is computed twice, bit for bit the same, so that each block's activations stay in cache from its
+        forward to its backward). Not with ``contractive_weight``."""
         from ..models import check_input
 
         reason = self.one_call()
@@ -294,8 +296,7 @@ class FusedAutoencoder:
         if code_loss is not None and contractive:
             raise ValueError("step takes a code_loss or a contractive_weight, not both")
         lib, enc, dec = self.kernel.lib, self.encoder, self.decoder
-        local = code_loss is None  # one call: one block of activations per thread; two calls: the whole batch's
-        acts_e, acts_d, vbuf, u0, ptrs, sse, pen = buffers = self._buffers(batch, contractive, local)
+        acts_e, acts_d, vbuf, u0, ptrs, sse, pen = buffers = self._buffers(batch, contractive, local=True)
         n, d = batch * math.prod(self.spec.input_shape), self.spec.latent_dim
         # the scales of loss().backward(): d total / d mse = 1, d total / d penalty = the weight in float32
         gscale = 2.0 / n
@@ -303,49 +304,31 @@ class FusedAutoencoder:
         z = images.new_empty(batch, d)
         enc.bind_parameters()
         dec.bind_parameters()
+        index_ptr = index.data_ptr() if index is not None else None
+        gz = None
         if code_loss is not None:
-            return self._two_call_step(images, index, batch, z, buffers, gscale, code_loss)
+            _check(lib.geoae_ae_encode(enc.layers, enc.n, batch, images.data_ptr(), index_ptr, z.data_ptr(), ptrs[0],
+                                       self._scratch().data_ptr(), self.threads), "geoae_ae_encode")
+            with torch.enable_grad():
+                leaf = z.detach().requires_grad_(True)
+                (gz,) = torch.autograd.grad(code_loss(leaf), leaf)
+            gz = gz.to(torch.float32).contiguous()
         total, pen_total = ctypes.c_double(0.0), ctypes.c_double(0.0)
         flat_e, flat_d, plan = self._step_gradients()
         gacc_e, gacc_d = self._gradient_accumulators(batch)
         train_enc = not enc.frozen
         _check(lib.geoae_ae_step(
-            enc.layers, enc.n, dec.layers, dec.n, batch, images.data_ptr(),
-            index.data_ptr() if index is not None else None, z.data_ptr(), ptrs[0], ptrs[1], sse.data_ptr(),
+            enc.layers, enc.n, dec.layers, dec.n, batch, images.data_ptr(), index_ptr, z.data_ptr(),
+            gz.data_ptr() if gz is not None else None, ptrs[0], ptrs[1], sse.data_ptr(),
             ptrs[2] if contractive else None, u0.data_ptr() if contractive else None,
             pen.data_ptr() if contractive else None, gscale, cscale, int(train_enc), flat_e.data_ptr(),
             flat_d.data_ptr(), self._scratch().data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), self.threads,
             ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_step")
-        self._release(batch, contractive, buffers, local)
+        self._release(batch, contractive, buffers, local=True)
         self._gradients_to_parameters(plan)
         penalty = pen_total.value / (n * d) if contractive else 0.0
         return StepOutput(z, torch.tensor(total.value / n, dtype=torch.float32),
                           torch.tensor(penalty, dtype=torch.float32))
-
-    def _two_call_step(self, images, index, batch, z, buffers, gscale, code_loss) -> StepOutput:
-        """``step`` with a ``code_loss``: forward, autograd on z alone, backward with its gradient."""
-        lib, enc, dec = self.kernel.lib, self.encoder, self.decoder
-        acts_e, acts_d, vbuf, u0, ptrs, sse, pen = buffers
-        x = images if index is None else images.index_select(0, index)
-        total, pen_total = ctypes.c_double(0.0), ctypes.c_double(0.0)
-        scratch = self._scratch()
-        _check(lib.geoae_ae_forward(enc.layers, enc.n, dec.layers, dec.n, batch, x.data_ptr(), z.data_ptr(), ptrs[0],
-                                    ptrs[1], sse.data_ptr(), None, None, None, scratch.data_ptr(), self.threads,
-                                    ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_forward")
-        with torch.enable_grad():
-            leaf = z.detach().requires_grad_(True)
-            (gz,) = torch.autograd.grad(code_loss(leaf), leaf)
-        gz = gz.to(torch.float32).contiguous()
-        flat_e, flat_d, plan = self._step_gradients()
-        gacc_e, gacc_d = self._gradient_accumulators(batch)
-        _check(lib.geoae_ae_backward(enc.layers, enc.n, dec.layers, dec.n, batch, ptrs[0], ptrs[1], gz.data_ptr(),
-                                     gscale, None, None, 0.0, int(not enc.frozen), flat_e.data_ptr(),
-                                     flat_d.data_ptr(), scratch.data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(),
-                                     self.threads), "geoae_ae_backward")
-        self._release(batch, False, buffers)
-        self._gradients_to_parameters(plan)
-        n = batch * math.prod(self.spec.input_shape)
-        return StepOutput(z, torch.tensor(total.value / n, dtype=torch.float32), torch.tensor(0.0))
 
     @staticmethod
     def _gradients_to_parameters(plan) -> None:

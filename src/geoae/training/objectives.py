@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Loss", "Regulariser", "REGISTRY", "REGULARISERS", "TorchExecutor", "compute_loss", "exact_gram",
+__all__ = ["Loss", "Regulariser", "REGISTRY", "REGULARISERS", "TorchExecutor", "compute_loss", "exact_distances",
            "fused_step", "one_call_steps", "mse_per_pixel", "locality_penalty", "weight_penalty",
            "contractive_penalty"]
 
@@ -35,33 +35,35 @@ def mse_per_pixel(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(x_hat, x)
 
 
-def locality_penalty(x: torch.Tensor, z: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
+def locality_penalty(x: torch.Tensor | None, z: torch.Tensor, dist: torch.Tensor | None = None) -> torch.Tensor:
     """Paper's "type 1": mean over the batch of (‖x − x′‖² − ‖E(x) − E(x′)‖²)², x′ the nearest other image.
 
     x (B, 1, H, W) or (B, 1, n), z (B, d). The images carry no gradient: the nearest neighbours come from the
     Gram matrix (‖a − b‖² = ‖a‖² + ‖b‖² − 2⟨a, b⟩, one matrix product), in float64 whatever the images' dtype,
     so that a float32 and a float64 computation pick the same neighbours (symmetric images tie exactly, and
     rounding in the dtype at hand would break the tie differently); ‖x − x′‖² is then summed exactly.
-    ``gram`` (B, B): the batch's Gram matrix from ``exact_gram`` (integer images, where it is exact): then
-    ‖x − x′‖² is read from it, the same integers."""
+    ``dist`` (B, B): the batch's squared distances selected from ``exact_distances`` (integer images, where they
+    are exact; not modified): neighbours and ‖x − x′‖² are then read from it, the same integers, and x is not
+    read (it may be None)."""
     with torch.no_grad():
-        flat = x.flatten(1)
-        exact = gram is not None
-        gram = _gram(flat) if gram is None else gram
-        sq = gram.diagonal()
-        dist = sq[:, None] + sq[None, :] - 2 * gram
-        dist.fill_diagonal_(float("inf"))
-        nn_index = dist.argmin(dim=1)
-        if exact:
-            rows = torch.arange(len(gram))
-            dx = (sq + sq[nn_index] - 2 * gram[rows, nn_index]).to(flat.dtype)
+        if dist is not None:
+            dist = dist.clone()
+            dist.fill_diagonal_(float("inf"))
+            nn_index = dist.argmin(dim=1)
+            dx = dist[torch.arange(len(dist)), nn_index].to(z.dtype)
         else:
+            flat = x.flatten(1)
+            gram = _gram(flat)
+            sq = gram.diagonal()
+            dist = sq[:, None] + sq[None, :] - 2 * gram
+            dist.fill_diagonal_(float("inf"))
+            nn_index = dist.argmin(dim=1)
             dx = torch.index_select(flat, 0, nn_index).sub_(flat).square_().sum(1)  # one temporary, not three
     dz = (z - z[nn_index]).square().sum(1)
     return (dx - dz).square().mean()
 
 
-MAX_GRAM_IMAGES = 2048  # exact_gram's largest image set (a 2048 × 2048 float64 matrix: 32 MiB)
+MAX_GRAM_IMAGES = 2048  # exact_distances' largest image set (a 2048 × 2048 float32 matrix: 16 MiB)
 
 
 def _integer_rows(flat: torch.Tensor, bound: float) -> bool:
@@ -70,16 +72,19 @@ def _integer_rows(flat: torch.Tensor, bound: float) -> bool:
             and float(flat.square().sum(1).max()) <= bound)
 
 
-def exact_gram(images: torch.Tensor) -> torch.Tensor | None:
-    """The Gram matrix (N, N) of a whole image set (N, 1, ...) in float64, where every entry and every
-    ‖x_i − x_j‖² is an integer computed exactly (non-negative integer-valued float32 images with ‖x‖² ≤ 2²³, at
-    most ``MAX_GRAM_IMAGES``: binary disks, one-hot Diracs), else None. A batch's Gram matrix is then a selection
-    of it, the same numbers as ``_gram`` of the batch: the locality penalty of a step costs a gather, not a
-    product over the pixels."""
+def exact_distances(images: torch.Tensor) -> torch.Tensor | None:
+    """The squared distances ‖x_i − x_j‖² (N, N) float32 of a whole image set (N, 1, ...), where every one is an
+    integer computed exactly: non-negative integer-valued float32 images with ‖x‖² ≤ 2²³ (then every partial sum
+    of the Gram product is an integer float32 holds, and ‖x_i − x_j‖² ≤ ‖x_i‖² + ‖x_j‖² ≤ 2²⁴ is one too), at
+    most ``MAX_GRAM_IMAGES``: binary disks, one-hot Diracs. Else None. A batch's distances are then a selection
+    of it, the numbers the Gram matrix of the batch gives in ``locality_penalty``: the penalty of a step costs a
+    gather, not a product over the pixels."""
     flat = images.flatten(1)
     if len(flat) > MAX_GRAM_IMAGES or not _integer_rows(flat, 2.0**23):
         return None
-    return (flat @ flat.T).double()
+    gram = (flat @ flat.T).double()
+    sq = gram.diagonal()
+    return (sq[:, None] + sq[None, :] - 2 * gram).float()
 
 
 def _gram(flat: torch.Tensor) -> torch.Tensor:
@@ -151,23 +156,23 @@ def one_call_steps(config, executor) -> bool:
 
 
 def fused_step(model, images: torch.Tensor, index: torch.Tensor | None, regulariser: str, weight: float,
-               executor, gram: torch.Tensor | None = None) -> Loss:
+               executor, dist: torch.Tensor | None = None) -> Loss:
     """The loss of the batch x = images[index] (``BatchSource.draw``) with its gradient written to the
     parameters' ``.grad``: MSE and contractive penalty by ``executor.step`` (one kernel call); the locality
-    penalty, which reads the codes, by its ``code_loss`` (two calls); a weight penalty through autograd, added
-    to those gradients. Bit for bit ``compute_loss`` followed by ``backward``. ``gram``: ``exact_gram(images)``,
-    for the locality penalty (None: computed from the batch)."""
+    penalty, which reads the codes, by its ``code_loss`` (the codes first, then the step); a weight penalty
+    through autograd, added to those gradients. Bit for bit ``compute_loss`` followed by ``backward``. ``dist``:
+    ``exact_distances(images)``, for the locality penalty (None: computed from the batch)."""
     active = weight != 0 and regulariser != "none"
     if active and regulariser == "locality":  # reads the codes: forward, the penalty's gradient at z, backward
-        x = images if index is None else images.index_select(0, index)
         held = []
-        batch_gram = None if gram is None or index is None else gram[index][:, index]
+        batch_dist = dist if dist is None or index is None else dist.index_select(0, index).index_select(1, index)
 
         def code_loss(z):
-            held.append(locality_penalty(x, z, batch_gram))
+            x = None if batch_dist is not None else images if index is None else images.index_select(0, index)
+            held.append(locality_penalty(x, z, batch_dist))
             return weight * held[0]
 
-        out = executor.step(x, code_loss=code_loss)
+        out = executor.step(images, index, code_loss=code_loss)
         return Loss(out.mse + weight * held[0].detach(), out.mse, held[0].detach(), out.z)
     out = executor.step(images, index, contractive_weight=weight if active and regulariser == "contractive" else 0)
     if not active or regulariser == "contractive":
