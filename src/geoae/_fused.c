@@ -299,6 +299,25 @@ static void act_backward(const Layer *ly, const float *restrict out, float *rest
     }
 }
 
+/* gb[k] += the sum over the P pixels of g[p][k], for the NK channels k0 <= k < k0 + NK of CO, each in four running
+ * sums (pixels p mod 4; the last P mod 4 pixels to the first), combined as (s0 + s1) + (s2 + s3): one pass over
+ * the pixels, reading NK neighbouring channel vectors of each (a pass per channel, reading one vector a pixel
+ * with a stride of CO vectors, ran at L2 latency). */
+INLINE void bias_grad(const float *restrict g, float *restrict gb, size_t P, int CO, int k0, const int NK) {
+    const size_t step = (size_t)CO * NL;
+    const float *restrict gk = g + (size_t)k0 * NL;
+    vf s[4][4];
+    for (int u = 0; u < 4; u++)
+        for (int k = 0; k < NK; k++) s[u][k] = (vf){0};
+    size_t p = 0;
+    for (; p + 4 <= P; p += 4)
+        for (int u = 0; u < 4; u++)
+            for (int k = 0; k < NK; k++) s[u][k] += V(gk + (p + u) * step + k * NL);
+    for (; p < P; p++)
+        for (int k = 0; k < NK; k++) s[0][k] += V(gk + p * step + k * NL);
+    for (int k = 0; k < NK; k++) V(gb + (k0 + k) * NL) += (s[0][k] + s[1][k]) + (s[2][k] + s[3][k]);
+}
+
 /* Adjoint of conv_forward for the pre-activation gradient g: gin (overwritten) = conv^T(g) unless NULL, times
  * the leaky ReLU derivative of the layer `below` (whose output is `in`) if below is not NULL and leaky (gin is
  * then the gradient of below's pre-activation); gw, gb, gm (unless NULL) accumulate per-lane weight, bias and
@@ -311,22 +330,15 @@ static void conv_backward(const Layer *ly, const float *restrict in, const float
     const int CO = ly->cout;
     if (gm)
         for (size_t k = 0; k < act_size(ly, 1) / NL; k++) V(gm + k * NL) += V(g + k * NL);
-    if (gb) { /* per output channel, four running sums over the pixels (p mod 4) kept in registers */
-        const size_t P = (size_t)ly->hout * ly->wout, step = (size_t)CO * NL;
-        for (int k = 0; k < CO; k++) {
-            const float *restrict gk = g + (size_t)k * NL;
-            vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-            size_t p = 0;
-            for (; p + 4 <= P; p += 4) {
-                s0 += V(gk + p * step);
-                s1 += V(gk + (p + 1) * step);
-                s2 += V(gk + (p + 2) * step);
-                s3 += V(gk + (p + 3) * step);
+    if (gb) /* per output channel, four running sums over the pixels (p mod 4) kept in registers */
+        for (int k0 = 0; k0 < CO; k0 += 4) {
+            switch (CO - k0 < 4 ? CO - k0 : 4) {
+            case 1: bias_grad(g, gb, (size_t)ly->hout * ly->wout, CO, k0, 1); break;
+            case 2: bias_grad(g, gb, (size_t)ly->hout * ly->wout, CO, k0, 2); break;
+            case 3: bias_grad(g, gb, (size_t)ly->hout * ly->wout, CO, k0, 3); break;
+            default: bias_grad(g, gb, (size_t)ly->hout * ly->wout, CO, k0, 4); break;
             }
-            for (; p < P; p++) s0 += V(gk + p * step);
-            V(gb + k * NL) += (s0 + s1) + (s2 + s3);
         }
-    }
     if (gin) {
         const int CI = ly->cin;
         Taps rt[ly->hin], ct[ly->win];
