@@ -21,6 +21,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -127,7 +128,7 @@ INLINE void acc_store(vf acc[4][CHUNK], const int SETS, const int NC, const floa
  * ci % SETS) keep at least 4 independent multiply-add chains in flight however few output channels. */
 INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *restrict o, const Taps *rt,
                           const Taps *ct, int co0, const int NC, const float *restrict bias, const int leaky) {
-    const int CI = ly->cin, KW = ly->kw, T = ly->kh * KW;
+    const int CI = ly->cin, CO = ly->cout, KW = ly->kw;
     const int SETS = NC >= 4 ? 1 : 4 / NC;
     vf acc[4][CHUNK];
     acc_zero(acc, SETS, NC);
@@ -136,19 +137,19 @@ INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *rest
         for (int q = 0; q < ct->n; q++) {
             const int c = ct->tap[q], s = ct->idx[q];
             const float *restrict src = in + ((size_t)r * ly->win + s) * CI * NL;
-            const float *restrict w = ly->w + (size_t)co0 * CI * T + a * KW + c;
+            const float *restrict w = ly->wf + (size_t)(a * KW + c) * CI * CO + co0; /* w[ci * CO + k] */
             int ci = 0;
             for (; ci + SETS <= CI; ci += SETS)
                 for (int u = 0; u < SETS; u++) {
                     const vf x = V(src + (ci + u) * NL);
-                    for (int k = 0; k < NC; k++) acc[u][k] += w[(k * CI + ci + u) * T] * x;
+                    for (int k = 0; k < NC; k++) acc[u][k] += w[(ci + u) * CO + k] * x;
                 }
             /* the CI % SETS < 4 channels left, to sets 0, 1, 2 by constant index (a variable index would
              * keep the accumulators in memory: measured 4x slower for one output channel on AVX2) */
             for (int u = 0; u < 3; u++) {
                 if (ci >= CI) break;
                 const vf x = V(src + ci * NL);
-                for (int k = 0; k < NC; k++) acc[u][k] += w[(k * CI + ci) * T] * x;
+                for (int k = 0; k < NC; k++) acc[u][k] += w[ci * CO + k] * x;
                 ci++;
             }
         }
@@ -162,7 +163,7 @@ INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *rest
 INLINE void input_grad_pixel(const Layer *ly, const float *restrict g, float *restrict gin, int r, int s,
                              const Taps *rt, const Taps *ct, int ci0, const int NC, const float *restrict mask,
                              const float alpha) {
-    const int CI = ly->cin, CO = ly->cout, KW = ly->kw, T = ly->kh * KW;
+    const int CI = ly->cin, CO = ly->cout, KW = ly->kw;
     const int SETS = NC >= 4 ? 1 : 4 / NC;
     vf acc[4][CHUNK];
     acc_zero(acc, SETS, NC);
@@ -171,17 +172,17 @@ INLINE void input_grad_pixel(const Layer *ly, const float *restrict g, float *re
         for (int pc = 0; pc < ct->n; pc++) {
             const int c = ct->tap[pc], j = ct->idx[pc];
             const float *restrict go = g + ((size_t)i * ly->wout + j) * CO * NL;
-            const float *restrict w = ly->w + (size_t)ci0 * T + a * KW + c;
+            const float *restrict w = ly->wi + (size_t)(a * KW + c) * CO * CI + ci0; /* w[co * CI + k] */
             int co = 0;
             for (; co + SETS <= CO; co += SETS)
                 for (int u = 0; u < SETS; u++) {
                     const vf gv = V(go + (co + u) * NL);
-                    for (int k = 0; k < NC; k++) acc[u][k] += w[((co + u) * CI + k) * T] * gv;
+                    for (int k = 0; k < NC; k++) acc[u][k] += w[(co + u) * CI + k] * gv;
                 }
             for (int u = 0; u < 3; u++) { /* the CO % SETS channels left, as in forward_pixel */
                 if (co >= CO) break;
                 const vf gv = V(go + co * NL);
-                for (int k = 0; k < NC; k++) acc[u][k] += w[(co * CI + k) * T] * gv;
+                for (int k = 0; k < NC; k++) acc[u][k] += w[co * CI + k] * gv;
                 co++;
             }
         }
@@ -934,6 +935,45 @@ long geoae_coef_floats(const Layer *layers, int n, int batch) {
 
 /* ------------------------------------------------------------------------------------ entry points */
 
+/* A copy of the caller's n layers whose wf and wi point to the weights w repacked in the orders the loops read
+ * (Layer): the weights a multiply-add needs are then at constant offsets of one pointer, where the convolution
+ * order (cout, cin, kh, kw) took one index register per output channel and pushed the loops' pointers onto the
+ * stack. The same values: no number changes. One allocation (free it), or NULL. */
+static Layer *repacked(const Layer *layers, int n) {
+    size_t floats = 0;
+    for (int k = 0; k < n; k++) floats += 2 * (size_t)layers[k].cout * layers[k].cin * layers[k].kh * layers[k].kw;
+    Layer *out = malloc(n * sizeof(Layer) + floats * sizeof(float));
+    if (!out) return NULL;
+    float *mem = (float *)(out + n);
+    for (int k = 0; k < n; k++) {
+        const Layer *ly = &layers[k];
+        const int CI = ly->cin, CO = ly->cout, T = ly->kh * ly->kw;
+        float *wf = mem, *wi = mem + (size_t)CO * CI * T;
+        mem = wi + (size_t)CO * CI * T;
+        for (int co = 0; co < CO; co++)
+            for (int ci = 0; ci < CI; ci++)
+                for (int t = 0; t < T; t++) {
+                    const float v = ly->w[((size_t)co * CI + ci) * T + t];
+                    wf[((size_t)t * CI + ci) * CO + co] = v;
+                    wi[((size_t)t * CO + co) * CI + ci] = v;
+                }
+        out[k] = *ly;
+        out[k].wf = wf;
+        out[k].wi = wi;
+    }
+    return out;
+}
+
+/* Both stacks repacked (dec may be NULL); GEOAE_ENOMEM where an allocation failed (nothing to free then). */
+static int repack_both(const Layer *enc, int n_enc, const Layer *dec, int n_dec, Layer **E, Layer **D) {
+    *E = repacked(enc, n_enc);
+    *D = dec ? repacked(dec, n_dec) : NULL;
+    if (*E && (*D || !dec)) return GEOAE_OK;
+    free(*E);
+    free(*D);
+    return GEOAE_ENOMEM;
+}
+
 /* Run fn over the batch's blocks on `threads` threads (clamped to the blocks), each job a copy of `job` with its
  * own scratch (4 x the largest block activation) and activation slot, with subnormals flushed; then, where
  * grads_d is not NULL, sum the per-block coefficient gradients in their fixed order (the encoder's too if
@@ -969,9 +1009,13 @@ int geoae_ae_forward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, i
     if (err) return err;
     if (!x || !z || !acts_e || !acts_d || !sse || !scratch || !total || (vbuf && (!u0 || !pen || !pen_total)))
         return GEOAE_EARGS;
-    const Job job = {.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = x, .y = z,
+    Layer *E, *D;
+    if (repack_both(enc, n_enc, dec, n_dec, &E, &D)) return GEOAE_ENOMEM;
+    const Job job = {.enc = E, .dec = D, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = x, .y = z,
                      .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf, .u0 = u0, .pen = pen};
     run_blocks(forward_job, job, scratch, threads, NULL, NULL);
+    free(E);
+    free(D);
     *total = sum_images(sse, batch);
     if (vbuf) *pen_total = sum_images(pen, batch);
     return GEOAE_OK;
@@ -991,10 +1035,14 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
     if (!acts_e || !acts_d || !grads_d || !scratch || !gacc_d || (train_encoder && (!grads_e || !gacc_e)) ||
         (vbuf && !u0))
         return GEOAE_EARGS;
-    const Job job = {.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .acts_e = acts_e,
+    Layer *E, *D;
+    if (repack_both(enc, n_enc, dec, n_dec, &E, &D)) return GEOAE_ENOMEM;
+    const Job job = {.enc = E, .dec = D, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .acts_e = acts_e,
                      .acts_d = acts_d, .gy = gz, .gscale = gscale, .gacc_e = gacc_e, .gacc_d = gacc_d, .vbuf = vbuf,
                      .u0 = u0, .cscale = cscale, .train_enc = train_encoder};
     run_blocks(backward_job, job, scratch, threads, grads_e, grads_d);
+    free(E);
+    free(D);
     return GEOAE_OK;
 }
 
@@ -1008,9 +1056,12 @@ int geoae_ae_encode(const Layer *enc, int n_enc, int batch, const float *images,
     if (err) return err;
     if (enc[n_enc - 1].hout != 1 || enc[n_enc - 1].wout != 1) return GEOAE_ESHAPE;
     if (!images || !z || !acts_e || !scratch) return GEOAE_EARGS;
-    const Job job = {.enc = enc, .n_enc = n_enc, .batch = batch, .x = images, .index = index, .y = z,
+    Layer *E, *D;
+    if (repack_both(enc, n_enc, NULL, 0, &E, &D)) return GEOAE_ENOMEM;
+    const Job job = {.enc = E, .n_enc = n_enc, .batch = batch, .x = images, .index = index, .y = z,
                      .acts_e = acts_e, .local = 1};
     run_blocks(encode_job, job, scratch, threads, NULL, NULL);
+    free(E);
     return GEOAE_OK;
 }
 
@@ -1029,11 +1080,15 @@ int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int 
     if (!images || !z || !acts_e || !acts_d || !sse || !scratch || !total || !grads_d || !gacc_d ||
         (train_encoder && (!grads_e || !gacc_e)) || (vbuf && (!u0 || !pen || !pen_total)))
         return GEOAE_EARGS;
-    const Job job = {.enc = enc, .dec = dec, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = images,
-                     .index = index, .y = z, .gy = gz, .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf, .u0 = u0,
-                     .pen = pen, .gscale = gscale, .cscale = cscale, .train_enc = train_encoder, .gacc_e = gacc_e,
-                     .gacc_d = gacc_d, .local = 1};
+    Layer *E, *D;
+    if (repack_both(enc, n_enc, dec, n_dec, &E, &D)) return GEOAE_ENOMEM;
+    const Job job = {.enc = E, .dec = D, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = images,
+                     .index = index, .y = z, .gy = gz, .acts_e = acts_e, .acts_d = acts_d, .sse = sse, .vbuf = vbuf,
+                     .u0 = u0, .pen = pen, .gscale = gscale, .cscale = cscale, .train_enc = train_encoder,
+                     .gacc_e = gacc_e, .gacc_d = gacc_d, .local = 1};
     run_blocks(step_job, job, scratch, threads, grads_e, grads_d);
+    free(E);
+    free(D);
     *total = sum_images(sse, batch);
     if (vbuf) *pen_total = sum_images(pen, batch);
     return GEOAE_OK;

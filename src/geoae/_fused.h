@@ -16,6 +16,7 @@ enum {
     GEOAE_EARGS = 1,    /* a null pointer, a non-positive size or batch, an unknown activation */
     GEOAE_ETAPS = 2,    /* a kernel, or the taps reading one input sample, beyond GEOAE_MAX_TAPS */
     GEOAE_ESHAPE = 3,   /* consecutive layers do not fit (channels, grid), or the code is not 1 x 1 */
+    GEOAE_ENOMEM = 4,   /* the library's copy of the weights could not be allocated */
 };
 
 #define GEOAE_MAX_TAPS 16
@@ -37,6 +38,10 @@ typedef struct {
     int mr, mc;
     const int *irows; /* hin * kh * mr, -1 padded */
     const int *icols; /* win * kw * mc */
+    /* Set by the library on its own copy of the layer (callers leave them NULL): w in the orders its loops read,
+     * wf (kh * kw, cin, cout) for the forward pass and wi (kh * kw, cout, cin) for the input gradient. */
+    const float *wf;
+    const float *wi;
 } Layer;
 
 int geoae_abi_version(void);

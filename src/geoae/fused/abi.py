@@ -17,7 +17,7 @@ ABI_VERSION = 4
 BASE_FLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-pthread")
 ACTIVATIONS = {"leaky": 0, "identity": 1, "sigmoid": 2}
 ERRORS = {1: "bad arguments (null pointer, size or activation)", 2: "a kernel's taps exceed the kernel's limit",
-          3: "layers do not fit together"}
+          3: "layers do not fit together", 4: "out of memory for the weights' copy"}
 # what the kernel computes: every op of spec.OPS, both upsampling modes, every activation, biases, coordinate
 # channels, a frozen encoder, kernels of 1 to 16 taps per axis, 1-D and 2-D
 SUPPORTED_FEATURES = frozenset({"conv", "upconv:zeros", "upconv:nearest", "convT", "act:leaky", "act:identity",
@@ -38,6 +38,8 @@ class _Layer(ctypes.Structure):  # _fused.h: Layer
         ("mc", ctypes.c_int),
         ("irows", ctypes.POINTER(ctypes.c_int)),
         ("icols", ctypes.POINTER(ctypes.c_int)),
+        ("wf", ctypes.c_void_p),  # set by the library on its own copy (repacked weights); left NULL here
+        ("wi", ctypes.c_void_p),
     ]
 
 
