@@ -70,33 +70,36 @@ INLINE vf select_positive(vf test, vf a, vf b) {
 }
 #define CHUNK GEOAE_CHUNK /* output channels kept in registers at once */
 
-/* The valid taps of one row (or column) position: n pairs (tap index, input or output index). */
+/* The valid taps of one row (or column) position: n pairs (tap index a, input or output index), each stored
+ * premultiplied as offsets, at = index * at_stride into the activation read and wt = a * w_stride into the
+ * repacked weights (no multiplication left in the pixel loops). */
 #define MAX_TAPS GEOAE_MAX_TAPS
 typedef struct {
-    int n, tap[MAX_TAPS], idx[MAX_TAPS];
+    int n, wt[MAX_TAPS];
+    size_t at[MAX_TAPS];
 } Taps;
 
 /* out[p] for p < n_pos: the taps a < k with table[p * k + a] >= 0 (forward: output position -> inputs). */
-static void forward_taps(const int *table, int n_pos, int k, Taps *out) {
+static void forward_taps(const int *table, int n_pos, int k, size_t at_stride, int w_stride, Taps *out) {
     for (int p = 0; p < n_pos; p++) {
         out[p].n = 0;
         for (int a = 0; a < k; a++)
             if (table[p * k + a] >= 0) {
-                out[p].tap[out[p].n] = a;
-                out[p].idx[out[p].n++] = table[p * k + a];
+                out[p].wt[out[p].n] = a * w_stride;
+                out[p].at[out[p].n++] = (size_t)table[p * k + a] * at_stride;
             }
     }
 }
 
 /* out[r] for r < n_pos: the (tap, output) pairs that read input position r (inverse table, m per tap). */
-static void inverse_taps(const int *inv, int n_pos, int k, int m, Taps *out) {
+static void inverse_taps(const int *inv, int n_pos, int k, int m, size_t at_stride, int w_stride, Taps *out) {
     for (int r = 0; r < n_pos; r++) {
         out[r].n = 0;
         for (int a = 0; a < k; a++)
             for (int q = 0; q < m; q++)
                 if (inv[(r * k + a) * m + q] >= 0) { /* at most MAX_TAPS: check_layers */
-                    out[r].tap[out[r].n] = a;
-                    out[r].idx[out[r].n++] = inv[(r * k + a) * m + q];
+                    out[r].wt[out[r].n] = a * w_stride;
+                    out[r].at[out[r].n++] = (size_t)inv[(r * k + a) * m + q] * at_stride;
                 }
     }
 }
@@ -128,16 +131,15 @@ INLINE void acc_store(vf acc[4][CHUNK], const int SETS, const int NC, const floa
  * ci % SETS) keep at least 4 independent multiply-add chains in flight however few output channels. */
 INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *restrict o, const Taps *rt,
                           const Taps *ct, int co0, const int NC, const float *restrict bias, const int leaky) {
-    const int CI = ly->cin, CO = ly->cout, KW = ly->kw;
+    const int CI = ly->cin, CO = ly->cout;
     const int SETS = NC >= 4 ? 1 : 4 / NC;
     vf acc[4][CHUNK];
     acc_zero(acc, SETS, NC);
     for (int p = 0; p < rt->n; p++) {
-        const int a = rt->tap[p], r = rt->idx[p];
+        const float *restrict row = in + rt->at[p], *restrict wrow = ly->wf + rt->wt[p] + co0;
         for (int q = 0; q < ct->n; q++) {
-            const int c = ct->tap[q], s = ct->idx[q];
-            const float *restrict src = in + ((size_t)r * ly->win + s) * CI * NL;
-            const float *restrict w = ly->wf + (size_t)(a * KW + c) * CI * CO + co0; /* w[ci * CO + k] */
+            const float *restrict src = row + ct->at[q];
+            const float *restrict w = wrow + ct->wt[q]; /* w[ci * CO + k] */
             int ci = 0;
             for (; ci + SETS <= CI; ci += SETS)
                 for (int u = 0; u < SETS; u++) {
@@ -163,16 +165,15 @@ INLINE void forward_pixel(const Layer *ly, const float *restrict in, float *rest
 INLINE void input_grad_pixel(const Layer *ly, const float *restrict g, float *restrict gin, int r, int s,
                              const Taps *rt, const Taps *ct, int ci0, const int NC, const float *restrict mask,
                              const float alpha) {
-    const int CI = ly->cin, CO = ly->cout, KW = ly->kw;
+    const int CI = ly->cin, CO = ly->cout;
     const int SETS = NC >= 4 ? 1 : 4 / NC;
     vf acc[4][CHUNK];
     acc_zero(acc, SETS, NC);
     for (int pa = 0; pa < rt->n; pa++) {
-        const int a = rt->tap[pa], i = rt->idx[pa];
+        const float *restrict row = g + rt->at[pa], *restrict wrow = ly->wi + rt->wt[pa] + ci0;
         for (int pc = 0; pc < ct->n; pc++) {
-            const int c = ct->tap[pc], j = ct->idx[pc];
-            const float *restrict go = g + ((size_t)i * ly->wout + j) * CO * NL;
-            const float *restrict w = ly->wi + (size_t)(a * KW + c) * CO * CI + ci0; /* w[co * CI + k] */
+            const float *restrict go = row + ct->at[pc];
+            const float *restrict w = wrow + ct->wt[pc]; /* w[co * CI + k] */
             int co = 0;
             for (; co + SETS <= CO; co += SETS)
                 for (int u = 0; u < SETS; u++) {
@@ -285,8 +286,9 @@ static void conv_forward(const Layer *ly, const float *restrict in, float *restr
                          const int leaky) {
     const int CO = ly->cout;
     Taps rt[ly->hout], ct[ly->wout];
-    forward_taps(ly->rows, ly->hout, ly->kh, rt);
-    forward_taps(ly->cols, ly->wout, ly->kw, ct);
+    const size_t pixel = (size_t)ly->cin * NL; /* an input pixel's floats; a tap's weights: cin * cout */
+    forward_taps(ly->rows, ly->hout, ly->kh, ly->win * pixel, ly->kw * ly->cin * CO, rt);
+    forward_taps(ly->cols, ly->wout, ly->kw, pixel, ly->cin * CO, ct);
     for (int i = 0; i < ly->hout; i++) {
         float *restrict row = out + (size_t)i * ly->wout * CO * NL;
 #define FWD(n) forward_row_##n(ly, in, row, &rt[i], ct, c0, bias, leaky)
@@ -363,8 +365,9 @@ static void conv_backward(const Layer *ly, const float *restrict in, const float
     if (gin) {
         const int CI = ly->cin;
         Taps rt[ly->hin], ct[ly->win];
-        inverse_taps(ly->irows, ly->hin, ly->kh, ly->mr, rt);
-        inverse_taps(ly->icols, ly->win, ly->kw, ly->mc, ct);
+        const size_t pixel = (size_t)CO * NL; /* an output pixel's floats; a tap's weights: cout * cin */
+        inverse_taps(ly->irows, ly->hin, ly->kh, ly->mr, ly->wout * pixel, ly->kw * CO * CI, rt);
+        inverse_taps(ly->icols, ly->win, ly->kw, ly->mc, pixel, CO * CI, ct);
         for (int r = 0; r < ly->hin; r++)
             for (int s = 0; s < ly->win; s++) {
 #define IGR(n) input_grad_pixel(ly, g, gin, r, s, &rt[r], &ct[s], c0, n, mask, alpha)
