@@ -606,12 +606,13 @@ static size_t total_coefs(const Layer *layers, int n) {
  * nowhere if NULL); per-lane coefficient gradients go to gacc (coefs * NL floats, overwritten); tmp holds
  * 2 x the largest activation. */
 static void stack_backward_block(const Layer *layers, int n, float *const *acts, int slot, float *g, float *gin,
-                                 float *gacc, float *tmp) {
+                                 float *gacc, float *tmp, int pre) {
     const size_t biggest = largest_block(layers, n);
     float *cur = g, *bufs[2] = {tmp, tmp + biggest};
     memset(gacc, 0, total_coefs(layers, n) * NL * sizeof(float));
     size_t offset = total_coefs(layers, n);
-    int pre = 0; /* cur is already the gradient of layer k's pre-activation (fused in layer k + 1's store) */
+    /* pre: cur is already the gradient of layer k's pre-activation (fused in layer k + 1's store; for the top
+     * layer, as the caller says) */
     for (int k = n - 1; k >= 0; k--) {
         const Layer *ly = &layers[k];
         float *next = k > 0 ? bufs[k % 2] : gin;
@@ -697,6 +698,32 @@ static void sum_squares(const float *a, const float *b, size_t n_px, int lanes, 
     for (int l = 0; l < lanes; l++) out[l] += l < NL / 2 ? s0l[l] + s1l[l] : s0h[l - NL / 2] + s1h[l - NL / 2];
 }
 
+/* sum_squares(xh, x, ...) and, in the same pass, g = mask * (xh - x), times the derivative of the output layer's
+ * leaky ReLU (read from xh, as act_backward does) where leaky: the same operations in the same order as
+ * sum_squares, then the loss-gradient loop of backward_block, then act_backward. */
+static void loss_pass(const float *xh, const float *x, size_t n_px, int lanes, vf mask, int leaky, float alpha,
+                      float *g, double *out) {
+    const vf one = (vf){0} + 1.0f, a = (vf){0} + alpha;
+    vdh s0l = {0}, s0h = {0}, s1l = {0}, s1h = {0}, el, eh;
+    size_t p = 0;
+#define LOSS_AT(p, lo, hi)                                                                                \
+    do {                                                                                                  \
+        diff_at(xh, x, p, &el, &eh);                                                                      \
+        lo += el * el;                                                                                    \
+        hi += eh * eh;                                                                                    \
+        vf t = mask * (V(xh + (p) * NL) - V(x + (p) * NL));                                               \
+        if (leaky) t *= select_positive(V(xh + (p) * NL), one, a);                                        \
+        V(g + (p) * NL) = t;                                                                              \
+    } while (0)
+    for (; p + 1 < n_px; p += 2) {
+        LOSS_AT(p, s0l, s0h);
+        LOSS_AT(p + 1, s1l, s1h);
+    }
+    if (p < n_px) LOSS_AT(p, s0l, s0h);
+#undef LOSS_AT
+    for (int l = 0; l < lanes; l++) out[l] += l < NL / 2 ? s0l[l] + s1l[l] : s0h[l - NL / 2] + s1h[l - NL / 2];
+}
+
 static double sum_images(const double *per_image, int batch) {
     double total = 0.0;
     for (int b = 0; b < batch; b++) total += per_image[b];
@@ -768,7 +795,7 @@ static void contractive_backward_block(const Job *j, int blk, float *gacc, float
 
 /* The forward pass of one block: its images into block layout, the code (to j->y), the reconstruction, its
  * per-image squared error and, where asked, the contractive penalty. */
-static void forward_block(const Job *j, int blk) {
+static void forward_block(const Job *j, int blk, int loss_later) {
     const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1];
     to_block(j->x, j->index, j->batch, blk, first->cin, first->hin, first->win,
              j->acts_e[0] + act_slot(j, blk) * act_size(first, 0));
@@ -780,19 +807,19 @@ static void forward_block(const Job *j, int blk) {
     const float *xh = j->acts_d[j->n_dec] + act_slot(j, blk) * act_size(out, 1), *x = j->acts_e[0] + act_slot(j, blk) * act_size(first, 0);
     double *sse = j->sse + (size_t)blk * NL;
     for (int l = 0; l < NL; l++) sse[l] = 0.0;
-    sum_squares(xh, x, (size_t)IN_SIZE(first), valid_lanes(j->batch, blk), sse);
+    if (!loss_later) sum_squares(xh, x, (size_t)IN_SIZE(first), valid_lanes(j->batch, blk), sse);
     if (j->vbuf) contractive_forward_block(j, blk, j->scratch);
 }
 
 static void *forward_job(void *arg) {
     const Job *j = arg;
-    for (int blk = j->b0; blk < j->b1; blk++) forward_block(j, blk);
+    for (int blk = j->b0; blk < j->b1; blk++) forward_block(j, blk, 0);
     return NULL;
 }
 
 /* The backward pass of one block (after its forward_block): per-lane coefficient gradients into the block's
  * slice of gacc_d (and gacc_e). */
-static void backward_block(const Job *j, int blk) {
+static void backward_block(const Job *j, int blk, int loss_here) {
     const size_t big = largest_of(j->enc, j->n_enc, j->dec, j->n_dec);
     float *g = j->scratch, *tmp = j->scratch + big, *gz = j->scratch + 3 * big; /* 4 x big in all */
     const Layer *first = &j->enc[0], *last = &j->enc[j->n_enc - 1], *out = &j->dec[j->n_dec - 1];
@@ -803,9 +830,15 @@ static void backward_block(const Job *j, int blk) {
         const float *x = j->acts_e[0] + act_slot(j, blk) * act_size(first, 0);
         vf mask;
         for (int l = 0; l < NL; l++) mask[l] = blk * NL + l < j->batch ? j->gscale : 0.0f;
-        for (size_t p = 0; p < pixels; p++) V(g + p * NL) = mask * (V(xh + p * NL) - V(x + p * NL));
+        int pre = 0;
+        if (loss_here) { /* the forward left the squared error to this pass: one read of x_hat and x for both */
+            pre = out->act == ACT_LEAKY;
+            loss_pass(xh, x, pixels, valid_lanes(j->batch, blk), mask, pre, out->alpha, g, j->sse + (size_t)blk * NL);
+        } else {
+            for (size_t p = 0; p < pixels; p++) V(g + p * NL) = mask * (V(xh + p * NL) - V(x + p * NL));
+        }
         stack_backward_block(j->dec, j->n_dec, j->acts_d, act_slot(j, blk), g, j->train_enc ? gz : NULL,
-                             j->gacc_d + blk * total_coefs(j->dec, j->n_dec) * NL, tmp);
+                             j->gacc_d + blk * total_coefs(j->dec, j->n_dec) * NL, tmp, pre);
         if (!j->train_enc) return;
         if (j->gy) {
             float *extra = g; /* reuse g: the decoder is done with it */
@@ -814,14 +847,14 @@ static void backward_block(const Job *j, int blk) {
         }
         memcpy(g, gz, act_size(last, 1) * sizeof(float));
         float *gacc = j->gacc_e + blk * total_coefs(j->enc, j->n_enc) * NL;
-        stack_backward_block(j->enc, j->n_enc, j->acts_e, act_slot(j, blk), g, NULL, gacc, tmp);
+        stack_backward_block(j->enc, j->n_enc, j->acts_e, act_slot(j, blk), g, NULL, gacc, tmp, 0);
         if (j->vbuf && j->cscale != 0.0f) contractive_backward_block(j, blk, gacc, j->scratch);
     }
 }
 
 static void *backward_job(void *arg) {
     const Job *j = arg;
-    for (int blk = j->b0; blk < j->b1; blk++) backward_block(j, blk);
+    for (int blk = j->b0; blk < j->b1; blk++) backward_block(j, blk, 0);
     return NULL;
 }
 
@@ -845,8 +878,8 @@ static void *encode_job(void *arg) {
 static void *step_job(void *arg) {
     const Job *j = arg;
     for (int blk = j->b0; blk < j->b1; blk++) {
-        forward_block(j, blk);
-        backward_block(j, blk);
+        forward_block(j, blk, 1);
+        backward_block(j, blk, 1);
     }
     return NULL;
 }
