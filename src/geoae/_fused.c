@@ -548,8 +548,50 @@ static size_t largest_block(const Layer *layers, int n) {
 }
 
 /* (B, C, H, W) images [blk * NL, blk * NL + NL) <-> one block [H][W][C][lane] (missing images: 0 in the
- * block, not written back); to_block reads image index[b] of src as image b where index is not NULL. Tiles of TILE columns x NL lanes keep both sides of the transpose in L1. */
-#define TILE 16
+ * block, not written back); to_block reads image index[b] of src as image b where index is not NULL. */
+
+/* An NL x NL transpose in registers, in log2(NL) stages: the stage of width b swaps bit b of the row and column
+ * indices, rows i and i + b exchanging the blocks of b columns where they differ (two two-source shuffles). */
+#if defined(__clang__)
+#define SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (vi){__VA_ARGS__})
+#endif
+#define TSTAGE(b, LO, HI)                                                                                 \
+    for (int i = 0; i < NL; i++)                                                                          \
+        if (!(i & (b))) {                                                                                 \
+            const vf lo = SHUFFLE(r[i], r[i + (b)], LO), hi = SHUFFLE(r[i], r[i + (b)], HI);              \
+            r[i] = lo;                                                                                    \
+            r[i + (b)] = hi;                                                                              \
+        }
+#define TLO16_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define THI16_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define TLO16_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define THI16_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define TLO16_2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define THI16_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define TLO16_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define THI16_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define TLO8_4 0, 1, 2, 3, 8, 9, 10, 11
+#define THI8_4 4, 5, 6, 7, 12, 13, 14, 15
+#define TLO8_2 0, 1, 8, 9, 4, 5, 12, 13
+#define THI8_2 2, 3, 10, 11, 6, 7, 14, 15
+#define TLO8_1 0, 8, 2, 10, 4, 12, 6, 14
+#define THI8_1 1, 9, 3, 11, 5, 13, 7, 15
+INLINE void transpose(vf r[NL]) { /* r[w][l] = (r[l][w] on entry) */
+#if NL == 16
+    TSTAGE(8, TLO16_8, THI16_8)
+    TSTAGE(4, TLO16_4, THI16_4)
+    TSTAGE(2, TLO16_2, THI16_2)
+    TSTAGE(1, TLO16_1, THI16_1)
+#elif NL == 8
+    TSTAGE(4, TLO8_4, THI8_4)
+    TSTAGE(2, TLO8_2, THI8_2)
+    TSTAGE(1, TLO8_1, THI8_1)
+#else
+#error "GEOAE_LANES must be 8 or 16"
+#endif
+}
 
 static void to_block(const float *restrict src, const long long *index, int batch, int blk, int C, int H, int W,
                      float *restrict dst) {
@@ -559,20 +601,24 @@ static void to_block(const float *restrict src, const long long *index, int batc
         const int b = blk * NL + l;
         rows[l] = b < batch ? src + (size_t)(index ? index[b] : b) * n : NULL;
     }
-    float tile[NL][TILE]; /* TILE samples of every lane's row, read contiguously, then written a vector a sample */
     for (int c = 0; c < C; c++)
-        for (int h = 0; h < H; h++)
-            for (int w0 = 0; w0 < W; w0 += TILE) {
-                const int w1 = w0 + TILE < W ? w0 + TILE : W;
-                const size_t at = ((size_t)c * H + h) * W;
-                for (int l = 0; l < NL; l++)
-                    for (int w = w0; w < w1; w++) tile[l][w - w0] = rows[l] ? rows[l][at + w] : 0.0f;
-                for (int w = w0; w < w1; w++) {
-                    float *restrict d = dst + (((size_t)h * W + w) * C + c) * NL;
-                    for (int l = 0; l < NL; l++) d[l] = tile[l][w - w0];
-                }
+        for (int h = 0; h < H; h++) {
+            const size_t at = ((size_t)c * H + h) * W;
+            int w0 = 0;
+            for (; w0 + NL <= W; w0 += NL) { /* NL samples of every lane's row, transposed in registers */
+                vf r[NL];
+                for (int l = 0; l < NL; l++) r[l] = rows[l] ? V(rows[l] + at + w0) : (vf){0};
+                transpose(r);
+                for (int w = 0; w < NL; w++) V(dst + (((size_t)h * W + w0 + w) * C + c) * NL) = r[w];
             }
+            for (int w = w0; w < W; w++) { /* the row's last W % NL samples */
+                float *restrict d = dst + (((size_t)h * W + w) * C + c) * NL;
+                for (int l = 0; l < NL; l++) d[l] = rows[l] ? rows[l][at + w] : 0.0f;
+            }
+        }
 }
+
+#define TILE 16 /* from_block: columns per tile (each lane's row read contiguously) */
 
 static void from_block(const float *restrict src, int batch, int blk, int C, int H, int W, float *restrict dst) {
     const size_t n = (size_t)C * H * W;
@@ -698,12 +744,12 @@ static void sum_squares(const float *a, const float *b, size_t n_px, int lanes, 
     for (int l = 0; l < lanes; l++) out[l] += l < NL / 2 ? s0l[l] + s1l[l] : s0h[l - NL / 2] + s1h[l - NL / 2];
 }
 
-/* sum_squares(xh, x, ...) and, in the same pass, g = mask * (xh - x), times the derivative of the output layer's
+/* sum_squares(xh, x, ...) and, in the same pass, g = mask * (xh - x) (mask: the NL floats at scale), times the derivative of the output layer's
  * leaky ReLU (read from xh, as act_backward does) where leaky: the same operations in the same order as
  * sum_squares, then the loss-gradient loop of backward_block, then act_backward. */
-static void loss_pass(const float *xh, const float *x, size_t n_px, int lanes, vf mask, int leaky, float alpha,
-                      float *g, double *out) {
-    const vf one = (vf){0} + 1.0f, a = (vf){0} + alpha;
+static void loss_pass(const float *xh, const float *x, size_t n_px, int lanes, const float *scale, int leaky,
+                      float alpha, float *g, double *out) {
+    const vf one = (vf){0} + 1.0f, a = (vf){0} + alpha, mask = V(scale);
     vdh s0l = {0}, s0h = {0}, s1l = {0}, s1h = {0}, el, eh;
     size_t p = 0;
 #define LOSS_AT(p, lo, hi)                                                                                \
@@ -833,7 +879,8 @@ static void backward_block(const Job *j, int blk, int loss_here) {
         int pre = 0;
         if (loss_here) { /* the forward left the squared error to this pass: one read of x_hat and x for both */
             pre = out->act == ACT_LEAKY;
-            loss_pass(xh, x, pixels, valid_lanes(j->batch, blk), mask, pre, out->alpha, g, j->sse + (size_t)blk * NL);
+            loss_pass(xh, x, pixels, valid_lanes(j->batch, blk), (const float *)&mask, pre, out->alpha, g,
+                      j->sse + (size_t)blk * NL);
         } else {
             for (size_t p = 0; p < pixels; p++) V(g + p * NL) = mask * (V(xh + p * NL) - V(x + p * NL));
         }
