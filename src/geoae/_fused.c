@@ -378,6 +378,78 @@ static void weight_grad_rows3(const Layer *ly, const float *restrict in, const f
     default: call(4); break;
 #endif
 
+/* GROUPS. forward_pixel for the G output pixels o[m] of one row whose column taps ct[m] are the same taps (same
+ * count, same weight offsets; they read different input columns): each weight is loaded (broadcast) once for the
+ * G pixels instead of once per pixel, which halves the loads of a multiply-add where few channels make the loads
+ * the bound. Each pixel's sums are forward_pixel's, in the same order. */
+INLINE vf splat(float v) { return -(vf){0} + v; } /* v in every lane: -0 is the exact identity of + */
+
+INLINE void forward_group(const Layer *ly, const float *restrict in, float *const o[], const Taps *rt,
+                          const Taps *const ct[], int co0, const int NC, const int G, const float *restrict bias,
+                          const int leaky) {
+    const int CI = ly->cin, CO = ly->cout;
+    const int SETS = NC >= 4 ? 1 : 4 / NC;
+    vf acc[4][8]; /* pixel m, set u, channel k: acc[m][u * NC + k] (SETS * NC <= 8), small enough for registers */
+    for (int m = 0; m < G; m++)
+        for (int e = 0; e < SETS * NC; e++) acc[m][e] = (vf){0};
+    for (int p = 0; p < rt->n; p++) {
+        const float *restrict row = in + rt->at[p], *restrict wrow = ly->wf + rt->wt[p] + co0;
+        for (int q = 0; q < ct[0]->n; q++) {
+            const float *restrict w = wrow + ct[0]->wt[q]; /* w[ci * CO + k] */
+            const float *restrict s0 = row + ct[0]->at[q], *restrict s1 = row + ct[G > 1]->at[q],
+                                  *restrict s2 = row + ct[G > 2 ? 2 : 0]->at[q], *restrict s3 = row + ct[G > 3 ? 3 : 0]->at[q];
+            int ci = 0;
+#define GROUP_MAC(cc, u)                                                                                  \
+    do {                                                                                                  \
+        vf wk[8];                                                                                         \
+        for (int k = 0; k < NC; k++) wk[k] = splat(w[(cc) * CO + k]);                                     \
+        const vf x0 = V(s0 + (cc) * NL);                                                                  \
+        for (int k = 0; k < NC; k++) acc[0][(u) * NC + k] += wk[k] * x0;                                  \
+        if (G > 1) {                                                                                      \
+            const vf x1 = V(s1 + (cc) * NL);                                                              \
+            for (int k = 0; k < NC; k++) acc[1][(u) * NC + k] += wk[k] * x1;                              \
+        }                                                                                                 \
+        if (G > 2) {                                                                                      \
+            const vf x2 = V(s2 + (cc) * NL);                                                              \
+            for (int k = 0; k < NC; k++) acc[2][(u) * NC + k] += wk[k] * x2;                              \
+        }                                                                                                 \
+        if (G > 3) {                                                                                      \
+            const vf x3 = V(s3 + (cc) * NL);                                                              \
+            for (int k = 0; k < NC; k++) acc[3][(u) * NC + k] += wk[k] * x3;                              \
+        }                                                                                                 \
+    } while (0)
+            for (; ci + SETS <= CI; ci += SETS)
+                for (int u = 0; u < SETS; u++) GROUP_MAC(ci + u, u);
+            for (int u = 0; u < 3; u++) { /* as in forward_pixel */
+                if (ci >= CI) break;
+                GROUP_MAC(ci, u);
+                ci++;
+            }
+#undef GROUP_MAC
+        }
+    }
+    for (int m = 0; m < G; m++) /* acc_store's sums, in its order */
+        for (int k = 0; k < NC; k++) {
+            vf t = acc[m][k];
+            for (int u = 1; u < SETS; u++) t += acc[m][u * NC + k];
+            if (bias) t += bias[co0 + k];
+            if (leaky) t = select_positive(t, t, ly->alpha * t);
+            V(o[m] + (co0 + k) * NL) = t;
+        }
+}
+
+/* Whether two positions' taps are the same taps (count and weight offsets). */
+static int same_taps(const Taps *a, const Taps *b) {
+    if (a->n != b->n) return 0;
+    for (int q = 0; q < a->n; q++)
+        if (a->wt[q] != b->wt[q]) return 0;
+    return 1;
+}
+
+/* Pixels per group for n output channels: G x max(4, n) accumulators and n weights in registers (32 vector
+ * registers with AVX-512, 16 with AVX2). */
+#define GROUP_OF(n) (NL >= 16 ? ((n) <= 4 ? 4 : 1) : ((n) <= 4 ? 2 : 1))
+
 /* One output row (rt: its taps), output channels [c0, c0 + n), every column: a function per n, so that the
  * compiler allocates registers for this loop nest alone (inlined into conv_forward, the loops of the eight
  * cases shared its registers and kept their pointers on the stack: ~20 instructions of bookkeeping a tap). */
@@ -387,7 +459,33 @@ static void weight_grad_rows3(const Layer *ly, const float *restrict in, const f
                                                           const Taps *ct, int c0, const float *restrict bias, \
                                                           const int leaky) {                               \
         const size_t step = (size_t)ly->cout * NL;                                                        \
-        for (int j = 0; j < ly->wout; j++) forward_pixel(ly, in, row + j * step, rt, &ct[j], c0, n, bias, leaky); \
+        const int W = ly->wout, G = GROUP_OF(n);                                                          \
+        if (G == 1) {                                                                                     \
+            for (int j = 0; j < W; j++) forward_pixel(ly, in, row + j * step, rt, &ct[j], c0, n, bias, leaky); \
+            return;                                                                                       \
+        }                                                                                                 \
+        char done[W];                                                                                     \
+        memset(done, 0, (size_t)W);                                                                       \
+        for (int j = 0; j < W; j++) {                                                                     \
+            if (done[j]) continue;                                                                        \
+            /* a group: j and the next columns d apart with the same taps (d = 1, or 2 where taps alternate) */ \
+            const int d = j + 1 < W && same_taps(&ct[j], &ct[j + 1]) ? 1 : 2;                             \
+            int m = 1;                                                                                    \
+            while (m < G && j + m * d < W && !done[j + m * d] && same_taps(&ct[j], &ct[j + m * d])) m++;    \
+            if (G > 1 && m == G) {                                                                        \
+                float *o[4];                                                                              \
+                const Taps *cg[4];                                                                        \
+                for (int g = 0; g < G; g++) {                                                             \
+                    o[g] = row + (size_t)(j + g * d) * step;                                              \
+                    cg[g] = &ct[j + g * d];                                                               \
+                    done[j + g * d] = 1;                                                                  \
+                }                                                                                         \
+                forward_group(ly, in, o, rt, cg, c0, n, GROUP_OF(n), bias, leaky);                        \
+            } else {                                                                                      \
+                forward_pixel(ly, in, row + j * step, rt, &ct[j], c0, n, bias, leaky);                    \
+                done[j] = 1;                                                                              \
+            }                                                                                             \
+        }                                                                                                 \
     }
 FORWARD_ROW(1)
 FORWARD_ROW(2)
