@@ -1271,6 +1271,14 @@ static Layer *repacked(const Layer *layers, int n) {
     return out;
 }
 
+/* Whether index (NULL: none) holds batch values in [0, n_images). */
+static int indices_within(const long long *index, int batch, long long n_images) {
+    if (!index) return 1;
+    for (int b = 0; b < batch; b++)
+        if (index[b] < 0 || index[b] >= n_images) return 0;
+    return 1;
+}
+
 /* Both stacks repacked (dec may be NULL); GEOAE_ENOMEM where an allocation failed (nothing to free then). */
 static int repack_both(const Layer *enc, int n_enc, const Layer *dec, int n_dec, Layer **E, Layer **D) {
     *E = repacked(enc, n_enc);
@@ -1356,13 +1364,14 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
 /* The codes z = E(x) (batch, d) of the batch images[index[b]] (index NULL: images is the batch), block by block;
  * acts_e holds one block per thread (sizes for threads * lanes images), scratch: geoae_scratch_floats. The same
  * arithmetic as geoae_ae_forward's and geoae_ae_step's encoder: the same codes, bit for bit. */
-int geoae_ae_encode(const Layer *enc, int n_enc, int batch, const float *images, const long long *index, float *z,
-                    float *const *acts_e, float *scratch, int threads) {
+int geoae_ae_encode(const Layer *enc, int n_enc, int batch, const float *images, long long n_images,
+                    const long long *index, float *z, float *const *acts_e, float *scratch, int threads) {
     if (batch < 1 || threads < 1) return GEOAE_EARGS;
     const int err = check_stack(enc, n_enc);
     if (err) return err;
     if (enc[n_enc - 1].hout != 1 || enc[n_enc - 1].wout != 1) return GEOAE_ESHAPE;
     if (!images || !z || !acts_e || !scratch) return GEOAE_EARGS;
+    if (!indices_within(index, batch, n_images)) return GEOAE_EINDEX;
     Layer *E, *D;
     if (repack_both(enc, n_enc, NULL, 0, &E, &D)) return GEOAE_ENOMEM;
     const Job job = {.enc = E, .n_enc = n_enc, .batch = batch, .x = images, .index = index, .y = z,
@@ -1378,7 +1387,7 @@ int geoae_ae_encode(const Layer *enc, int n_enc, int batch, const float *images,
  * which hold one block per thread (sizes for threads * lanes images), reused block after block: a block's
  * activations stay in the core's cache from its forward to its backward. */
 int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *images,
-                  const long long *index, float *z, const float *gz, float *const *acts_e, float *const *acts_d,
+                  long long n_images, const long long *index, float *z, const float *gz, float *const *acts_e, float *const *acts_d,
                   double *sse, float *const *vbuf, float *u0, double *pen, float gscale, float cscale,
                   int train_encoder, float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d,
                   int threads, double *total, double *pen_total) {
@@ -1387,6 +1396,7 @@ int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int 
     if (!images || !z || !acts_e || !acts_d || !sse || !scratch || !total || !grads_d || !gacc_d ||
         (train_encoder && (!grads_e || !gacc_e)) || (vbuf && (!u0 || !pen || !pen_total)))
         return GEOAE_EARGS;
+    if (!indices_within(index, batch, n_images)) return GEOAE_EINDEX;
     Layer *E, *D;
     if (repack_both(enc, n_enc, dec, n_dec, &E, &D)) return GEOAE_ENOMEM;
     const Job job = {.enc = E, .dec = D, .n_enc = n_enc, .n_dec = n_dec, .batch = batch, .x = images,

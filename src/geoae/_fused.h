@@ -17,6 +17,7 @@ enum {
     GEOAE_ETAPS = 2,    /* a kernel, or the taps reading one input sample, beyond GEOAE_MAX_TAPS */
     GEOAE_ESHAPE = 3,   /* consecutive layers do not fit (channels, grid), or the code is not 1 x 1 */
     GEOAE_ENOMEM = 4,   /* the library's copy of the weights could not be allocated */
+    GEOAE_EINDEX = 5,   /* an index outside [0, n_images) */
 };
 
 #define GEOAE_MAX_TAPS 16
@@ -64,13 +65,13 @@ int geoae_ae_backward(const Layer *enc, int n_enc, const Layer *dec, int n_dec, 
                       float cscale, int train_encoder, float *grads_e, float *grads_d, float *scratch,
                       float *gacc_e, float *gacc_d, int threads);
 /* The codes alone, the batch gathered as in geoae_ae_step; acts_e holds one block per thread. */
-int geoae_ae_encode(const Layer *enc, int n_enc, int batch, const float *images, const long long *index, float *z,
-                    float *const *acts_e, float *scratch, int threads);
+int geoae_ae_encode(const Layer *enc, int n_enc, int batch, const float *images, long long n_images,
+                    const long long *index, float *z, float *const *acts_e, float *scratch, int threads);
 /* geoae_ae_forward, then geoae_ae_backward with gz (or NULL), in one call, the batch gathered as images[index[b]]
- * (index NULL: images is the batch) straight into the kernels' layout; acts_e, acts_d, vbuf and u0 hold one block
+ * (index NULL: images is the batch; else every index[b] in [0, n_images)) straight into the kernels' layout; acts_e, acts_d, vbuf and u0 hold one block
  * per thread (sizes for threads * lanes images). */
 int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int batch, const float *images,
-                  const long long *index, float *z, const float *gz, float *const *acts_e, float *const *acts_d,
+                  long long n_images, const long long *index, float *z, const float *gz, float *const *acts_e, float *const *acts_d,
                   double *sse, float *const *vbuf, float *u0, double *pen, float gscale, float cscale,
                   int train_encoder, float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d,
                   int threads, double *total, double *pen_total);

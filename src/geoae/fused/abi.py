@@ -17,7 +17,7 @@ ABI_VERSION = 4
 BASE_FLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-pthread")
 ACTIVATIONS = {"leaky": 0, "identity": 1, "sigmoid": 2}
 ERRORS = {1: "bad arguments (null pointer, size or activation)", 2: "a kernel's taps exceed the kernel's limit",
-          3: "layers do not fit together", 4: "out of memory for the weights' copy"}
+          3: "layers do not fit together", 4: "out of memory for the weights' copy", 5: "an index outside the images"}
 # what the kernel computes: every op of spec.OPS, both upsampling modes, every activation, biases, coordinate
 # channels, a frozen encoder, kernels of 1 to 16 taps per axis, 1-D and 2-D
 SUPPORTED_FEATURES = frozenset({"conv", "upconv:zeros", "upconv:nearest", "convT", "act:leaky", "act:identity",
@@ -73,10 +73,11 @@ def bind(lib: ctypes.CDLL, path: Path) -> ctypes.CDLL:
     lib.geoae_ae_backward.argtypes = [layers, c_int, layers, c_int, c_int, ptrs, ptrs, ptr, c_float, ptrs, ptr,
                                       c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int]
     lib.geoae_ae_step.restype = c_int
-    lib.geoae_ae_step.argtypes = [layers, c_int, layers, c_int, c_int, ptr, ptr, ptr, ptr, ptrs, ptrs, ptr, ptrs, ptr,
-                                  ptr, c_float, c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int, ptr, ptr]
+    c_longlong = ctypes.c_longlong
+    lib.geoae_ae_step.argtypes = [layers, c_int, layers, c_int, c_int, ptr, c_longlong, ptr, ptr, ptr, ptrs, ptrs, ptr,
+                                  ptrs, ptr, ptr, c_float, c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int, ptr, ptr]
     lib.geoae_ae_encode.restype = c_int
-    lib.geoae_ae_encode.argtypes = [layers, c_int, c_int, ptr, ptr, ptr, ptrs, ptr, c_int]
+    lib.geoae_ae_encode.argtypes = [layers, c_int, c_int, ptr, c_longlong, ptr, ptr, ptrs, ptr, c_int]
     return lib
 
 

@@ -115,6 +115,15 @@ class _Stack:
             desc.bm = next(it).data_ptr() if ly.coord else None
 
 
+def _check_index(code: int, call: str, images: torch.Tensor, index: torch.Tensor | None) -> None:
+    """``_check``, with the kernel's refusal of an index outside the images (GEOAE_EINDEX, found before any work)
+    told as the ValueError of a bad argument."""
+    if code == 5 and index is not None:
+        lo, hi = (int(v) for v in torch.aminmax(index))
+        raise ValueError(f"index values must lie in [0, {images.shape[0]}), got [{lo}, {hi}]")
+    _check(code, call)
+
+
 def _pointers(tensors) -> ctypes.Array:
     return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
 
@@ -279,17 +288,16 @@ class FusedAutoencoder:
         if reason is not None:
             raise ValueError(f"FusedAutoencoder.step: not supported for networks with {reason}; use loss()")
         check_input(images, self.spec.input_shape, what="images")
-        images = images.to(torch.float32).contiguous()
+        if images.dtype != torch.float32 or not images.is_contiguous():
+            images = images.to(torch.float32).contiguous()
         if index is None:
             batch = images.shape[0]
         else:
             if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 1:
                 raise TypeError(f"index must be a 1-D int64 tensor, got {getattr(index, 'dtype', type(index))}")
-            index = index.contiguous()
-            batch = index.shape[0]
-            lo, hi = (int(v) for v in torch.aminmax(index)) if batch else (0, 0)
-            if lo < 0 or hi >= images.shape[0]:
-                raise ValueError(f"index values must lie in [0, {images.shape[0]}), got [{lo}, {hi}]")
+            if not index.is_contiguous():
+                index = index.contiguous()
+            batch = index.shape[0]  # its values are checked by the kernel (GEOAE_EINDEX), before any work
         if batch < 1:
             raise ValueError("step needs a batch of at least 1 image")
         contractive = contractive_weight != 0.0
@@ -307,8 +315,9 @@ class FusedAutoencoder:
         index_ptr = index.data_ptr() if index is not None else None
         gz = None
         if code_loss is not None:
-            _check(lib.geoae_ae_encode(enc.layers, enc.n, batch, images.data_ptr(), index_ptr, z.data_ptr(), ptrs[0],
-                                       self._scratch().data_ptr(), self.threads), "geoae_ae_encode")
+            _check_index(lib.geoae_ae_encode(enc.layers, enc.n, batch, images.data_ptr(), images.shape[0], index_ptr,
+                                             z.data_ptr(), ptrs[0], self._scratch().data_ptr(), self.threads),
+                         "geoae_ae_encode", images, index)
             with torch.enable_grad():
                 leaf = z.detach().requires_grad_(True)
                 (gz,) = torch.autograd.grad(code_loss(leaf), leaf)
@@ -317,18 +326,18 @@ class FusedAutoencoder:
         flat_e, flat_d, plan = self._step_gradients()
         gacc_e, gacc_d = self._gradient_accumulators(batch)
         train_enc = not enc.frozen
-        _check(lib.geoae_ae_step(
-            enc.layers, enc.n, dec.layers, dec.n, batch, images.data_ptr(), index_ptr, z.data_ptr(),
+        _check_index(lib.geoae_ae_step(
+            enc.layers, enc.n, dec.layers, dec.n, batch, images.data_ptr(), images.shape[0], index_ptr, z.data_ptr(),
             gz.data_ptr() if gz is not None else None, ptrs[0], ptrs[1], sse.data_ptr(),
             ptrs[2] if contractive else None, u0.data_ptr() if contractive else None,
             pen.data_ptr() if contractive else None, gscale, cscale, int(train_enc), flat_e.data_ptr(),
             flat_d.data_ptr(), self._scratch().data_ptr(), gacc_e.data_ptr(), gacc_d.data_ptr(), self.threads,
-            ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_step")
+            ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_step", images, index)
         self._release(batch, contractive, buffers, local=True)
         self._gradients_to_parameters(plan)
         penalty = pen_total.value / (n * d) if contractive else 0.0
-        return StepOutput(z, torch.tensor(total.value / n, dtype=torch.float32),
-                          torch.tensor(penalty, dtype=torch.float32))
+        return StepOutput(z, torch.scalar_tensor(total.value / n, dtype=torch.float32),
+                          torch.scalar_tensor(penalty, dtype=torch.float32))
 
     @staticmethod
     def _gradients_to_parameters(plan) -> None:

@@ -323,7 +323,7 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
             loss = fused_step(model, *batches.draw(), config.regulariser, config.reg_weight, executor, dist)
         else:
             loss = compute_loss(model, batches.next(), config.regulariser, config.reg_weight, executor)
-        if not torch.isfinite(loss.total):
+        if not math.isfinite(loss.total.item()):
             bar.close()
             kept = (f"; the last good checkpoint is {rundir.checkpoint}"
                     if rundir is not None and rundir.checkpoint.exists() else "")

@@ -175,7 +175,9 @@ def fused_step(model, images: torch.Tensor, index: torch.Tensor | None, regulari
         out = executor.step(images, index, code_loss=code_loss)
         return Loss(out.mse + weight * held[0].detach(), out.mse, held[0].detach(), out.z)
     out = executor.step(images, index, contractive_weight=weight if active and regulariser == "contractive" else 0)
-    if not active or regulariser == "contractive":
+    if not active:  # mse + weight · 0 is mse itself (mse ≥ 0): no tensor arithmetic a step
+        return Loss(out.mse, out.mse, out.penalty, out.z)
+    if regulariser == "contractive":
         penalty = out.penalty
     else:
         with torch.enable_grad():
