@@ -558,6 +558,26 @@ INLINE void bias_grad(const float *restrict g, float *restrict gb, size_t P, int
     for (int k = 0; k < NK; k++) V(gb + (k0 + k) * NL) += (s[0][k] + s[1][k]) + (s[2][k] + s[3][k]);
 }
 
+/* One input row r of the input gradient, input channels [c0, c0 + n), every column: a function per n, as
+ * FORWARD_ROW. */
+#define INPUT_GRAD_ROW(n)                                                                                 \
+    static __attribute__((noinline)) void input_grad_row_##n(const Layer *ly, const float *restrict g,     \
+                                                             float *restrict gin, int r, const Taps *rt,   \
+                                                             const Taps *ct, int c0,                       \
+                                                             const float *restrict mask, float alpha) {    \
+        for (int s = 0; s < ly->win; s++) input_grad_pixel(ly, g, gin, r, s, rt, &ct[s], c0, n, mask, alpha); \
+    }
+INPUT_GRAD_ROW(1)
+INPUT_GRAD_ROW(2)
+INPUT_GRAD_ROW(3)
+INPUT_GRAD_ROW(4)
+#if CHUNK == 8
+INPUT_GRAD_ROW(5)
+INPUT_GRAD_ROW(6)
+INPUT_GRAD_ROW(7)
+INPUT_GRAD_ROW(8)
+#endif
+
 /* Adjoint of conv_forward for the pre-activation gradient g: gin (overwritten) = conv^T(g) unless NULL, times
  * the leaky ReLU derivative of the layer `below` (whose output is `in`) if below is not NULL and leaky (gin is
  * then the gradient of below's pre-activation); gw, gb, gm (unless NULL) accumulate per-lane weight, bias and
@@ -585,12 +605,11 @@ static void conv_backward(const Layer *ly, const float *restrict in, const float
         const size_t pixel = (size_t)CO * NL; /* an output pixel's floats; a tap's weights: cout * cin */
         inverse_taps(ly->irows, ly->hin, ly->kh, ly->mr, ly->wout * pixel, ly->kw * CO * CI, rt);
         inverse_taps(ly->icols, ly->win, ly->kw, ly->mc, pixel, CO * CI, ct);
-        for (int r = 0; r < ly->hin; r++)
-            for (int s = 0; s < ly->win; s++) {
-#define IGR(n) input_grad_pixel(ly, g, gin, r, s, &rt[r], &ct[s], c0, n, mask, alpha)
-                DISPATCH(CI, IGR)
+        for (int r = 0; r < ly->hin; r++) {
+#define IGR(n) input_grad_row_##n(ly, g, gin, r, &rt[r], ct, c0, mask, alpha)
+            DISPATCH(CI, IGR)
 #undef IGR
-            }
+        }
     }
     if (gw && ly->kw == 3 && (ly->cin == 1 || ly->cout == 1)) { /* TAPS3 */
         const int by_input = taps3_by_input(ly);
