@@ -558,14 +558,97 @@ INLINE void bias_grad(const float *restrict g, float *restrict gb, size_t P, int
     for (int k = 0; k < NK; k++) V(gb + (k0 + k) * NL) += (s[0][k] + s[1][k]) + (s[2][k] + s[3][k]);
 }
 
+/* input_grad_pixel for the G input pixels (r, s[m]) of one row with the same column taps, each weight broadcast once
+ * for the G pixels (GROUPS); each pixel's sums are input_grad_pixel's, in the same order. */
+INLINE void input_grad_group(const Layer *ly, const float *restrict g, float *restrict gin, int r, const int s[],
+                             const Taps *rt, const Taps *const ct[], int ci0, const int NC, const int G,
+                             const float *restrict mask, const float alpha) {
+    const int CI = ly->cin, CO = ly->cout;
+    const int SETS = NC >= 4 ? 1 : 4 / NC;
+    vf acc[4][8]; /* pixel m, set u, channel k: acc[m][u * NC + k] */
+    for (int m = 0; m < G; m++)
+        for (int e = 0; e < SETS * NC; e++) acc[m][e] = (vf){0};
+    for (int pa = 0; pa < rt->n; pa++) {
+        const float *restrict row = g + rt->at[pa], *restrict wrow = ly->wi + rt->wt[pa] + ci0;
+        for (int pc = 0; pc < ct[0]->n; pc++) {
+            const float *restrict w = wrow + ct[0]->wt[pc]; /* w[co * CI + k] */
+            const float *restrict s0 = row + ct[0]->at[pc], *restrict s1 = row + ct[G > 1]->at[pc],
+                                  *restrict s2 = row + ct[G > 2 ? 2 : 0]->at[pc], *restrict s3 = row + ct[G > 3 ? 3 : 0]->at[pc];
+            int co = 0;
+#define GROUP_MAC(cc, u)                                                                                  \
+    do {                                                                                                  \
+        vf wk[8];                                                                                         \
+        for (int k = 0; k < NC; k++) wk[k] = splat(w[(cc) * CI + k]);                                     \
+        const vf x0 = V(s0 + (cc) * NL);                                                                  \
+        for (int k = 0; k < NC; k++) acc[0][(u) * NC + k] += wk[k] * x0;                                  \
+        if (G > 1) {                                                                                      \
+            const vf x1 = V(s1 + (cc) * NL);                                                              \
+            for (int k = 0; k < NC; k++) acc[1][(u) * NC + k] += wk[k] * x1;                              \
+        }                                                                                                 \
+        if (G > 2) {                                                                                      \
+            const vf x2 = V(s2 + (cc) * NL);                                                              \
+            for (int k = 0; k < NC; k++) acc[2][(u) * NC + k] += wk[k] * x2;                              \
+        }                                                                                                 \
+        if (G > 3) {                                                                                      \
+            const vf x3 = V(s3 + (cc) * NL);                                                              \
+            for (int k = 0; k < NC; k++) acc[3][(u) * NC + k] += wk[k] * x3;                              \
+        }                                                                                                 \
+    } while (0)
+            for (; co + SETS <= CO; co += SETS)
+                for (int u = 0; u < SETS; u++) GROUP_MAC(co + u, u);
+            for (int u = 0; u < 3; u++) { /* as in input_grad_pixel */
+                if (co >= CO) break;
+                GROUP_MAC(co, u);
+                co++;
+            }
+#undef GROUP_MAC
+        }
+    }
+    const vf one = (vf){0} + 1.0f, a = (vf){0} + alpha;
+    for (int m = 0; m < G; m++) { /* acc_store's sums and mask, in its order */
+        const size_t at = (((size_t)r * ly->win + s[m]) * CI + ci0) * NL;
+        for (int k = 0; k < NC; k++) {
+            vf t = acc[m][k];
+            for (int u = 1; u < SETS; u++) t += acc[m][u * NC + k];
+            if (mask) t *= select_positive(V(mask + at + k * NL), one, a);
+            V(gin + at + k * NL) = t;
+        }
+    }
+}
+
 /* One input row r of the input gradient, input channels [c0, c0 + n), every column: a function per n, as
- * FORWARD_ROW. */
+ * FORWARD_ROW (groups as there). */
 #define INPUT_GRAD_ROW(n)                                                                                 \
     static __attribute__((noinline)) void input_grad_row_##n(const Layer *ly, const float *restrict g,     \
                                                              float *restrict gin, int r, const Taps *rt,   \
                                                              const Taps *ct, int c0,                       \
                                                              const float *restrict mask, float alpha) {    \
-        for (int s = 0; s < ly->win; s++) input_grad_pixel(ly, g, gin, r, s, rt, &ct[s], c0, n, mask, alpha); \
+        const int W = ly->win, G = GROUP_OF(n);                                                           \
+        if (G == 1) {                                                                                     \
+            for (int s = 0; s < W; s++) input_grad_pixel(ly, g, gin, r, s, rt, &ct[s], c0, n, mask, alpha); \
+            return;                                                                                       \
+        }                                                                                                 \
+        char done[W];                                                                                     \
+        memset(done, 0, (size_t)W);                                                                       \
+        for (int s = 0; s < W; s++) {                                                                     \
+            if (done[s]) continue;                                                                        \
+            const int d = s + 1 < W && same_taps(&ct[s], &ct[s + 1]) ? 1 : 2;                             \
+            int m = 1;                                                                                    \
+            while (m < G && s + m * d < W && !done[s + m * d] && same_taps(&ct[s], &ct[s + m * d])) m++;    \
+            if (m == G) {                                                                                 \
+                int sg[4];                                                                                \
+                const Taps *cg[4];                                                                        \
+                for (int q = 0; q < G; q++) {                                                             \
+                    sg[q] = s + q * d;                                                                    \
+                    cg[q] = &ct[s + q * d];                                                               \
+                    done[s + q * d] = 1;                                                                  \
+                }                                                                                         \
+                input_grad_group(ly, g, gin, r, sg, rt, cg, c0, n, GROUP_OF(n), mask, alpha);             \
+            } else {                                                                                      \
+                input_grad_pixel(ly, g, gin, r, s, rt, &ct[s], c0, n, mask, alpha);                       \
+                done[s] = 1;                                                                              \
+            }                                                                                             \
+        }                                                                                                 \
     }
 INPUT_GRAD_ROW(1)
 INPUT_GRAD_ROW(2)
