@@ -230,12 +230,19 @@ INLINE void weight_grad_row(const Layer *ly, const float *restrict in, const flo
         }                                                                                                 \
         break;
 
+/* Output channels per accumulator block: CHUNK with 32 vector registers (AVX-512); 4 with 16 (AVX2), where 8 x 2
+ * accumulators and their 10 operands spilled (measured slower). */
+#if NL >= 16 || CHUNK == 4
+#define WG_CO CHUNK
+#else
+#define WG_CO 4
+#endif
 static void weight_grad_rows(const Layer *ly, const float *restrict in, const float *restrict g, float *restrict gw,
                              int i, int r, int a, int c, const int *restrict js, const int *restrict ss, int n) {
     const int CI = ly->cin, CO = ly->cout;
-    for (int co0 = 0; co0 < CO; co0 += CHUNK) {
-        switch (CO - co0 < CHUNK ? CO - co0 : CHUNK) {
-#if CHUNK == 8
+    for (int co0 = 0; co0 < CO; co0 += WG_CO) {
+        switch (CO - co0 < WG_CO ? CO - co0 : WG_CO) {
+#if WG_CO == 8
             WG_NC(1) WG_NC(2) WG_NC(3) WG_NC(4) WG_NC(5) WG_NC(6) WG_NC(7) default: WG_NC(8)
 #else
             WG_NC(1) WG_NC(2) WG_NC(3) default: WG_NC(4)
