@@ -214,6 +214,8 @@ def test_one_call_step_refuses_bad_batches_and_coordinate_channels():
     images = torch.rand(10, 1, 16, 16)
     with pytest.raises(ValueError, match=r"index values must lie in \[0, 10\), got \[0, 10\]"):
         ex.step(images, torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match=r"index values must lie in \[0, 10\), got \[-1, 3\]"):
+        ex.step(images, torch.tensor([3, -1]), code_loss=lambda z: z.square().sum())  # the codes' call refuses it
     with pytest.raises(TypeError, match="index must be a 1-D int64 tensor"):
         ex.step(images, torch.tensor([0, 1], dtype=torch.int32))
     with pytest.raises(ValueError, match=r"images of shape \(B, 1, 16, 16\)"):

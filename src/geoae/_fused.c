@@ -391,25 +391,12 @@ static void weight_grad_rows3(const Layer *ly, const float *restrict in, const f
  * the bound. Each pixel's sums are forward_pixel's, in the same order. */
 INLINE vf splat(float v) { return -(vf){0} + v; } /* v in every lane: -0 is the exact identity of + */
 
-INLINE void forward_group(const Layer *ly, const float *restrict in, float *const o[], const Taps *rt,
-                          const Taps *const ct[], int co0, const int NC, const int G, const float *restrict bias,
-                          const int leaky) {
-    const int CI = ly->cin, CO = ly->cout;
-    const int SETS = NC >= 4 ? 1 : 4 / NC;
-    vf acc[4][8]; /* pixel m, set u, channel k: acc[m][u * NC + k] (SETS * NC <= 8), small enough for registers */
-    for (int m = 0; m < G; m++)
-        for (int e = 0; e < SETS * NC; e++) acc[m][e] = (vf){0};
-    for (int p = 0; p < rt->n; p++) {
-        const float *restrict row = in + rt->at[p], *restrict wrow = ly->wf + rt->wt[p] + co0;
-        for (int q = 0; q < ct[0]->n; q++) {
-            const float *restrict w = wrow + ct[0]->wt[q]; /* w[ci * CO + k] */
-            const float *restrict s0 = row + ct[0]->at[q], *restrict s1 = row + ct[G > 1]->at[q],
-                                  *restrict s2 = row + ct[G > 2 ? 2 : 0]->at[q], *restrict s3 = row + ct[G > 3 ? 3 : 0]->at[q];
-            int ci = 0;
-#define GROUP_MAC(cc, u)                                                                                  \
+/* GROUPS' multiply-add of channel cc into set u: the NC weights w[cc * WS + k] broadcast once, then each of the
+ * G pixels' vector at s0..s3 + cc * NL (acc[m][u * NC + k]). */
+#define GROUP_MAC(cc, u, WS)                                                                                \
     do {                                                                                                  \
         vf wk[8];                                                                                         \
-        for (int k = 0; k < NC; k++) wk[k] = splat(w[(cc) * CO + k]);                                     \
+        for (int k = 0; k < NC; k++) wk[k] = splat(w[(cc) * (WS) + k]);                                     \
         const vf x0 = V(s0 + (cc) * NL);                                                                  \
         for (int k = 0; k < NC; k++) acc[0][(u) * NC + k] += wk[k] * x0;                                  \
         if (G > 1) {                                                                                      \
@@ -425,14 +412,29 @@ INLINE void forward_group(const Layer *ly, const float *restrict in, float *cons
             for (int k = 0; k < NC; k++) acc[3][(u) * NC + k] += wk[k] * x3;                              \
         }                                                                                                 \
     } while (0)
+
+INLINE void forward_group(const Layer *ly, const float *restrict in, float *const o[], const Taps *rt,
+                          const Taps *const ct[], int co0, const int NC, const int G, const float *restrict bias,
+                          const int leaky) {
+    const int CI = ly->cin, CO = ly->cout;
+    const int SETS = NC >= 4 ? 1 : 4 / NC;
+    vf acc[4][8]; /* pixel m, set u, channel k: acc[m][u * NC + k] (SETS * NC <= 8), small enough for registers */
+    for (int m = 0; m < G; m++)
+        for (int e = 0; e < SETS * NC; e++) acc[m][e] = (vf){0};
+    for (int p = 0; p < rt->n; p++) {
+        const float *restrict row = in + rt->at[p], *restrict wrow = ly->wf + rt->wt[p] + co0;
+        for (int q = 0; q < ct[0]->n; q++) {
+            const float *restrict w = wrow + ct[0]->wt[q]; /* w[ci * CO + k] */
+            const float *restrict s0 = row + ct[0]->at[q], *restrict s1 = row + ct[G > 1]->at[q],
+                                  *restrict s2 = row + ct[G > 2 ? 2 : 0]->at[q], *restrict s3 = row + ct[G > 3 ? 3 : 0]->at[q];
+            int ci = 0;
             for (; ci + SETS <= CI; ci += SETS)
-                for (int u = 0; u < SETS; u++) GROUP_MAC(ci + u, u);
+                for (int u = 0; u < SETS; u++) GROUP_MAC(ci + u, u, CO);
             for (int u = 0; u < 3; u++) { /* as in forward_pixel */
                 if (ci >= CI) break;
-                GROUP_MAC(ci, u);
+                GROUP_MAC(ci, u, CO);
                 ci++;
             }
-#undef GROUP_MAC
         }
     }
     for (int m = 0; m < G; m++) /* acc_store's sums, in its order */
@@ -451,6 +453,21 @@ static int same_taps(const Taps *a, const Taps *b) {
     for (int q = 0; q < a->n; q++)
         if (a->wt[q] != b->wt[q]) return 0;
     return 1;
+}
+
+/* The next group from column j (not yet done): j and the columns d apart with the same taps (d = 1, or 2 where the
+ * taps alternate from column to column), G of them, or j alone where fewer are found; marked done, listed in js.
+ * Returns how many. */
+static int next_group(const Taps *ct, int W, char *done, int j, int G, int js[4]) {
+    const int d = j + 1 < W && same_taps(&ct[j], &ct[j + 1]) ? 1 : 2;
+    int m = 1;
+    while (m < G && j + m * d < W && !done[j + m * d] && same_taps(&ct[j], &ct[j + m * d])) m++;
+    if (m < G) m = 1;
+    for (int g = 0; g < m; g++) {
+        js[g] = j + g * d;
+        done[js[g]] = 1;
+    }
+    return m;
 }
 
 /* Pixels per group for n output channels: G x max(4, n) accumulators and n weights in registers (32 vector
@@ -473,24 +490,18 @@ static int same_taps(const Taps *a, const Taps *b) {
         }                                                                                                 \
         char done[W];                                                                                     \
         memset(done, 0, (size_t)W);                                                                       \
-        for (int j = 0; j < W; j++) {                                                                     \
+        for (int j = 0, js[4]; j < W; j++) {                                                              \
             if (done[j]) continue;                                                                        \
-            /* a group: j and the next columns d apart with the same taps (d = 1, or 2 where taps alternate) */ \
-            const int d = j + 1 < W && same_taps(&ct[j], &ct[j + 1]) ? 1 : 2;                             \
-            int m = 1;                                                                                    \
-            while (m < G && j + m * d < W && !done[j + m * d] && same_taps(&ct[j], &ct[j + m * d])) m++;    \
-            if (G > 1 && m == G) {                                                                        \
+            if (next_group(ct, W, done, j, G, js) == G) {                                                 \
                 float *o[4];                                                                              \
                 const Taps *cg[4];                                                                        \
                 for (int g = 0; g < G; g++) {                                                             \
-                    o[g] = row + (size_t)(j + g * d) * step;                                              \
-                    cg[g] = &ct[j + g * d];                                                               \
-                    done[j + g * d] = 1;                                                                  \
+                    o[g] = row + (size_t)js[g] * step;                                                    \
+                    cg[g] = &ct[js[g]];                                                                   \
                 }                                                                                         \
                 forward_group(ly, in, o, rt, cg, c0, n, GROUP_OF(n), bias, leaky);                        \
             } else {                                                                                      \
                 forward_pixel(ly, in, row + j * step, rt, &ct[j], c0, n, bias, leaky);                    \
-                done[j] = 1;                                                                              \
             }                                                                                             \
         }                                                                                                 \
     }
@@ -582,33 +593,13 @@ INLINE void input_grad_group(const Layer *ly, const float *restrict g, float *re
             const float *restrict s0 = row + ct[0]->at[pc], *restrict s1 = row + ct[G > 1]->at[pc],
                                   *restrict s2 = row + ct[G > 2 ? 2 : 0]->at[pc], *restrict s3 = row + ct[G > 3 ? 3 : 0]->at[pc];
             int co = 0;
-#define GROUP_MAC(cc, u)                                                                                  \
-    do {                                                                                                  \
-        vf wk[8];                                                                                         \
-        for (int k = 0; k < NC; k++) wk[k] = splat(w[(cc) * CI + k]);                                     \
-        const vf x0 = V(s0 + (cc) * NL);                                                                  \
-        for (int k = 0; k < NC; k++) acc[0][(u) * NC + k] += wk[k] * x0;                                  \
-        if (G > 1) {                                                                                      \
-            const vf x1 = V(s1 + (cc) * NL);                                                              \
-            for (int k = 0; k < NC; k++) acc[1][(u) * NC + k] += wk[k] * x1;                              \
-        }                                                                                                 \
-        if (G > 2) {                                                                                      \
-            const vf x2 = V(s2 + (cc) * NL);                                                              \
-            for (int k = 0; k < NC; k++) acc[2][(u) * NC + k] += wk[k] * x2;                              \
-        }                                                                                                 \
-        if (G > 3) {                                                                                      \
-            const vf x3 = V(s3 + (cc) * NL);                                                              \
-            for (int k = 0; k < NC; k++) acc[3][(u) * NC + k] += wk[k] * x3;                              \
-        }                                                                                                 \
-    } while (0)
             for (; co + SETS <= CO; co += SETS)
-                for (int u = 0; u < SETS; u++) GROUP_MAC(co + u, u);
+                for (int u = 0; u < SETS; u++) GROUP_MAC(co + u, u, CI);
             for (int u = 0; u < 3; u++) { /* as in input_grad_pixel */
                 if (co >= CO) break;
-                GROUP_MAC(co, u);
+                GROUP_MAC(co, u, CI);
                 co++;
             }
-#undef GROUP_MAC
         }
     }
     const vf one = (vf){0} + 1.0f, a = (vf){0} + alpha;
@@ -637,23 +628,14 @@ INLINE void input_grad_group(const Layer *ly, const float *restrict g, float *re
         }                                                                                                 \
         char done[W];                                                                                     \
         memset(done, 0, (size_t)W);                                                                       \
-        for (int s = 0; s < W; s++) {                                                                     \
+        for (int s = 0, sg[4]; s < W; s++) {                                                              \
             if (done[s]) continue;                                                                        \
-            const int d = s + 1 < W && same_taps(&ct[s], &ct[s + 1]) ? 1 : 2;                             \
-            int m = 1;                                                                                    \
-            while (m < G && s + m * d < W && !done[s + m * d] && same_taps(&ct[s], &ct[s + m * d])) m++;    \
-            if (m == G) {                                                                                 \
-                int sg[4];                                                                                \
+            if (next_group(ct, W, done, s, G, sg) == G) {                                                 \
                 const Taps *cg[4];                                                                        \
-                for (int q = 0; q < G; q++) {                                                             \
-                    sg[q] = s + q * d;                                                                    \
-                    cg[q] = &ct[s + q * d];                                                               \
-                    done[s + q * d] = 1;                                                                  \
-                }                                                                                         \
+                for (int q = 0; q < G; q++) cg[q] = &ct[sg[q]];                                           \
                 input_grad_group(ly, g, gin, r, sg, rt, cg, c0, n, GROUP_OF(n), mask, alpha);             \
             } else {                                                                                      \
                 input_grad_pixel(ly, g, gin, r, s, rt, &ct[s], c0, n, mask, alpha);                       \
-                done[s] = 1;                                                                              \
             }                                                                                             \
         }                                                                                                 \
     }
