@@ -448,7 +448,7 @@ INLINE void forward_group(const Layer *ly, const float *restrict in, float *cons
 }
 
 /* Whether two positions' taps are the same taps (count and weight offsets). */
-static int same_taps(const Taps *a, const Taps *b) {
+INLINE int same_taps(const Taps *a, const Taps *b) {
     if (a->n != b->n) return 0;
     for (int q = 0; q < a->n; q++)
         if (a->wt[q] != b->wt[q]) return 0;
@@ -458,7 +458,7 @@ static int same_taps(const Taps *a, const Taps *b) {
 /* The next group from column j (not yet done): j and the columns d apart with the same taps (d = 1, or 2 where the
  * taps alternate from column to column), G of them, or j alone where fewer are found; marked done, listed in js.
  * Returns how many. */
-static int next_group(const Taps *ct, int W, char *done, int j, int G, int js[4]) {
+INLINE int next_group(const Taps *ct, int W, char *done, int j, int G, int js[4]) {
     const int d = j + 1 < W && same_taps(&ct[j], &ct[j + 1]) ? 1 : 2;
     int m = 1;
     while (m < G && j + m * d < W && !done[j + m * d] && same_taps(&ct[j], &ct[j + m * d])) m++;
