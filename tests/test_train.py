@@ -436,7 +436,14 @@ def test_adam_step_is_optimizer_step_bit_for_bit(betas, eps, weight_decay):
         for i, p in enumerate(m.parameters()):
             p.grad = None if i == 0 else torch.full_like(p, 0.1)
         direct.step() if opt is opts[1] else opt.step()
+    for m, opt in zip(models, opts, strict=True):  # and direct again: the skipped parameter's counter lags by one
+        for p in m.parameters():
+            p.grad = torch.full_like(p, -0.2)
+        direct.step() if opt is opts[1] else opt.step()
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         assert torch.equal(a, b)
+    # the direct step's counters are views of one tensor (one add_ a step)
+    steps = [opts[1].state[p]["step"] for p in models[1].parameters()]
+    assert len({s.untyped_storage().data_ptr() for s in steps}) == 1
     sa, sb = opts[0].state_dict()["state"], opts[1].state_dict()["state"]
     assert all(torch.equal(sa[k][n], sb[k][n]) for k in sa for n in sa[k])
