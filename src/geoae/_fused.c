@@ -904,14 +904,18 @@ static int act_slot(const Job *j, int blk) { return j->local ? j->slot : blk; }
 /* Per image (lane) of a block, the sum over its n_px pixels of (a - b)^2 (b NULL: a^2), in double, with two
  * accumulators (even and odd pixels), added to out[lane] for the first `lanes` lanes. Per-image sums keep every
  * total independent of the block width: totals are summed over images in their order (sum_images). */
-INLINE void diff_at(const float *a, const float *b, size_t p, vdh *lo, vdh *hi) {
-    vf d = V(a + p * NL);
-    if (b) d -= V(b + p * NL);
+INLINE void widen(vf d, vdh *lo, vdh *hi) {
     vfh l, h; /* converted in halves of the native width: a whole vd is twice as wide and compilers spill it */
     memcpy(&l, &d, sizeof l);
     memcpy(&h, (const char *)&d + sizeof l, sizeof h);
     *lo = __builtin_convertvector(l, vdh);
     *hi = __builtin_convertvector(h, vdh);
+}
+
+INLINE void diff_at(const float *a, const float *b, size_t p, vdh *lo, vdh *hi) {
+    vf d = V(a + p * NL);
+    if (b) d -= V(b + p * NL);
+    widen(d, lo, hi);
 }
 
 static void sum_squares(const float *a, const float *b, size_t n_px, int lanes, double *out) {
@@ -933,9 +937,10 @@ static void sum_squares(const float *a, const float *b, size_t n_px, int lanes, 
     for (int l = 0; l < lanes; l++) out[l] += l < NL / 2 ? s0l[l] + s1l[l] : s0h[l - NL / 2] + s1h[l - NL / 2];
 }
 
-/* sum_squares(xh, x, ...) and, in the same pass, g = mask * (xh - x) (mask: the NL floats at scale), times the derivative of the output layer's
- * leaky ReLU (read from xh, as act_backward does) where leaky: the same operations in the same order as
- * sum_squares, then the loss-gradient loop of backward_block, then act_backward. */
+/* sum_squares(xh, x, ...) and, in the same pass, g = mask * (xh - x) (mask: the NL floats at scale), times the
+ * derivative of the output layer's leaky ReLU (read from xh, as act_backward does) where leaky: the same
+ * operations in the same order as sum_squares, then the loss-gradient loop of backward_block, then act_backward,
+ * the difference xh - x computed once for both. */
 static void loss_pass(const float *xh, const float *x, size_t n_px, int lanes, const float *scale, int leaky,
                       float alpha, float *g, double *out) {
     const vf one = (vf){0} + 1.0f, a = (vf){0} + alpha, mask = V(scale);
@@ -943,10 +948,11 @@ static void loss_pass(const float *xh, const float *x, size_t n_px, int lanes, c
     size_t p = 0;
 #define LOSS_AT(p, lo, hi)                                                                                \
     do {                                                                                                  \
-        diff_at(xh, x, p, &el, &eh);                                                                      \
+        const vf d = V(xh + (p) * NL) - V(x + (p) * NL);                                                  \
+        widen(d, &el, &eh);                                                                               \
         lo += el * el;                                                                                    \
         hi += eh * eh;                                                                                    \
-        vf t = mask * (V(xh + (p) * NL) - V(x + (p) * NL));                                               \
+        vf t = mask * d;                                                                                  \
         if (leaky) t *= select_positive(V(xh + (p) * NL), one, a);                                        \
         V(g + (p) * NL) = t;                                                                              \
     } while (0)

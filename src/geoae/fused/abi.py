@@ -16,6 +16,7 @@ HEADER = Path(__file__).parent.parent / "_fused.h"
 ABI_VERSION = 4
 BASE_FLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-pthread")
 ACTIVATIONS = {"leaky": 0, "identity": 1, "sigmoid": 2}
+EINDEX = 5  # GEOAE_EINDEX: an index outside [0, n_images), refused before any work
 ERRORS = {1: "bad arguments (null pointer, size or activation)", 2: "a kernel's taps exceed the kernel's limit",
           3: "layers do not fit together", 4: "out of memory for the weights' copy", 5: "an index outside the images"}
 # what the kernel computes: every op of spec.OPS, both upsampling modes, every activation, biases, coordinate

@@ -13,7 +13,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ..spec import LayerSpec, tap_table
-from .abi import ACTIVATIONS, _check, _Layer, supports
+from .abi import ACTIVATIONS, EINDEX, _check, _Layer, supports
 from .build import Kernel, unavailable_reason
 from .build import kernel as _default_kernel
 
@@ -118,7 +118,7 @@ class _Stack:
 def _check_index(code: int, call: str, images: torch.Tensor, index: torch.Tensor | None) -> None:
     """``_check``, with the kernel's refusal of an index outside the images (GEOAE_EINDEX, found before any work)
     told as the ValueError of a bad argument."""
-    if code == 5 and index is not None:
+    if code == EINDEX and index is not None:
         lo, hi = (int(v) for v in torch.aminmax(index))
         raise ValueError(f"index values must lie in [0, {images.shape[0]}), got [{lo}, {hi}]")
     _check(code, call)
