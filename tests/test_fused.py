@@ -190,6 +190,30 @@ def test_locality_step_on_integer_images_reads_the_sets_distances_bit_for_bit(th
     assert all(torch.equal(p.grad, q.grad) for p, q in zip(again.parameters(), b.parameters(), strict=True))
 
 
+@pytest.mark.parametrize("integer_batch", [True, False])
+def test_locality_step_with_the_sets_integer_rows_equals_testing_each_batch(integer_batch):
+    from geoae.training.objectives import _integer_rows, integer_rows
+
+    # a set mixing binary images, images in k/255 and one negative image: the per-image flags, selected, answer
+    # what testing the batch answers, and the step gives the same numbers bit for bit either way
+    config = ModelConfig(size=16)
+    gen = torch.Generator().manual_seed(5)
+    binary = (torch.rand(30, 1, 16, 16, generator=gen) > 0.5).float()
+    levels = torch.floor(255 * torch.rand(20, 1, 16, 16, generator=gen)) / 255
+    images = torch.cat([binary, levels, -binary[:1]])
+    flags = integer_rows(images)
+    assert flags.tolist() == [True] * 30 + [False] * 21
+    index = (torch.randint(30, (12,), generator=gen) if integer_batch
+             else torch.randint(len(images), (12,), generator=gen))
+    assert bool(flags[index].all()) == _integer_rows(images[index].flatten(1), 2.0**24) == integer_batch
+    a, b = perturbed(config, seed=5), perturbed(config, seed=5)
+    tested = T.fused_step(a, images, index, "locality", 1e-2, fused.FusedAutoencoder(a, threads=1))
+    told = T.fused_step(b, images, index, "locality", 1e-2, fused.FusedAutoencoder(b, threads=1), None, flags)
+    for key in ("total", "mse", "penalty", "z"):
+        assert torch.equal(getattr(tested, key), getattr(told, key)), key
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_one_call_step_follows_parameters_whose_storage_moved():
     # step keeps its pointers to the parameters while their storage stays put; a parameter given new storage
     # (param.data = ..., as some user code does) must be followed, not read where it was

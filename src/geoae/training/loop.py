@@ -28,7 +28,8 @@ from ..data import DiskData, render_disks, sample_radii
 from ..models import Autoencoder, build_model
 from ..settings import Settings, read_settings
 from .config import TrainConfig, offset_seed
-from .objectives import TorchExecutor, compute_loss, exact_distances, fused_step, mse_per_pixel, one_call_steps
+from .objectives import (TorchExecutor, compute_loss, exact_distances, fused_step, integer_rows, mse_per_pixel,
+                         one_call_steps)
 from .optim import AdamStep
 from .rundir import (
     CheckpointError,
@@ -315,12 +316,13 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
     keras = config.optimizer == "adam_keras"
     one_call = one_call_steps(config, executor)
     adam = AdamStep(optimizer)  # after the checkpoint's optimizer state was loaded
-    dist = (exact_distances(batches.images) if one_call and config.regulariser == "locality"
-            and config.reg_weight != 0 and not batches.fresh else None)
+    local = one_call and config.regulariser == "locality" and config.reg_weight != 0 and not batches.fresh
+    dist = exact_distances(batches.images) if local else None
+    integer = integer_rows(batches.images) if local and dist is None else None
     for it in range(start, config.iterations):
         interrupts.check()  # a Ctrl-C swallowed elsewhere (a finaliser) still stops the run here
         if one_call:  # loss and gradients (into .grad) in one kernel call
-            loss = fused_step(model, *batches.draw(), config.regulariser, config.reg_weight, executor, dist)
+            loss = fused_step(model, *batches.draw(), config.regulariser, config.reg_weight, executor, dist, integer)
         else:
             loss = compute_loss(model, batches.next(), config.regulariser, config.reg_weight, executor)
         if not math.isfinite(loss.total.item()):
