@@ -28,8 +28,15 @@ from ..data import DiskData, render_disks, sample_radii
 from ..models import Autoencoder, build_model
 from ..settings import Settings, read_settings
 from .config import TrainConfig, offset_seed
-from .objectives import (TorchExecutor, compute_loss, exact_distances, fused_step, integer_rows, mse_per_pixel,
-                         one_call_steps)
+from .objectives import (
+    TorchExecutor,
+    compute_loss,
+    exact_distances,
+    fused_step,
+    integer_rows,
+    mse_per_pixel,
+    one_call_steps,
+)
 from .optim import AdamStep
 from .rundir import (
     CheckpointError,
