@@ -137,7 +137,7 @@ def test_losses_and_gradients_equal_torch(config, regulariser):
             assert float((a - b).abs().max()) <= TOL * float(a.abs().max()) + 1e-6 * scale
 
 
-STEPPED = [c for c in MODELS if not c.coord]
+STEPPED = MODELS  # every network, coordinate channels included
 
 
 @pytest.mark.parametrize("config", STEPPED, ids=name)
@@ -232,7 +232,7 @@ def test_one_call_step_follows_parameters_whose_storage_moved():
     assert all(torch.equal(p.grad, q.grad) for p, q in zip(model.parameters(), ref.parameters(), strict=True))
 
 
-def test_one_call_step_refuses_bad_batches_and_coordinate_channels():
+def test_one_call_step_refuses_bad_batches():
     model = build_model(ModelConfig(size=16), seed=0)
     ex = fused.FusedAutoencoder(model, threads=1)
     images = torch.rand(10, 1, 16, 16)
@@ -246,10 +246,6 @@ def test_one_call_step_refuses_bad_batches_and_coordinate_channels():
         ex.step(torch.rand(10, 1, 8, 8))
     with pytest.raises(ValueError, match="a code_loss or a contractive_weight, not both"):
         ex.step(images, contractive_weight=0.1, code_loss=lambda z: z.sum())
-    coord = fused.FusedAutoencoder(build_model(ModelConfig(arch="paper1d", size=16, coord=True), seed=0))
-    assert coord.one_call() == "coordinate channels"
-    with pytest.raises(ValueError, match="not supported for networks with coordinate channels"):
-        coord.step(torch.rand(4, 1, 16))
 
 
 @pytest.mark.parametrize("config", [c for c in MODELS if c.encoder == "learned"][:4], ids=name)

@@ -65,6 +65,8 @@ class _Stack:
                             for p in ((m.weight, m.bias) if ly.bias else (m.weight,))]
         self._bound: tuple[int, ...] | None = None  # the parameters' storage the descriptors point at
         self.frozen = all(ly.frozen for ly in layers)
+        self._coord = [(k, ly, m) for k, (ly, m) in enumerate(zip(layers, modules, strict=True)) if ly.coord]
+        self.maps: list[torch.Tensor] = []  # this step's bias maps of the coordinate channels (bind_parameters)
 
     def coefficients(self) -> list[torch.Tensor]:
         """Per layer, in the kernel's order: w in convolution layout (cout, cin, *k), then b, then the bias map
@@ -82,28 +84,34 @@ class _Stack:
         return out
 
     def bind_parameters(self) -> None:
-        """Point the C descriptors at the modules' own parameters, for ``FusedAutoencoder.step`` (no autograd, so
-        no coefficient tensors: only a ``convT`` kernel is transposed, into a buffer kept from step to step).
-        The descriptors are rewritten only when a parameter's storage moved or ``bind`` pointed them elsewhere.
-        Not for coordinate channels (their bias map is computed, see ``coefficients``)."""
-        for k, (ly, m) in self._copied:  # transposed or non-contiguous kernels: refreshed every step
-            self._copies[k].copy_(m.weight.transpose(0, 1) if ly.op == "convT" else m.weight)
-        storage = tuple(p.data_ptr() for p in self._parameters)
-        if storage == self._bound:
-            return
-        for k, (desc, ly, m) in enumerate(zip(self.layers, self.specs, self.modules, strict=True)):
-            w = m.weight
-            if ly.op == "convT" or not w.is_contiguous():
-                if k not in self._copies:
-                    from ..models import conv_weight
+        """Point the C descriptors at the modules' own parameters, for ``FusedAutoencoder.step`` (no autograd but
+        for the coordinate channels' bias maps: a ``convT`` kernel is transposed, a ``coord`` layer's image channels
+        copied, into buffers kept from step to step). The descriptors are rewritten only when a parameter's storage
+        moved or ``bind`` pointed them elsewhere; the bias maps (``maps``, functions of the weights, kept with their
+        graph for ``coordinate_gradients``) are computed every step."""
+        from ..models import conv_weight, coordinate_bias
 
-                    self._copies[k] = conv_weight(ly, w).detach().contiguous()
-                    self._copied.append((k, (ly, m)))
-                w = self._copies[k]
-            desc.w = w.data_ptr()
-            desc.b = m.bias.data_ptr() if ly.bias else None
-            desc.bm = None
-        self._bound = storage
+        for k, (ly, m) in self._copied:  # transposed, sliced or non-contiguous kernels: refreshed every step
+            self._copies[k].copy_(conv_weight(ly, m.weight))
+        storage = tuple(p.data_ptr() for p in self._parameters)
+        if storage != self._bound:
+            for k, (desc, ly, m) in enumerate(zip(self.layers, self.specs, self.modules, strict=True)):
+                w = m.weight
+                if ly.op == "convT" or ly.coord or not w.is_contiguous():
+                    if k not in self._copies:
+                        self._copies[k] = conv_weight(ly, w).detach().contiguous()
+                        self._copied.append((k, (ly, m)))
+                    w = self._copies[k]
+                desc.w = w.data_ptr()
+                desc.b = m.bias.data_ptr() if ly.bias else None
+                desc.bm = None
+            self._bound = storage
+        if self._coord:  # the graph of coefficients() for these maps alone: the same operations, the same numbers
+            with torch.enable_grad():
+                self.maps = [coordinate_bias(ly, m.weight).permute(*range(1, ly.ndim + 1), 0).contiguous()
+                             for _, ly, m in self._coord]
+            for (k, _, _), bm in zip(self._coord, self.maps, strict=True):
+                self.layers[k].bm = bm.data_ptr()
 
     def bind(self, coefs: list[torch.Tensor]) -> None:
         """Point the C descriptors at this step's coefficient tensors."""
@@ -263,9 +271,9 @@ class FusedAutoencoder:
         return self._work["gacc"]
 
     def one_call(self) -> str | None:
-        """None if ``step`` can train this network, else why not (coordinate channels: their bias map is a
-        function of the weights that only the autograd path of ``loss`` differentiates)."""
-        return "coordinate channels" if any(ly.coord for ly in self.spec.layers) else None
+        """None if ``step`` can train this network, else why not: every network the kernel computes (kept for
+        callers that ask)."""
+        return None
 
     @torch.no_grad()
     def step(self, images: torch.Tensor, index: torch.Tensor | None = None, contractive_weight: float = 0.0,
@@ -284,9 +292,6 @@ class FusedAutoencoder:
         forward to its backward). Not with ``contractive_weight``."""
         from ..models import check_input
 
-        reason = self.one_call()
-        if reason is not None:
-            raise ValueError(f"FusedAutoencoder.step: not supported for networks with {reason}; use loss()")
         check_input(images, self.spec.input_shape, what="images")
         if images.dtype != torch.float32 or not images.is_contiguous():
             images = images.to(torch.float32).contiguous()
@@ -335,6 +340,8 @@ class FusedAutoencoder:
             ctypes.byref(total), ctypes.byref(pen_total)), "geoae_ae_step", images, index)
         self._release(batch, contractive, buffers, local=True)
         self._gradients_to_parameters(plan)
+        if enc.maps or dec.maps:
+            _coordinate_gradients(plan, (enc, dec))
         penalty = pen_total.value / (n * d) if contractive else 0.0
         return StepOutput(z, torch.scalar_tensor(total.value / n, dtype=torch.float32),
                           torch.scalar_tensor(penalty, dtype=torch.float32))
@@ -342,7 +349,7 @@ class FusedAutoencoder:
     @staticmethod
     def _gradients_to_parameters(plan) -> None:
         for param, grad, transposed in plan:
-            if not param.requires_grad:
+            if not param.requires_grad or transposed is None:
                 continue
             held = param.grad
             if transposed:
@@ -383,19 +390,46 @@ class StepOutput(NamedTuple):
     penalty: torch.Tensor  # (): the contractive penalty, 0 unless asked for
 
 
-def _grad_plan(stack: _Stack, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+def _grad_plan(stack: _Stack, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | tuple, bool | None]]:
     """(parameter, its gradient's slice of ``flat`` in the kernel's coefficient order, whether that slice is the
-    transpose of the parameter's layout (``convT``: the kernel's (cout, cin) against torch's (cin, cout)))."""
+    transpose of the parameter's layout (``convT``: the kernel's (cout, cin) against torch's (cin, cout))); for a
+    ``coord`` layer's kernel, whose gradient ``_coordinate_gradients`` assembles, (parameter, (the image channels'
+    slice, the bias map's (*S_out, cout) slice), None)."""
     plan, offset = [], 0
     for ly, m in zip(stack.specs, stack.modules, strict=True):
         shape = (ly.cout, ly.cin, *m.weight.shape[2:])
-        n = math.prod(shape)
-        plan.append((m.weight, flat[offset:offset + n].view(shape), ly.op == "convT"))
-        offset += n
+        w_at, b_at = offset, offset + math.prod(shape)  # the layer's coefficients: w, then b, then the bias map
+        bm_at = b_at + (ly.cout if ly.bias else 0)
+        offset = bm_at + (math.prod(ly.out_shape) if ly.coord else 0)
+        grad = flat[w_at:b_at].view(shape)
+        if ly.coord:
+            plan.append((m.weight, (grad, flat[bm_at:offset].view(*ly.out_shape[1:], ly.cout)), None))
+        else:
+            plan.append((m.weight, grad, ly.op == "convT"))
         if ly.bias:
-            plan.append((m.bias, flat[offset:offset + ly.cout], False))
-            offset += ly.cout
+            plan.append((m.bias, flat[b_at:bm_at], False))
     return plan
+
+
+def _coordinate_gradients(plan, stacks) -> None:
+    """The gradient of each ``coord`` layer's stored weight (cout, cin + ndim, *k), as autograd forms it on the
+    path of ``loss``: the image channels' gradient from the kernel, zero-padded to the weight's shape, plus the
+    bias map's gradient from the kernel back-propagated through ``coordinate_bias`` (zero on the image channels):
+    every entry one sum with a zero, as autograd adds its two contributions. Written to ``.grad`` (replaced)."""
+    coord = [(param, grads) for param, grads, how in plan if how is None]
+    maps = [bm for stack in stacks for bm in stack.maps]
+    trainable = [(param, grads, bm) for (param, grads), bm in zip(coord, maps, strict=True) if param.requires_grad]
+    if not trainable:
+        return
+    with torch.enable_grad():
+        through_maps = torch.autograd.grad([bm for _, _, bm in trainable], [p for p, _, _ in trainable],
+                                           [g[1] for _, g, _ in trainable])
+    for (param, (image_grad, _), _), coord_grad in zip(trainable, through_maps, strict=True):
+        padded = torch.zeros_like(param)
+        padded[:, : image_grad.shape[1]] = image_grad
+        param.grad = padded.add_(coord_grad)
+    for stack in stacks:
+        stack.maps = []
 
 
 def announce_fallback(reason: str) -> None:

@@ -175,8 +175,8 @@ class TorchExecutor:
 
 
 def one_call_steps(config, executor) -> bool:
-    """Whether ``fused_step`` trains ``config`` on ``executor``: the fused executor, on a network it steps without
-    autograd (every network but those with coordinate channels)."""
+    """Whether ``fused_step`` trains ``config`` on ``executor``: the fused executor, on a network it steps in one
+    call (every network it computes; coordinate channels since 2026-12-07)."""
     return getattr(executor, "name", None) == "fused" and executor.one_call() is None
 
 
