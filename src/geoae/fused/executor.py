@@ -88,7 +88,7 @@ class _Stack:
         for the coordinate channels' bias maps: a ``convT`` kernel is transposed, a ``coord`` layer's image channels
         copied, into buffers kept from step to step). The descriptors are rewritten only when a parameter's storage
         moved or ``bind`` pointed them elsewhere; the bias maps (``maps``, functions of the weights, kept with their
-        graph for ``coordinate_gradients``) are computed every step."""
+        graph for ``_coordinate_gradients``) are computed every step."""
         from ..models import conv_weight, coordinate_bias
 
         for k, (ly, m) in self._copied:  # transposed, sliced or non-contiguous kernels: refreshed every step
@@ -418,6 +418,8 @@ def _coordinate_gradients(plan, stacks) -> None:
     every entry one sum with a zero, as autograd adds its two contributions. Written to ``.grad`` (replaced)."""
     coord = [(param, grads) for param, grads, how in plan if how is None]
     maps = [bm for stack in stacks for bm in stack.maps]
+    for stack in stacks:
+        stack.maps = []  # this step's: the next one computes its own
     trainable = [(param, grads, bm) for (param, grads), bm in zip(coord, maps, strict=True) if param.requires_grad]
     if not trainable:
         return
@@ -428,8 +430,6 @@ def _coordinate_gradients(plan, stacks) -> None:
         padded = torch.zeros_like(param)
         padded[:, : image_grad.shape[1]] = image_grad
         param.grad = padded.add_(coord_grad)
-    for stack in stacks:
-        stack.maps = []
 
 
 def announce_fallback(reason: str) -> None:
