@@ -415,14 +415,34 @@ def test_a_bad_value_names_its_key_and_the_override_that_set_it(overrides, key, 
     assert exc.value.key == key and exc.value.source == source and str(exc.value).startswith(f"{source}: {key}")
 
 
-@pytest.mark.parametrize("betas, eps, weight_decay", [((0.9, 0.999), 1e-8, 0.0), ((0.5, 0.9), 1e-3, 1e-2)])
-def test_adam_step_is_optimizer_step_bit_for_bit(betas, eps, weight_decay):
-    from geoae.training.optim import AdamStep
+@pytest.mark.parametrize("in_c", [False, True], ids=["torch", "kernel-library"])
+@pytest.mark.parametrize("betas, eps, weight_decay", [((0.9, 0.999), 1e-8, 0.0), ((0.8, 0.99), 3e-7, 0.0),
+                                                      ((0.5, 0.9), 1e-3, 1e-2)])
+def test_adam_step_is_optimizer_step_bit_for_bit(betas, eps, weight_decay, in_c):
+    from geoae import fused
+    from geoae.training.optim import AdamStep, c_adam_width
 
-    models = [build_model(ModelConfig(size=16), seed=0) for _ in range(2)]
+    # with the kernel library, the update runs in C (geoae_adam) where it applies: the first two settings, on one
+    # torch thread (the training loop's); the third (1 - β₁ = 0.5, weight decay) is torch's even then
+    kernel = fused.kernel() if in_c else None
+    if in_c and (kernel is None or c_adam_width(kernel) is None):
+        pytest.skip("no kernel library, or its C update differs from this torch's (then torch's is used)")
+    models = [build_model(ModelConfig(size=16, channels=(3, 5, 7)), seed=0) for _ in range(2)]  # 1 to 315 entries
     opts = [torch.optim.Adam(m.parameters(), lr=1e-2, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
             for m in models]
-    direct = AdamStep(opts[1])
+    direct = AdamStep(opts[1], kernel)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _steps_compared(models, opts, direct, eps)
+    finally:
+        torch.set_num_threads(threads)
+    # the C update ran where it applies: the 4 steps after the first (which creates the state), not after a
+    # parameter was skipped (its counter lags: torch's update handles counters that differ)
+    assert direct.c_steps == (4 if in_c and weight_decay == 0 else 0)
+
+
+def _steps_compared(models, opts, direct, eps):
     gen = torch.Generator().manual_seed(0)
     for step in range(5):
         grads = [torch.randn(p.shape, generator=gen) for p in models[0].parameters()]
@@ -447,3 +467,45 @@ def test_adam_step_is_optimizer_step_bit_for_bit(betas, eps, weight_decay):
     assert len({s.untyped_storage().data_ptr() for s in steps}) == 1
     sa, sb = opts[0].state_dict()["state"], opts[1].state_dict()["state"]
     assert all(torch.equal(sa[k][n], sb[k][n]) for k in sa for n in sa[k])
+
+
+@pytest.mark.parametrize("recipe", ["released", "iclr2018"])
+def test_training_with_the_c_update_equals_torchs_update_bit_for_bit(monkeypatch, recipe):
+    from geoae.recipes import get_recipe
+    from geoae.training import optim
+
+    # the training loop hands AdamStep the kernel library: its C update must leave every weight as torch's
+    # (the released recipe sets Keras's ε every step and keeps a best-batch snapshot)
+    if fused.kernel() is None or optim.c_adam_width(fused.kernel()) is None:
+        pytest.skip("no kernel library, or its C update differs from this torch's (then torch's is used)")
+    config = dataclasses.replace(get_recipe(recipe).config("tiny", seed=3), iterations=40, batch_size=16)
+    updates = []
+    step = optim.AdamStep._c_step
+    monkeypatch.setattr(optim.AdamStep, "_c_step", lambda self, *a: updates.append(step(self, *a)) or updates[-1])
+    in_c = T.train(config)
+    assert sum(updates) == config.iterations - 1  # every step but the first (which creates Adam's state)
+    monkeypatch.setattr(optim, "c_adam_width", lambda kernel: None)
+    in_torch = T.train(config)
+    for (name, a), b in zip(in_c.model.state_dict().items(), in_torch.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="measured on x86-64 only")
+def test_the_c_update_is_torchs_on_x86_and_refuses_what_it_does_not_compute():
+    import ctypes
+
+    from geoae.training import optim
+
+    # torch 2.13's fused CPU Adam on x86-64 (AVX2 or AVX-512 machines) computes in 8-wide vectors with a scalar
+    # tail: geoae_adam must match it at one of the widths it tries (else training uses torch's update, slower)
+    kernel = fused.kernel()
+    if kernel is None:
+        pytest.skip("no kernel library")
+    assert optim.c_adam_width(kernel) in (8, 16, 4)
+    p, g, m, v = torch.ones(3), torch.ones(3), torch.zeros(3), torch.zeros(3)
+    arrays = [(ctypes.c_void_p * 1)(t.data_ptr()) for t in (p, g, m, v)]
+    numel = (ctypes.c_longlong * 1)(3)
+    assert kernel.lib.geoae_adam(1, *arrays, numel, 1e-3, 0.5, 0.999, 1e-8, 1.0, 8) == 1  # 1 - β₁ ≥ 0.5: its lerp
+    assert kernel.lib.geoae_adam(1, *arrays, numel, 1e-3, 0.9, 0.999, 1e-8, 1.0, 0) == 1
+    assert torch.equal(p, torch.ones(3))  # refused before any work
+    assert kernel.lib.geoae_adam(1, *arrays, numel, 1e-3, 0.9, 0.999, 1e-8, 1.0, 8) == 0 and bool((p < 1).all())

@@ -1528,3 +1528,35 @@ int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int 
     if (vbuf) *pen_total = sum_images(pen, batch);
     return GEOAE_OK;
 }
+
+/* ------------------------------------------------------------------------------------------------- Adam */
+
+/* Adam's update of n float32 tensors p (gradients g, state m and v, numel[t] entries each) at step `step`, with
+ * amsgrad, maximize and weight decay off and 1 - beta1 < 0.5: the arithmetic of torch's fused CPU Adam
+ * (_fused_adam_) as measured on torch 2.13, float32 operations with the constants rounded from double:
+ *   m <- fma(1 - beta1, g - m, m)                      (torch's lerp of m towards g)
+ *   v <- fma(g, g * (1 - beta2), v * beta2)            (the first numel - numel % width entries: its vector body)
+ *   v <- fma(v, beta2, g * (g * (1 - beta2)))          (the others: its scalar tail)
+ *   p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ * width: the vector width of torch's build. Python checks at first use that this equals torch's update bit for bit
+ * (training.optim), and uses torch's otherwise. */
+int geoae_adam(int n, float *const *p, const float *const *g, float *const *m, float *const *v,
+               const long long *numel, double lr, double beta1, double beta2, double eps, double step, int width) {
+    if (n < 0 || width < 1 || !(1.0 - beta1 < 0.5) || (n > 0 && (!p || !g || !m || !v || !numel))) return GEOAE_EARGS;
+    const double bc1 = 1.0 - pow(beta1, step), bc2 = 1.0 - pow(beta2, step);
+    const float ss = (float)(lr / bc1), root = (float)sqrt(bc2), w = (float)(1.0 - beta1), b2 = (float)beta2,
+                c2 = (float)(1.0 - beta2), e = (float)eps;
+    for (int t = 0; t < n; t++) {
+        const long long body = numel[t] - numel[t] % width;
+        float *restrict pt = p[t], *restrict mt = m[t], *restrict vt = v[t];
+        const float *restrict gt = g[t];
+        for (long long i = 0; i < numel[t]; i++) {
+            const float gi = gt[i], mi = fmaf(w, gi - mt[i], mt[i]);
+            const float vi = i < body ? fmaf(gi, gi * c2, vt[i] * b2) : fmaf(vt[i], b2, gi * (gi * c2));
+            mt[i] = mi;
+            vt[i] = vi;
+            pt[i] = pt[i] - (ss * mi) / (sqrtf(vi) / root + e);
+        }
+    }
+    return GEOAE_OK;
+}

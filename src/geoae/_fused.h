@@ -8,7 +8,7 @@
 #define GEOAE_FUSED_H
 
 #ifndef GEOAE_ABI_VERSION /* overridable only to test the refusal of a mismatched library */
-#define GEOAE_ABI_VERSION 4
+#define GEOAE_ABI_VERSION 5
 #endif
 
 enum {
@@ -75,4 +75,7 @@ int geoae_ae_step(const Layer *enc, int n_enc, const Layer *dec, int n_dec, int 
                   double *sse, float *const *vbuf, float *u0, double *pen, float gscale, float cscale,
                   int train_encoder, float *grads_e, float *grads_d, float *scratch, float *gacc_e, float *gacc_d,
                   int threads, double *total, double *pen_total);
+/* Adam's update of n float32 tensors, the arithmetic of torch's fused CPU Adam (_fused.c says which). */
+int geoae_adam(int n, float *const *p, const float *const *g, float *const *m, float *const *v,
+               const long long *numel, double lr, double beta1, double beta2, double eps, double step, int width);
 #endif

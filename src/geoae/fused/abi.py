@@ -13,7 +13,7 @@ __all__ = ["ABI_VERSION", "SOURCE", "HEADER", "SUPPORTED_FEATURES", "CANDIDATES"
 
 SOURCE = Path(__file__).parent.parent / "_fused.c"
 HEADER = Path(__file__).parent.parent / "_fused.h"
-ABI_VERSION = 4
+ABI_VERSION = 5
 BASE_FLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-pthread")
 ACTIVATIONS = {"leaky": 0, "identity": 1, "sigmoid": 2}
 EINDEX = 5  # GEOAE_EINDEX: an index outside [0, n_images), refused before any work
@@ -79,6 +79,10 @@ def bind(lib: ctypes.CDLL, path: Path) -> ctypes.CDLL:
                                   ptrs, ptr, ptr, c_float, c_float, c_int, ptr, ptr, ptr, ptr, ptr, c_int, ptr, ptr]
     lib.geoae_ae_encode.restype = c_int
     lib.geoae_ae_encode.argtypes = [layers, c_int, c_int, ptr, c_longlong, ptr, ptr, ptrs, ptr, c_int]
+    c_double = ctypes.c_double
+    lib.geoae_adam.restype = c_int
+    lib.geoae_adam.argtypes = [c_int, ptrs, ptrs, ptrs, ptrs, ctypes.POINTER(c_longlong), c_double, c_double,
+                               c_double, c_double, c_double, c_int]
     return lib
 
 

@@ -322,7 +322,7 @@ def _loop(config, model, optimizer, batches, executor, info, settings, start, hi
     t0 = time.perf_counter()
     keras = config.optimizer == "adam_keras"
     one_call = one_call_steps(config, executor)
-    adam = AdamStep(optimizer)  # after the checkpoint's optimizer state was loaded
+    adam = AdamStep(optimizer, getattr(executor, "kernel", None))  # after the checkpoint's state was loaded
     local = one_call and config.regulariser == "locality" and config.reg_weight != 0 and not batches.fresh
     dist = exact_distances(batches.images) if local else None
     integer = integer_rows(batches.images) if local and dist is None else None

@@ -7,13 +7,20 @@ that one ``add_`` does it, then ``torch._fused_adam_``), so the parameters and t
 bit those of ``optimizer.step()``
 (tests/test_train.py compares them). Anything it does not handle (several parameter groups, amsgrad, a tensor
 learning rate, state not yet created) goes through ``optimizer.step()`` itself.
+
+Given the fused kernel library, ``AdamStep`` updates in C instead (``geoae_adam``: torch's arithmetic, measured,
+see ``_fused.c``), where a check at first use found it equal to ``_fused_adam_`` bit for bit on this machine and
+torch runs on one thread: inside the training loop the torch call took ~50 µs a step (its argument lists and
+dispatch, out of cache after the kernel's passes), the C update a few.
 """
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 
-__all__ = ["AdamStep"]
+__all__ = ["AdamStep", "c_adam_width"]
 
 
 def _direct(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
@@ -52,10 +59,13 @@ class AdamStep:
     step and kept: create it after any ``optimizer.load_state_dict`` (which replaces them), as the training loop
     does after resuming. An optimizer it cannot step itself is stepped by ``optimizer.step()``."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer):
+    def __init__(self, optimizer: torch.optim.Optimizer, kernel=None):
         self.optimizer = optimizer
         self._lists: tuple[list[torch.Tensor], ...] | None = None
         self._counters: torch.Tensor | None = None
+        self._kernel = kernel  # a fused.Kernel: update with its geoae_adam where that equals torch's
+        self._c: _CUpdate | None = None
+        self.c_steps = 0  # updates made by geoae_adam
 
     @torch.no_grad()
     def step(self) -> None:
@@ -72,13 +82,113 @@ class AdamStep:
         grads = [p.grad for p in params]
         if any(g is None for g in grads):  # torch skips a parameter without a gradient: let it
             self.optimizer.step()
+            if self._c is not None:
+                self._c.step = None  # the counters moved without it: read them again
             return
         group = self.optimizer.param_groups[0]
+        if self._kernel is not None and self._counters is not None and self._c_step(params, grads, group):
+            return
         if self._counters is not None:
             self._counters.add_(1)  # every parameter's counter, one operation
         else:
             torch._foreach_add_(steps, 1)
+        if self._c is not None:
+            self._c.step = None  # the counters moved without it: read them again
         beta1, beta2 = group["betas"]
         torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
                            lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
                            eps=group["eps"], maximize=group["maximize"], grad_scale=None, found_inf=None)
+
+    def _c_step(self, params, grads, group) -> bool:
+        """The update by the kernel library's ``geoae_adam``, if it applies (torch on one thread, the
+        hyper-parameters it computes, a width at which it equals torch here): whether it ran."""
+        beta1, beta2 = group["betas"]
+        if (torch.get_num_threads() != 1 or group["weight_decay"] != 0 or group["maximize"] or not 1 - beta1 < 0.5
+                or isinstance(group["lr"], torch.Tensor)):
+            return False
+        if self._c is None:
+            width = c_adam_width(self._kernel)
+            if width is None:
+                self._kernel = None
+                return False
+            self._c = _CUpdate(self._kernel.lib, width, *self._lists)
+        c = self._c
+        if c.step is None:
+            if not bool((self._counters == self._counters[0]).all()):
+                self._kernel, self._c = None, None  # counters apart: torch's update handles them
+                return False
+            c.step = float(self._counters[0])
+        c.bind(params, grads)
+        self._counters.add_(1)
+        c.step += 1.0
+        code = c.lib.geoae_adam(c.n, c.p, c.g, c.m, c.v, c.numel, group["lr"], beta1, beta2, group["eps"], c.step,
+                                c.width)
+        if code != 0:
+            raise RuntimeError(f"geoae_adam returned error {code}")
+        self.c_steps += 1
+        return True
+
+
+class _CUpdate:
+    """Pointer arrays for ``geoae_adam`` over one optimizer's tensors (re-read where a tensor moved)."""
+
+    def __init__(self, lib, width: int, params, steps, exp_avgs, exp_avg_sqs):
+        self.lib, self.width, self.n = lib, width, len(params)
+        self.numel = (ctypes.c_longlong * self.n)(*[p.numel() for p in params])
+        self.m, self.v = _pointers(exp_avgs), _pointers(exp_avg_sqs)
+        self.p = self.g = None
+        self._keys: tuple = ()
+        self.step: float | None = None
+
+    def bind(self, params, grads) -> None:
+        keys = tuple(t.data_ptr() for t in params) + tuple(g.data_ptr() for g in grads)
+        if keys != self._keys:
+            if not all(t.is_contiguous() and t.dtype == torch.float32 for t in (*params, *grads)):
+                raise ValueError("geoae_adam needs contiguous float32 parameters and gradients")
+            self.p, self.g, self._keys = _pointers(params), _pointers(grads), keys
+
+
+def _pointers(tensors) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+_WIDTHS: dict[str, int | None] = {}
+
+
+def c_adam_width(kernel) -> int | None:
+    """The vector width (8, 16 or 4) at which the kernel library's ``geoae_adam`` gives exactly what torch's
+    ``_fused_adam_`` gives on this machine, over tensors of 1 to 40 entries and a few hundred (its vector body and
+    its scalar tail), gradients from 1e-9 to 10 with zeros among them, three steps, two sets of hyper-parameters;
+    None if no width does (then torch updates). Checked once per library and process, on one torch thread."""
+    key = str(kernel.path)
+    if key in _WIDTHS:
+        return _WIDTHS[key]
+    gen = torch.Generator().manual_seed(20261207)
+    sizes = list(range(1, 41)) + [72, 288, 300, 1152]
+    found = None
+    for width in (8, 16, 4):
+        same = True
+        for lr, betas, eps in ((1e-3, (0.9, 0.999), 1e-8), (1e-2, (0.8, 0.99), 3.2e-6)):
+            scale = [10.0 ** k for k in range(-9, 2)]
+            ps = [torch.randn(n, generator=gen) for n in sizes]
+            gs = [torch.randn(n, generator=gen) * scale[i % len(scale)] for i, n in enumerate(sizes)]
+            for grad in gs[::5]:
+                grad[::3] = 0.0
+            ms = [torch.zeros(n) for n in sizes]
+            vs = [torch.zeros(n) for n in sizes]
+            ref = [[t.clone() for t in group] for group in (ps, gs, ms, vs)]
+            update = _CUpdate(kernel.lib, width, ps, None, ms, vs)
+            update.bind(ps, gs)
+            for step in (1.0, 2.0, 3.0):
+                torch._fused_adam_(ref[0], ref[1], ref[2], ref[3], [], [torch.tensor(step)] * len(sizes),
+                                   amsgrad=False, lr=lr, beta1=betas[0], beta2=betas[1], weight_decay=0.0, eps=eps,
+                                   maximize=False, grad_scale=None, found_inf=None)
+                kernel.lib.geoae_adam(len(sizes), update.p, update.g, update.m, update.v, update.numel, lr, *betas,
+                                      eps, step, width)
+            same = same and all(torch.equal(a, b) and torch.equal(a.signbit(), b.signbit())
+                                for k in (0, 2, 3) for a, b in zip(ref[k], (ps, gs, ms, vs)[k], strict=True))
+        if same:
+            found = width
+            break
+    _WIDTHS[key] = found
+    return found
