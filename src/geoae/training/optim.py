@@ -111,7 +111,8 @@ class AdamStep:
             if width is None:
                 self._kernel = None
                 return False
-            self._c = _CUpdate(self._kernel.lib, width, *self._lists)
+            params, _, exp_avgs, exp_avg_sqs = self._lists
+            self._c = _CUpdate(self._kernel.lib, width, params, exp_avgs, exp_avg_sqs)
         c = self._c
         if c.step is None:
             if not bool((self._counters == self._counters[0]).all()):
@@ -132,7 +133,7 @@ class AdamStep:
 class _CUpdate:
     """Pointer arrays for ``geoae_adam`` over one optimizer's tensors (re-read where a tensor moved)."""
 
-    def __init__(self, lib, width: int, params, steps, exp_avgs, exp_avg_sqs):
+    def __init__(self, lib, width: int, params, exp_avgs, exp_avg_sqs):
         self.lib, self.width, self.n = lib, width, len(params)
         self.numel = (ctypes.c_longlong * self.n)(*[p.numel() for p in params])
         self.m, self.v = _pointers(exp_avgs), _pointers(exp_avg_sqs)
@@ -177,7 +178,7 @@ def c_adam_width(kernel) -> int | None:
             ms = [torch.zeros(n) for n in sizes]
             vs = [torch.zeros(n) for n in sizes]
             ref = [[t.clone() for t in group] for group in (ps, gs, ms, vs)]
-            update = _CUpdate(kernel.lib, width, ps, None, ms, vs)
+            update = _CUpdate(kernel.lib, width, ps, ms, vs)
             update.bind(ps, gs)
             for step in (1.0, 2.0, 3.0):
                 torch._fused_adam_(ref[0], ref[1], ref[2], ref[3], [], [torch.tensor(step)] * len(sizes),
