@@ -3,12 +3,16 @@
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from geoae import bench
 from geoae.data import make_disks
+from geoae.environment import LEVELS, TORCH_LEVEL_VARIABLES, level_environment
 from geoae.models import ModelConfig, build_model
 from geoae.train import compute_loss
 
@@ -55,3 +59,57 @@ def test_the_other_networks_plain_references_are_the_same_networks(name):
             p.add_(0.01)
     x = cfg.data.make(seed=0)[0][:4] if cfg.model.ndim == 1 else cfg.data.make(4, seed=0)[0]
     assert torch.allclose(bench.PlainAutoencoder(model)(x), model(x).x_hat, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("level", list(LEVELS))
+def test_a_level_limits_the_kernels_and_each_of_torchs_libraries(level):
+    env = level_environment(level, cpu_level="x86-64-v4")
+    assert env["GEOAE_MARCH"] == level and set(env) == {"GEOAE_MARCH", *TORCH_LEVEL_VARIABLES}
+
+
+@pytest.mark.parametrize("level, cpu, needs", [("x86-64-v4", "x86-64-v3", "choose x86-64-v3"),
+                                               ("x86-64-v3", "x86-64-v2", "no level here"),
+                                               ("x86-64-v3", "aarch64", "no level here"),
+                                               ("x86-64-v5", "x86-64-v4", "one of x86-64-v3, x86-64-v4")])
+def test_a_level_this_cpu_cannot_run_is_refused_by_name(level, cpu, needs):
+    with pytest.raises(ValueError, match=f"level.*{needs}"):
+        level_environment(level, cpu_level=cpu)
+
+
+def test_bench_at_a_level_runs_torch_and_the_kernels_at_that_level():
+    """``--level x86-64-v3`` on a CPU that runs it: the child measures with ATen at AVX2, MKL and oneDNN limited,
+    and the kernels built for x86-64-v3 (one fixed configuration: no tuning)."""
+    try:
+        level_environment("x86-64-v3")
+    except ValueError as err:
+        pytest.skip(f"this CPU cannot emulate x86-64-v3: {err}")
+    env = {k: v for k, v in os.environ.items() if k not in ("GEOAE_MARCH", *TORCH_LEVEL_VARIABLES)}
+    proc = subprocess.run([sys.executable, "-m", "geoae", "bench", "--level", "x86-64-v3", "--batch-size", "8",
+                           "--steps", "2", "--repeats", "1", "--sweep", "0", "--size", "8", "--networks", "",
+                           "--json"], env=env | {"GEOAE_KERNEL": "lanes=8,wg=8"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["torch_limits"] == {"aten_capability": "AVX2", **LEVELS["x86-64-v3"]}
+    assert "-march=x86-64-v3" in out["kernel"]["flags"] and out["single"]["losses_agree"]
+
+
+@pytest.mark.parametrize("march, limited, shown", [("x86-64-v3", False, "`geoae bench --level x86-64-v3`"),
+                                                    ("haswell", False, "understate a haswell CPU"),
+                                                    ("x86-64-v3", True, None), ("native", False, None)])
+def test_the_figures_say_when_only_the_kernels_run_below_this_cpus_best(march, limited, shown):
+    limits = {"aten_capability": "AVX512", **(LEVELS["x86-64-v3"] if limited else dict.fromkeys(TORCH_LEVEL_VARIABLES))}
+    note = bench.level_note(march, limits)
+    assert note is None if shown is None else shown in note
+
+
+def test_a_level_and_another_geoae_march_are_refused_before_any_work(monkeypatch, capsys):
+    from geoae.cli import main
+
+    try:
+        level_environment("x86-64-v3")
+    except ValueError as err:
+        pytest.skip(f"this CPU cannot emulate x86-64-v3: {err}")
+    monkeypatch.setenv("GEOAE_MARCH", "native")
+    assert main(["bench", "--level", "x86-64-v3"]) == 2
+    assert "--level x86-64-v3 builds the kernels for x86-64-v3, but GEOAE_MARCH=native" in capsys.readouterr().err

@@ -214,6 +214,7 @@ CLI_CASES = [
     (["bench", "--networks", "paper64,vgg"],
      "--networks: each must be one of keras63, paper1d (comma-separated, '' for none), got 'paper64', 'vgg'"),
     (["bench", "--sweep-repeats", "0"], "--sweep-repeats 0: must be an integer from 1 to 1000"),
+    (["bench", "--level", "x86-64-v5"], "argument --level: invalid choice: 'x86-64-v5'"),
     # explore
     (["explore", f"{T}/missing", "--out", f"{T}/e.html"], "RUN_DIR {tmp}/missing is not a finished run directory"),
     (["explore", f"{T}/empty", "--out", f"{T}/e.html"], "RUN_DIR {tmp}/empty is not a finished run directory"),

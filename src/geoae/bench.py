@@ -34,12 +34,13 @@ from torch import nn
 
 from . import train as T
 from .data import DiracData, DiskData
+from .environment import LEVELS, TORCH_LEVEL_VARIABLES, torch_limits
 from .models import Autoencoder, ModelConfig, build_model, upsample_kernel
 from .spec import network_spec
 from .train import REGULARISERS, BatchSource, TrainConfig, train
 
 __all__ = ["PlainAutoencoder", "plain_train", "conv_macs", "matmul_flops", "bench_single", "bench_sweep", "main",
-           "NETWORKS", "network_config"]
+           "NETWORKS", "network_config", "level_note"]
 
 LOSS_TOLERANCE = 1e-4  # relative difference of the first 50 losses, (a) vs (b)
 SWEEP_WEIGHTS = {"none": 0.0, "locality": 1e-4, "l2_all": 1e-3, "l2_encoder": 1e-3, "contractive": 1e-3}
@@ -247,6 +248,7 @@ def main(args) -> int:
 
     settings = read_settings()
     out = {"cpu": cpu_description(), "kernel": fused.kernel_info(settings), "settings": settings.to_dict(),
+           "torch_limits": torch_limits(),
            "threads": torch.get_num_threads(), "geoae_threads": settings.threads,
            "backend": settings.backend, "fused_available": fused.available(settings),
            "batch_size": config.batch_size, "bias": config.model.bias,
@@ -286,8 +288,11 @@ def _text(out: dict) -> str:
     k, cpu = out["kernel"], out["cpu"]
     kernel = (f"lanes {k['lanes']}, weight-gradient accumulators {k['wg_accumulators']}, chunk {k['chunk']} "
               f"({k['choice']}; {k['flags']})" if "lanes" in k else f"unavailable: {k['unavailable']}")
+    lim = out["torch_limits"]
+    limits = ", ".join(f"{name}={lim[name]}" for name in TORCH_LEVEL_VARIABLES if lim[name]) or "none: the CPU's best"
     lines = [
         f"CPU: {cpu['model']}, {cpu['isa']}, {cpu['cores']} cores; fused kernel: {kernel}",
+        f"torch's own code (a, torch.mm): ATen {lim['aten_capability']}; limits {limits}",
         f"geoae bench: paper{out['size']}, batch {out['batch_size']}, bias={out['bias']}, "
         f"torch threads: {out['threads']} for (a) and torch.mm; geoae backend {out['backend']} "
         f"(fused kernels {'available' if out['fused_available'] else 'UNAVAILABLE'}), {out['geoae_threads']} "
@@ -318,4 +323,15 @@ def _text(out: dict) -> str:
             f"{w['loss_max_rel_diff']:.1e} (tolerance {LOSS_TOLERANCE:g}): "
             f"{'OK' if w['weights_agree'] else 'MISMATCH'}",
         ]
-    return "\n".join(lines)
+    note = level_note(out["settings"].get("march", "native"), lim)
+    return "\n".join(lines + ([f"  note: {note}"] if note else []))
+
+
+def level_note(march: str, limits: dict) -> str | None:
+    """What the figures mean when the kernels are built for ``march`` below this CPU's best while torch's own
+    code (``limits``: ``environment.torch_limits()``) is not limited: None when both run at one level."""
+    if march == "native" or any(limits.get(name) for name in TORCH_LEVEL_VARIABLES):
+        return None
+    return (f"the kernels are built for {march} while torch runs at this CPU's best ({limits['aten_capability']}): "
+            f"the ratios and the matmul fraction understate a {march} CPU"
+            + (f"; `geoae bench --level {march}` limits both" if march in LEVELS else ""))

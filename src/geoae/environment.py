@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 __all__ = ["SETTINGS", "EXTRAS", "extras_installed", "settings_in_force", "settings_epilog", "isa_flags", "describe",
-           "format_description"]
+           "format_description", "LEVELS", "TORCH_LEVEL_VARIABLES", "level_environment", "torch_limits"]
 
 from .settings import VARIABLES
 
@@ -31,6 +31,45 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...], str]] = {
 }
 
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "neon", "asimd", "sve")
+
+# An x86-64 level as torch's own CPU libraries spell it: ATen's vectorised kernels, MKL (torch.mm) and oneDNN
+# (convolutions). Each library reads its variable once, at its first use, so the limit must be in the environment
+# before the process starts (``level_environment``). x86-64-v3 is AVX2 with FMA; x86-64-v4 adds AVX-512.
+TORCH_LEVEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA")
+LEVELS: dict[str, dict[str, str]] = {
+    "x86-64-v3": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"},
+    "x86-64-v4": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                  "DNNL_MAX_CPU_ISA": "AVX512_CORE"},
+}
+_LEVEL_ORDER = ("x86-64-v2", "x86-64-v3", "x86-64-v4")
+
+
+def level_environment(level: str, cpu_level: str | None = None) -> dict[str, str]:
+    """The environment variables that make this process's children run as on a CPU of x86-64 ``level``: the
+    fused kernels built for it (``GEOAE_MARCH``) and torch's own libraries limited to it
+    (``TORCH_LEVEL_VARIABLES``). ``cpu_level``: this CPU's level (default: ``cpu_description()``'s). Raises
+    ValueError naming ``level`` if it is not one of ``LEVELS`` or this CPU cannot run it."""
+    from .training.rundir import cpu_description
+
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    have = cpu_level if cpu_level is not None else cpu_description()["isa"].split()[0]
+    rank = _LEVEL_ORDER.index(have) if have in _LEVEL_ORDER else -1
+    if rank < _LEVEL_ORDER.index(level):
+        runnable = [lv for lv in LEVELS if _LEVEL_ORDER.index(lv) <= rank]
+        raise ValueError(f"level {level} needs a CPU that runs it; this one is {have} ("
+                         + (f"choose {' or '.join(runnable)})" if runnable else "no level here can be emulated)"))
+    return {"GEOAE_MARCH": level, **LEVELS[level]}
+
+
+def torch_limits() -> dict:
+    """What torch's own CPU code runs with here: ATen's capability (``get_cpu_capability``, which reads
+    ATEN_CPU_CAPABILITY at its first use) and the limits of ``TORCH_LEVEL_VARIABLES`` in this environment (None
+    where unset: the CPU's best)."""
+    import torch
+
+    return {"aten_capability": torch.backends.cpu.get_cpu_capability(),
+            **{name: os.environ.get(name) for name in TORCH_LEVEL_VARIABLES}}
 
 
 def settings_in_force() -> list[dict]:

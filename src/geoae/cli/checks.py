@@ -416,6 +416,17 @@ def check_bench(args):
     if unknown:
         raise UsageError(f"--networks: each must be one of {', '.join(NETWORKS)} (comma-separated, '' for none), "
                          f"got {', '.join(map(repr, unknown))}")
+    if getattr(args, "level", "native") != "native":
+        from ..environment import level_environment
+
+        try:
+            level_environment(args.level)
+        except ValueError as err:
+            raise UsageError(f"--{err}") from None
+        march = os.environ.get("GEOAE_MARCH")
+        if march not in (None, "", args.level):
+            raise UsageError(f"--level {args.level} builds the kernels for {args.level}, but GEOAE_MARCH={march} "
+                             "asks for another build: unset GEOAE_MARCH or give the same level")
 
 
 def check_info(args):

@@ -191,7 +191,21 @@ def run_explore(args, text: str) -> int:
 def run_bench(args, _) -> int:
     from ..bench import main as bench_main
 
-    return bench_main(args)
+    if getattr(args, "level", "native") == "native":
+        return bench_main(args)
+    import subprocess
+    import sys
+
+    from ..environment import level_environment
+
+    # torch's libraries read their limits once, at their first use: a fresh process starts with them set
+    options = ["--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats),
+               "--sweep", str(args.sweep), "--sweep-steps", str(args.sweep_steps), "--sweep-repeats",
+               str(args.sweep_repeats), "--size", str(args.size), "--networks", args.networks]
+    options += ["--threads", str(args.threads)] if args.threads is not None else []
+    options += ["--no-bias"] * args.no_bias + ["--json"] * args.json
+    env = os.environ | level_environment(args.level)
+    return subprocess.run([sys.executable, "-m", "geoae", "bench", *options], env=env, check=False).returncode
 
 
 def run_info(args, _) -> int:
