@@ -32,8 +32,9 @@ this CPU lacks) is refused, named, and not cached. Where nothing works,
 
 
 Modules: ``abi`` (the mirror of ``_fused.h``: struct, ABI version, error codes, signatures, ``supports``), ``build``
-(compiling, verifying, trying, tuning and loading the library: ``kernel()``), ``executor`` (``FusedAutoencoder``:
-``loss`` through autograd, ``step`` in one call).
+(compiling, verifying, trying, tuning and loading the library: ``kernel()``), ``stack`` (the encoder or decoder as
+C layer descriptors, and the kernel's gradient buffers handed back to the parameters), ``executor``
+(``FusedAutoencoder``: ``loss`` through autograd, ``step`` in one call).
 """
 
 from __future__ import annotations
