@@ -56,6 +56,14 @@ def kind(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, seed=0, data_seed=None, reg_weight=weight, iterations=1)
 
 
+def label(k: TrainConfig) -> str:
+    """A kind of run in a few words: network, image size, batch, regulariser, the features that cost."""
+    m = k.model
+    extras = (["coord"] if m.coord else []) + ([f"{m.encoder} encoder"] if m.encoder != "learned" else [])
+    return " ".join([m.arch, f"{m.size}", f"batch {k.batch_size}", k.regulariser, *extras,
+                     *([k.optimizer] if k.optimizer != "adam" else []), *([k.keep] if k.keep != "last" else [])])
+
+
 def step_seconds(config: TrainConfig, calibration: int, warmup: int = 5) -> float:
     """CPU seconds of one training step of ``config`` on one thread."""
     def cpu(iterations: int) -> float:
@@ -81,19 +89,28 @@ def main(argv=None) -> int:
     seconds = {name: c.iterations * cost[kind(c)] for name, c in unique.items()}
     rows = {key: {"runs": len(runs), "steps": sum(c.iterations for c in runs),
                   "core_s": round(sum(seconds[run_name(c)] for c in runs), 1)} for key, runs in per_job.items()}
+    by_kind: dict = {}
+    for name, c in unique.items():
+        row = by_kind.setdefault(kind(c), {"runs": 0, "steps": 0, "core_s": 0.0})
+        row["runs"], row["steps"] = row["runs"] + 1, row["steps"] + c.iterations
+        row["core_s"] += seconds[name]
+    kind_rows = [{"kind": label(k), "ms_per_step": round(1e3 * cost[k], 3), **r, "core_s": round(r["core_s"], 1)}
+                 for k, r in sorted(by_kind.items(), key=lambda kr: -kr[1]["core_s"])]
     core_s = sum(seconds.values())
     wall = max(core_s / args.cores, max(seconds.values()))
     out = {"profile": args.profile, "kinds": len(kinds), "unique_runs": len(unique),
            "steps": sum(c.iterations for c in unique.values()), "core_s": round(core_s, 1),
            "longest_run_s": round(max(seconds.values()), 1), "cores": args.cores, "wall_s_estimate": round(wall, 1),
-           "per_job": rows}
+           "per_job": rows, "per_kind": kind_rows}
     if args.measured is not None:
         found = [json.loads(m.read_text())["train_seconds"] for m in args.measured.glob("*/metrics.json")]
         out["measured"] = {"runs": len(found), "train_seconds": round(sum(found), 1)}
     print(json.dumps(out, indent=1))
     print(f"profile {args.profile}: {len(unique)} runs, {out['steps']:,} steps, {len(kinds)} kinds of run; "
           f"estimated {core_s:.0f} core-s of training = {wall / 60:.1f} min on {args.cores} cores (the longest run "
-          f"{out['longest_run_s']:.0f} s)"
+          f"{out['longest_run_s']:.0f} s); the costliest kinds:\n"
+          + "\n".join(f"  {r['core_s']:8.1f} core-s  {r['runs']:4d} runs  {r['ms_per_step']:7.3f} ms/step  {r['kind']}"
+                      for r in kind_rows[:12])
           + (f"; measured {out['measured']['train_seconds']:.0f} s over {out['measured']['runs']} runs"
              if "measured" in out else ""))
     return 0
