@@ -220,6 +220,19 @@ def test_info_prints_versions_cpu_kernels_and_settings(capsys, monkeypatch):
     assert "GEOAE_WORKERS=3  in force: 3" in text and f"torch {torch.__version__}" in text and "isa" in text
 
 
+def test_info_shows_the_limits_on_torchs_own_cpu_code(capsys, monkeypatch):
+    """``bench --level`` (and a user) limit ATen, MKL and oneDNN by environment variables: info shows those set."""
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["torch_limits"] == {"ATEN_CPU_CAPABILITY": None, "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                                    "DNNL_MAX_CPU_ISA": None}
+    assert main(["info"]) == 0
+    assert "MKL_ENABLE_INSTRUCTIONS=AVX2)" in capsys.readouterr().out
+
+
 def test_info_shows_a_bad_setting_instead_of_failing(capsys, monkeypatch):
     monkeypatch.setenv("GEOAE_BACKEND", "gpu")
     assert main(["info", "--json"]) == 0

@@ -174,6 +174,7 @@ def describe() -> dict:
         "cores_available": cores(),
         "isa": isa_flags(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_limits": {name: os.environ.get(name) for name in TORCH_LEVEL_VARIABLES},
         **kernel,
         "extras": extras_installed(),
         "settings": settings_in_force(),
@@ -200,7 +201,8 @@ def format_description(info: dict) -> str:
         f"platform {info['platform']}",
         f"cpu      {cpu['model']}, {cpu['isa']}, {info['cores_available']} cores available",
         f"isa      {' '.join(info['isa']) or 'none of ' + ', '.join(ISA_FLAGS)} "
-        f"(torch's CPU capability: {info['torch_cpu_capability']})",
+        f"(torch's CPU capability: {info['torch_cpu_capability']}"
+        + "".join(f", {k}={v}" for k, v in info.get("torch_limits", {}).items() if v) + ")",
         f"fused    {fused_line}",
         "extras   (optional: pip install 'geoae[NAME]')",
         *(f"  {e['extra']:<12} {_extra_state(e):<22} for {e['for']}" for e in info["extras"]),
