@@ -222,13 +222,13 @@ def test_info_prints_versions_cpu_kernels_and_settings(capsys, monkeypatch):
 
 def test_info_shows_the_limits_on_torchs_own_cpu_code(capsys, monkeypatch):
     """``bench --level`` (and a user) limit ATen, MKL and oneDNN by environment variables: info shows those set."""
-    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    for name in ("DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
     assert main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["torch_limits"] == {"ATEN_CPU_CAPABILITY": None, "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-                                    "DNNL_MAX_CPU_ISA": None}
+                                    "DNNL_MAX_CPU_ISA": None, "OPENBLAS_CORETYPE": None}
     assert main(["info"]) == 0
     assert "MKL_ENABLE_INSTRUCTIONS=AVX2)" in capsys.readouterr().out
 

@@ -32,14 +32,16 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...], str]] = {
 
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "neon", "asimd", "sve")
 
-# An x86-64 level as torch's own CPU libraries spell it: ATen's vectorised kernels, MKL (torch.mm) and oneDNN
-# (convolutions). Each library reads its variable once, at its first use, so the limit must be in the environment
-# before the process starts (``level_environment``). x86-64-v3 is AVX2 with FMA; x86-64-v4 adds AVX-512.
-TORCH_LEVEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA")
+# An x86-64 level as torch's own CPU libraries spell it: ATen's vectorised kernels, MKL (torch.mm in the x86 wheels)
+# and oneDNN (convolutions), and OpenBLAS (torch.mm in builds that use it, and NumPy's). Each library reads its
+# variable once, at its first use, so the limit must be in the environment before the process starts
+# (``level_environment``). x86-64-v3 is AVX2 with FMA; x86-64-v4 adds AVX-512.
+TORCH_LEVEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA", "OPENBLAS_CORETYPE")
 LEVELS: dict[str, dict[str, str]] = {
-    "x86-64-v3": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"},
+    "x86-64-v3": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2",
+                  "OPENBLAS_CORETYPE": "Haswell"},
     "x86-64-v4": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
-                  "DNNL_MAX_CPU_ISA": "AVX512_CORE"},
+                  "DNNL_MAX_CPU_ISA": "AVX512_CORE", "OPENBLAS_CORETYPE": "SkylakeX"},
 }
 _LEVEL_ORDER = ("x86-64-v2", "x86-64-v3", "x86-64-v4")
 
