@@ -10,7 +10,8 @@ import math
 import torch
 from torch import nn
 
-from .models import _check_input, _is_int, _is_power_of_two
+from .models import _check_input
+from .models.config import _is_int, _is_power_of_two
 
 __all__ = ["IntegratingEncoder", "PositionEncoder"]
 
