@@ -1115,7 +1115,7 @@ def test_settings_are_read_or_refused_naming_the_variable(drawn):
 def rewrite_header(path: Path, change, *, planted: bool = False) -> None:
     """Rewrite the metadata of a safetensors file (``change(metadata)`` edits it in place); ``planted``: with a
     checksum recomputed over the changed header, as a tamperer who knows the envelope would."""
-    from geoae.training.rundir import CHECKSUM_KEY, _checksum
+    from geoae.training.files import CHECKSUM_KEY, _checksum
 
     blob = path.read_bytes()
     n = int.from_bytes(blob[:8], "little")
@@ -1213,7 +1213,7 @@ def test_a_model_file_without_its_envelope_is_refused_by_explore_and_load_run(ta
 
 def test_a_model_file_of_an_earlier_geoae_is_still_read(finished_run, tmp_path):
     """Files written before the envelope carry a checksum of their tensors only (``sha256``): still read."""
-    from geoae.training.rundir import _checksum
+    from geoae.training.files import _checksum
 
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
