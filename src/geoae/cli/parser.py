@@ -278,8 +278,8 @@ def get_parser() -> argparse.ArgumentParser:
                     "(the released recipe's) and paper1d (the 1-D Dirac network); '' for none")
     be.add_argument("--level", choices=("native", "x86-64-v3", "x86-64-v4"), default="native",
                     help="measure as on a CPU of this x86-64 level: the fused kernels built for it (GEOAE_MARCH) "
-                    "and torch's own code (ATen, MKL's torch.mm, oneDNN's convolutions) limited to it, in a child "
-                    "process; native (the default): everything at this CPU's best")
+                    "and torch's own code (ATen, MKL's or OpenBLAS's torch.mm, oneDNN's convolutions) limited to "
+                    "it, in a child process; native (the default): everything at this CPU's best")
     be.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     info = sub.add_parser("info", help="versions, CPU, fused-kernel availability, the optional extras installed "
