@@ -113,3 +113,20 @@ def test_a_level_and_another_geoae_march_are_refused_before_any_work(monkeypatch
     monkeypatch.setenv("GEOAE_MARCH", "native")
     assert main(["bench", "--level", "x86-64-v3"]) == 2
     assert "--level x86-64-v3 builds the kernels for x86-64-v3, but GEOAE_MARCH=native" in capsys.readouterr().err
+
+
+def test_the_level_child_gets_every_other_option_of_the_command():
+    """``--level`` reruns ``geoae bench`` in a child: its command line, parsed again, is the same command but for
+    ``--level`` (native there), ``--quiet`` and the flags included, whatever options the bench parser has."""
+    from geoae.cli.commands import bench_child_argv
+    from geoae.cli.parser import get_parser
+
+    argv = ["bench", "--batch-size", "16", "--threads", "1", "--no-bias", "--steps", "7", "--repeats", "2",
+            "--sweep", "0", "--sweep-steps", "9", "--sweep-repeats", "3", "--size", "32", "--networks", "",
+            "--level", "x86-64-v3", "--json", "--quiet"]
+    args = get_parser().parse_args(argv)
+    again = get_parser().parse_args(bench_child_argv(args))
+    assert again.level == "native"
+    assert {**vars(again), "level": args.level} == vars(args)
+    plain = get_parser().parse_args(bench_child_argv(get_parser().parse_args(["bench", "--level", "x86-64-v3"])))
+    assert not plain.quiet and not plain.json and plain.threads is None

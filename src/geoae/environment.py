@@ -51,7 +51,7 @@ def level_environment(level: str, cpu_level: str | None = None) -> dict[str, str
     fused kernels built for it (``GEOAE_MARCH``) and torch's own libraries limited to it
     (``TORCH_LEVEL_VARIABLES``). ``cpu_level``: this CPU's level (default: ``cpu_description()``'s). Raises
     ValueError naming ``level`` if it is not one of ``LEVELS`` or this CPU cannot run it."""
-    from .training.rundir import cpu_description
+    from .training.provenance import cpu_description
 
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
@@ -164,6 +164,7 @@ def describe() -> dict:
                   "fused_kernel": fused.kernel_info()}
     except SettingsError as err:  # a bad GEOAE_* value: shown, not raised (settings_in_force names it too)
         kernel = {"fused_available": False, "fused_unavailable_reason": str(err), "fused_kernel": {}}
+    limits = torch_limits()
     return {
         "geoae": __version__,
         "geoae_path": str(Path(__file__).resolve().parent),
@@ -175,8 +176,8 @@ def describe() -> dict:
         "cpu": cpu_description(),
         "cores_available": cores(),
         "isa": isa_flags(),
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_limits": {name: os.environ.get(name) for name in TORCH_LEVEL_VARIABLES},
+        "torch_cpu_capability": limits.pop("aten_capability"),
+        "torch_limits": limits,
         **kernel,
         "extras": extras_installed(),
         "settings": settings_in_force(),
@@ -204,7 +205,7 @@ def format_description(info: dict) -> str:
         f"cpu      {cpu['model']}, {cpu['isa']}, {info['cores_available']} cores available",
         f"isa      {' '.join(info['isa']) or 'none of ' + ', '.join(ISA_FLAGS)} "
         f"(torch's CPU capability: {info['torch_cpu_capability']}"
-        + "".join(f", {k}={v}" for k, v in info.get("torch_limits", {}).items() if v) + ")",
+        + "".join(f", {k}={v}" for k, v in info["torch_limits"].items() if v) + ")",
         f"fused    {fused_line}",
         "extras   (optional: pip install 'geoae[NAME]')",
         *(f"  {e['extra']:<12} {_extra_state(e):<22} for {e['for']}" for e in info["extras"]),

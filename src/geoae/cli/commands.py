@@ -199,13 +199,28 @@ def run_bench(args, _) -> int:
     from ..environment import level_environment
 
     # torch's libraries read their limits once, at their first use: a fresh process starts with them set
-    options = ["--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats),
-               "--sweep", str(args.sweep), "--sweep-steps", str(args.sweep_steps), "--sweep-repeats",
-               str(args.sweep_repeats), "--size", str(args.size), "--networks", args.networks]
-    options += ["--threads", str(args.threads)] if args.threads is not None else []
-    options += ["--no-bias"] * args.no_bias + ["--json"] * args.json
     env = os.environ | level_environment(args.level)
-    return subprocess.run([sys.executable, "-m", "geoae", "bench", *options], env=env, check=False).returncode
+    return subprocess.run([sys.executable, "-m", "geoae", *bench_child_argv(args)], env=env, check=False).returncode
+
+
+def bench_child_argv(args) -> list[str]:
+    """The ``geoae bench`` command line that gives ``args`` again but ``--level`` (native), read off the bench
+    parser's own options, so that every option (``--quiet`` included) reaches the child."""
+    import argparse
+
+    from .parser import _subparsers, get_parser
+
+    parser = next(p for p in _subparsers(get_parser()) if p.prog.split()[-1] == "bench")
+    argv = ["bench"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "level"):
+            continue
+        option, value = max(action.option_strings, key=len), getattr(args, action.dest, None)
+        if isinstance(action, argparse._StoreTrueAction):
+            argv += [option] * bool(value)
+        elif value is not None:
+            argv += [option, str(value)]
+    return argv
 
 
 def run_info(args, _) -> int:
